@@ -1,0 +1,123 @@
+"""The device-driver framework: drivers chosen when the kernel is built.
+
+A driver is named by `/dev/NAME`. The kernel calls `init` once at boot, `open`
+for each open, `control` for `driver_control(fd, op, arg)` with the caller's
+identity (for the driver's own permission checks), and `release` when the last
+descriptor of an open file goes away, process death included. Drivers reach the
+kernel only through `DriverServices`: kernel memory, a low-memory page, the
+kernel's page directory, and copies to and from the caller's memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..hw import Op, PhysicalMemory, ReadMem, WriteMem
+from . import abi
+from .file import File
+
+if TYPE_CHECKING:
+    from .kernel import BootKernel
+
+Gen = Generator[Op, Any, Any]
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling a driver: process id, thread id, and the process's page directory (CR3)."""
+
+    pid: int
+    tid: int
+    cr3: int
+
+
+class Driver:
+    """Base class of drivers; override what the device supports."""
+
+    name = ""
+
+    def init(self, services: DriverServices) -> Gen:
+        """Called once at boot on the bootstrap processor, in kernel mode."""
+        return
+        yield
+
+    def open(self, caller: Caller) -> Gen:
+        """Return 0 to allow the open, or -errno."""
+        return 0
+        yield
+
+    def control(self, caller: Caller, op: int, arg: int) -> Gen:
+        """Perform operation `op`; return a non-negative result or -errno."""
+        return -abi.ENOSYS
+        yield
+
+    def release(self, opener: Caller) -> Gen:
+        """The last descriptor of a file `opener` opened is closed (also when its process dies)."""
+        return
+        yield
+
+
+class DeviceFile(File):
+    kind = "device"
+
+    def __init__(self, driver: Driver, opener: Caller) -> None:
+        super().__init__(readable=False, writable=False)
+        self.driver = driver
+        self.opener = opener
+
+    def close(self, k: BootKernel) -> Gen:
+        yield from self.driver.release(self.opener)
+
+
+class DriverServices:
+    """What the bootstrap kernel exports to drivers (its "module API")."""
+
+    def __init__(self, kernel: BootKernel) -> None:
+        self._k = kernel
+
+    @property
+    def memory(self) -> PhysicalMemory:
+        """Physical memory, as the kernel's direct map sees it."""
+        return self._k.machine.memory
+
+    @property
+    def kernel_cr3(self) -> int:
+        """The kernel's page directory, which maps no user memory."""
+        return self._k.kernel_cr3
+
+    @property
+    def cpu_count(self) -> int:
+        """Processors listed in the firmware's MP table (the kernel itself uses only the first)."""
+        return len(self._k.machine.cpus)
+
+    def kmalloc(self, size: int) -> int:
+        """Physical address of `size` bytes of zeroed kernel memory."""
+        return self._k.heap.kmalloc(size)
+
+    def kfree(self, addr: int) -> None:
+        self._k.heap.kfree(addr)
+
+    def alloc_low_page(self) -> int:
+        """A zeroed page below 1 MiB (its page number), e.g. for an AP start-up trampoline."""
+        return self._k.frames.alloc_low()
+
+    def free_low_page(self, page: int) -> None:
+        self._k.frames.release(page)
+
+    def copy_from_user(self, vaddr: int, n: int) -> Gen:
+        """Bytes from the calling process's memory (in a control call); EFAULT on a bad address."""
+        self._k.check_user_range(vaddr, n)
+        return (yield ReadMem(vaddr, n))
+
+    def copy_to_user(self, vaddr: int, data: bytes) -> Gen:
+        self._k.check_user_range(vaddr, len(data))
+        yield WriteMem(vaddr, data)
+
+    def current(self) -> Caller:
+        """The caller of the running system call."""
+        return self._k.caller()
+
+    def log(self, text: str) -> None:
+        self._k.machine.log(text)

@@ -1,0 +1,145 @@
+"""File system calls: open, read, write, close, pipe, driver_control."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any
+
+from ..hw import PAGE_SIZE, Compute, Op, ReadMem, Store
+from . import abi, costs
+from .driver import DeviceFile
+from .file import InodeFile, close_file
+from .fs import FileSystemError
+from .pipe import Pipe, PipeEnd
+
+if TYPE_CHECKING:
+    from .kernel import BootKernel
+
+Gen = Generator[Op, Any, Any]
+
+
+def fetch_path(k: BootKernel, addr: int) -> Gen:
+    """Copy a NUL-terminated path in, a page piece at a time; None if it is too long or not text."""
+    out = b""
+    while len(out) < abi.PATH_MAX:
+        a = addr + len(out)
+        k.check_user_range(a, 1)
+        chunk = yield ReadMem(a, min(64, PAGE_SIZE - (a & 0xFFF), abi.PATH_MAX - len(out)))
+        nul = chunk.find(b"\0")
+        if nul >= 0:
+            try:
+                return (out + chunk[:nul]).decode()
+            except UnicodeDecodeError:
+                return None
+        out += chunk
+    return None
+
+
+def sys_open(k: BootKernel, path_ptr: int, flags: int) -> Gen:
+    yield Compute(costs.OPEN)
+    path = yield from fetch_path(k, path_ptr)
+    if path is None:
+        return -abi.ENAMETOOLONG
+    if not path.startswith("/"):
+        return -abi.ENOENT
+    p = k.sched.current.proc
+    cloexec = bool(flags & abi.O_CLOEXEC)
+    if path.startswith("/dev/"):
+        driver = k.drivers.get(path[5:])
+        if driver is None:
+            return -abi.ENOENT
+        caller = k.caller()
+        r = yield from driver.open(caller)
+        if r < 0:
+            return r
+        f = DeviceFile(driver, caller)
+        fd = p.files.install(f, cloexec)
+        if fd < 0:
+            yield from close_file(k, f)
+        return fd
+    mode = flags & abi.O_ACCMODE
+    if mode == 3:
+        return -abi.EINVAL
+    fs = k.fs
+    try:
+        if fs.is_dir(path):
+            return -abi.EISDIR
+        node = fs.lookup(path)
+        if node is not None and flags & abi.O_CREAT and flags & abi.O_EXCL:
+            return -abi.EEXIST
+        if node is None:
+            if not flags & abi.O_CREAT:
+                return -abi.ENOENT
+            node = fs.create(path)
+    except FileSystemError:
+        return -abi.ENOENT
+    writable = mode in (abi.O_WRONLY, abi.O_RDWR)
+    if writable and flags & abi.O_TRUNC:
+        node.data.clear()
+    fd = p.files.install(InodeFile(node, mode != abi.O_WRONLY, writable, bool(flags & abi.O_APPEND)), cloexec)
+    return fd
+
+
+def _rw(k: BootKernel, fd: int, buf: int, n: int, write: bool) -> Gen:
+    yield Compute(costs.FD_LOOKUP)
+    f = k.sched.current.proc.files.get(fd)
+    if f is None or not (f.writable if write else f.readable):
+        return -abi.EBADF
+    if n < 0:
+        return -abi.EINVAL
+    k.check_user_range(buf, n)
+    yield Compute(costs.FILE_RW)
+    if write:
+        return (yield from f.write(k, buf, n))
+    return (yield from f.read(k, buf, n))
+
+
+def sys_read(k: BootKernel, fd: int, buf: int, n: int) -> Gen:
+    return (yield from _rw(k, fd, buf, n, False))
+
+
+def sys_write(k: BootKernel, fd: int, buf: int, n: int) -> Gen:
+    return (yield from _rw(k, fd, buf, n, True))
+
+
+def sys_close(k: BootKernel, fd: int) -> Gen:
+    yield Compute(costs.FD_LOOKUP)
+    f = k.sched.current.proc.files.remove(fd)
+    if f is None:
+        return -abi.EBADF
+    yield from close_file(k, f)
+    return 0
+
+
+def sys_pipe(k: BootKernel, fds_ptr: int) -> Gen:
+    yield Compute(costs.PIPE_CREATE)
+    k.check_user_range(fds_ptr, 8)
+    files = k.sched.current.proc.files
+    pipe = Pipe()
+    r, w = PipeEnd(pipe, False), PipeEnd(pipe, True)
+    rfd = files.install(r)
+    wfd = files.install(w) if rfd >= 0 else -abi.EMFILE
+    if wfd < 0:
+        for fd in (rfd,) if rfd >= 0 else ():
+            files.remove(fd)
+        return -abi.EMFILE
+    try:
+        yield Store(fds_ptr, rfd)
+        yield Store(fds_ptr + 4, wfd)
+    except Exception:
+        for fd in (rfd, wfd):
+            yield from close_file(k, files.remove(fd))
+        raise
+    return 0
+
+
+def sys_driver_control(k: BootKernel, fd: int, op: int, arg: int) -> Gen:
+    yield Compute(costs.FD_LOOKUP)
+    f = k.sched.current.proc.files.get(fd)
+    if f is None:
+        return -abi.EBADF
+    if not isinstance(f, DeviceFile):
+        return -abi.ENOTTY
+    yield Compute(costs.DRIVER_CONTROL)
+    result = yield from f.driver.control(k.caller(), op, arg)
+    return result

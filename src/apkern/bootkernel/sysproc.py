@@ -1,0 +1,158 @@
+"""Process, thread, signal, memory and clock system calls."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any
+
+from ..hw import PAGE_SHIFT, Compute, InvalidatePage, Op, ReadMem, Store
+from . import abi, costs
+from .proc import ALIVE, EXITED, ZOMBIE
+from .vm import page_round_up
+
+if TYPE_CHECKING:
+    from .kernel import BootKernel
+
+Gen = Generator[Op, Any, Any]
+MAX_SPAWN_BLOCK = 16 * 1024
+MAX_SPIN = 1 << 30
+
+
+def sys_exit(k: BootKernel, status: int) -> Gen:
+    yield from k.exit_process(k.sched.current, status & 0xFF)
+
+
+def sys_getpid(k: BootKernel) -> Gen:
+    yield Compute(costs.SYS_TRIVIAL)
+    return k.sched.current.proc.pid
+
+
+def sys_gettid(k: BootKernel) -> Gen:
+    yield Compute(costs.SYS_GETTID)
+    return k.sched.current.tid
+
+
+def sys_yield(k: BootKernel) -> Gen:
+    yield Compute(costs.SYS_TRIVIAL)
+    yield from k.sched.yield_()
+    return 0
+
+
+def sys_spin(k: BootKernel, n: int) -> Gen:
+    if not 0 <= n <= MAX_SPIN:
+        return -abi.EINVAL
+    if n:
+        yield Compute(n)
+    return 0
+
+
+def sys_sleep(k: BootKernel, n: int) -> Gen:
+    if n < 0:
+        return -abi.EINVAL
+    t = k.sched.current
+    if (yield from k.sched.sleep(("sleep", t), interruptible=True, until=k.machine.now + n)):
+        return -abi.EINTR
+    return 0
+
+
+def sys_spawn(k: BootKernel, entry: int, block: int, length: int) -> Gen:
+    if not 0 <= length <= MAX_SPAWN_BLOCK:
+        return -abi.EINVAL
+    k.check_user_range(block, length)
+    data = (yield ReadMem(block, length)) if length else b""
+    yield Compute(costs.SPAWN)
+    parent = k.sched.current.proc
+    child = k.create_process(entry, data, parent.name, parent=parent)
+    return child.pid
+
+
+def sys_waitpid(k: BootKernel, pid: int, status_ptr: int) -> Gen:
+    p = k.sched.current.proc
+    k.check_user_range(status_ptr, 4)
+    while True:
+        yield Compute(costs.WAIT)
+        kids = [c for c in p.children if pid in (-1, c.pid)]
+        if not kids:
+            return -abi.ECHILD
+        done = next((c for c in kids if c.state == EXITED), None)
+        if done is not None:
+            yield Store(status_ptr, done.exit_status)
+            k.reap(done)
+            return done.pid
+        if (yield from k.sched.sleep(("wait", p), interruptible=True)):
+            return -abi.EINTR
+
+
+def sys_kill(k: BootKernel, pid: int, sig: int) -> Gen:
+    yield Compute(costs.SYS_KILL)
+    if not 0 <= sig < abi.NSIG:
+        return -abi.EINVAL
+    target = k.procs.get(pid)
+    if target is None or target.state != ALIVE:
+        return -abi.ESRCH
+    k.signals.send(target, sig)
+    return 0
+
+
+def sys_sigaction(k: BootKernel, sig: int, handler: int) -> Gen:
+    yield Compute(costs.SYS_SIGACTION)
+    if not 0 < sig < abi.NSIG or sig == abi.SIGKILL:
+        return -abi.EINVAL
+    p = k.sched.current.proc
+    old = p.disposition(sig)
+    p.handlers[sig] = handler
+    if handler == abi.SIG_IGN:
+        p.pending = [s for s in p.pending if s != sig]
+    return old
+
+
+def sys_thread_create(k: BootKernel, entry: int, arg0: int, arg1: int) -> Gen:
+    yield Compute(costs.THREAD_CREATE)
+    t = k.create_thread(k.sched.current.proc, entry, (arg0, arg1))
+    return -abi.EAGAIN if t is None else t.tid
+
+
+def sys_thread_join(k: BootKernel, tid: int, retval_ptr: int) -> Gen:
+    me = k.sched.current
+    k.check_user_range(retval_ptr, 4)
+    target = next((t for t in me.proc.threads if t.tid == tid), None)
+    if target is None or target.state == "dead":
+        return -abi.ESRCH
+    if target is me:
+        return -abi.EINVAL
+    while target.state != ZOMBIE:
+        if (yield from k.sched.sleep(("join", target), interruptible=True)):
+            return -abi.EINTR
+    yield Store(retval_ptr, target.retval)
+    target.state = "dead"
+    return 0
+
+
+def sys_thread_exit(k: BootKernel, value: int) -> Gen:
+    t = k.sched.current
+    if len(t.proc.live_threads) == 1:
+        yield from k.exit_process(t, 0)
+    yield Compute(costs.EXIT // 4)
+    t.retval = value
+    t.state = ZOMBIE
+    k.sched.wakeup(("join", t))
+    yield from k.sched.schedule()
+
+
+def sys_mmap(k: BootKernel, length: int) -> Gen:
+    yield Compute(costs.MAP_REGION)
+    if not 0 < length <= 1 << 28:
+        return -abi.EINVAL
+    addr = k.sched.current.proc.aspace.mmap(length)
+    return -abi.ENOMEM if addr is None else addr
+
+
+def sys_munmap(k: BootKernel, addr: int, length: int) -> Gen:
+    aspace = k.sched.current.proc.aspace
+    r = aspace.find(addr)
+    if r is None or r.kind != "mmap" or r.start != addr or r.end != addr + page_round_up(length):
+        return -abi.EINVAL
+    for vpn in aspace.remove_region(r):
+        yield Compute(costs.UNMAP_PAGE)
+        yield InvalidatePage(vpn << PAGE_SHIFT)
+    return 0

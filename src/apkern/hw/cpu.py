@@ -1,0 +1,392 @@
+"""A processor: executes the ops that code yields, one instruction per tick.
+
+Code is a stack of frames (generators) in a context. The top frame runs. A trap,
+fault or interrupt pushes a kernel frame from this CPU's own vector table; when
+that frame returns, a trap's value goes to the frame that trapped, a fault's
+faulting op is retried (or a `Fixup` throws into it), an interrupt's value is
+dropped. Interrupts are taken only at an op boundary of a frame that has them
+enabled (user code, idle loops) or by `Halt`; a `Compute` in progress is split
+and its remainder kept. States: held in reset, waiting for SIPI, running, shut down.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import simpy
+
+from .memory import PAGE_SHIFT, PAGE_SIZE
+from .mmu import MMU
+from .ops import Compute, Op
+from .code import CODE_PAGE_MAGIC
+from .traps import GP, TIMER, UD, Fault, Fixup
+
+if TYPE_CHECKING:
+    from .machine import Machine
+
+RESET = "reset"  # held in reset: ignores everything but INIT
+WAIT_SIPI = "wait-for-sipi"  # after INIT: a SIPI starts it at a trampoline page
+RUNNING = "running"
+SHUTDOWN = "shutdown"  # triple fault: stopped for good
+
+Handler = Callable[["CPU", Any], Generator[Op, Any, Any]]
+
+
+class MachineError(RuntimeError):
+    """The machine reached a state no correct kernel can produce (a kernel bug)."""
+
+
+@dataclass(frozen=True)
+class Gate:
+    """An entry of a vector table: handler, whether user code may `int` to it, and its kind."""
+
+    handler: Handler
+    user: bool = False
+    kind: str = "irq"  # "trap" (value returned to caller), "fault" (retry), "irq"
+
+
+class IVT(dict[int, Gate]):
+    """An interrupt vector table: vector -> `Gate`. Each CPU loads its own (`SetIVT`)."""
+
+
+class Frame:
+    """One generator on a context's stack, with its privilege and resume state."""
+
+    __slots__ = ("gen", "user", "kind", "caller", "send", "throw", "retry", "remaining", "intr", "acct")
+
+    def __init__(
+        self,
+        gen: Generator[Op, Any, Any],
+        user: bool,
+        kind: str = "base",
+        caller: Frame | None = None,
+        intr: bool | None = None,
+        acct: str | None = None,
+    ) -> None:
+        self.gen = gen
+        self.user = user
+        self.kind = kind
+        self.caller = caller
+        self.send: Any = None
+        self.throw: BaseException | None = None
+        self.retry: Op | None = None
+        self.remaining = 0
+        self.intr = user if intr is None else intr
+        self.acct = acct or ("user" if user else "kernel")
+
+
+class Context:
+    """An execution context (a thread's register state and stacks): the frames, top last."""
+
+    __slots__ = ("frames", "name", "owner", "cpu", "tls")
+
+    def __init__(self, frames: list[Frame], name: str = "", owner: Any = None, tls: int = 0) -> None:
+        self.frames = frames
+        self.name = name
+        self.owner = owner
+        self.cpu: CPU | None = None
+        self.tls = tls  # the thread-pointer register (the %gs base of IA-32 TLS)
+
+    def __repr__(self) -> str:
+        return f"<Context {self.name} depth={len(self.frames)}>"
+
+
+class CPU:
+    """One processor of the machine. CPU 0 is the bootstrap processor."""
+
+    def __init__(self, machine: Machine, cid: int) -> None:
+        from .timer import LocalTimer
+
+        self.machine = machine
+        self.env: simpy.Environment = machine.env
+        self.id = cid
+        self.mmu = MMU(machine.memory)
+        self.timer = LocalTimer(self)
+        self.ivt: IVT | None = None
+        self.state = RESET
+        self.ctx: Context | None = None
+        self.pending: deque[tuple[int, Any]] = deque()
+        self.halt_requested = False
+        self.shutdown_reason = ""
+        self.acct: dict[str, int] = {"user": 0, "kernel": 0, "idle": 0}
+        self._halted = 0  # ticks spent halted in halts that have ended
+        self._halt_start = 0
+        self.interrupts = 0
+        self._wake: simpy.Event | None = None
+        self._computing = False
+        self.proc = self.env.process(self._run())
+
+    @property
+    def halted(self) -> int:
+        """Ticks spent halted, including a halt still in progress."""
+        if self._wake is not None and self.halt_requested:
+            return self._halted + int(self.env.now - self._halt_start)
+        return self._halted
+
+    # --- power-on and start-up ------------------------------------------------
+
+    def power_on(self, ctx: Context) -> None:
+        """Start the bootstrap processor in `ctx` (the BIOS hands it to the kernel)."""
+        self.state = RUNNING
+        self.switch_to(ctx)
+        self._kick()
+
+    def init_ipi(self) -> None:
+        if self.state in (RESET, WAIT_SIPI, RUNNING) and self.id != 0:
+            if self.ctx is not None:
+                self.ctx.cpu = None
+            self.ctx = None
+            self.pending.clear()
+            self.halt_requested = False
+            self.mmu.paging = False
+            self.mmu.tlb.flush()
+            self.ivt = None
+            self.timer.program(0)
+            self.state = WAIT_SIPI
+
+    def startup_ipi(self, page: int) -> None:
+        """SIPI: start executing the code page at physical page `page` (< 1 MiB), in real mode."""
+        if self.state != WAIT_SIPI:
+            return  # a SIPI without a preceding INIT is ignored
+        mem = self.machine.memory
+        base = page << PAGE_SHIFT
+        func = None
+        if mem.read_u32(base) == CODE_PAGE_MAGIC:
+            func = self.machine.code.resolve(mem.read_u32(base + 4))
+        if func is None:
+            self._shutdown(f"SIPI to page {page:#x}: no start-up code there")
+            return
+        self.state = RUNNING
+        self.switch_to(Context([Frame(func(self), user=False, acct="kernel")], name=f"ap{self.id}-startup"))
+        self._kick()
+
+    def _shutdown(self, reason: str) -> None:
+        self.state = SHUTDOWN
+        self.shutdown_reason = reason
+        if self.ctx is not None:
+            self.ctx.cpu = None
+        self.ctx = None
+        self.machine.log(f"cpu{self.id}: shutdown: {reason}")
+
+    # --- interrupts -------------------------------------------------------------
+
+    def raise_irq(self, vector: int, info: Any = None) -> None:
+        """Make interrupt `vector` pending; it is taken at this CPU's next op boundary."""
+        if self.state != RUNNING:
+            return
+        if vector == TIMER and any(v == vector for v, _ in self.pending):
+            return  # the APIC has one request bit per vector
+        self.pending.append((vector, info))
+        self._kick()
+
+    def _kick(self) -> None:
+        if self._wake is not None and not self._wake.triggered:
+            self._wake.succeed()
+        elif self._computing:
+            self._computing = False
+            self.proc.interrupt()
+
+    def _gate(self, vector: int) -> Gate | None:
+        return None if self.ivt is None else self.ivt.get(vector)
+
+    def _deliver(self, vector: int, info: Any) -> None:
+        self.halt_requested = False
+        gate = self._gate(vector)
+        if gate is None:
+            self._shutdown(f"interrupt {vector:#x} with no handler")
+            return
+        self.interrupts += 1
+        self.ctx.frames.append(Frame(gate.handler(self, info), user=False, kind="irq", acct="kernel"))
+
+    def software_interrupt(self, op: Any, frame: Frame) -> None:
+        gate = self._gate(op.vector)
+        if gate is None or (frame.user and not gate.user):
+            raise Fault(GP, op.vector << 3, 0, f"int {op.vector:#x} not allowed")
+        self.ctx.frames.append(Frame(gate.handler(self, op.args), user=False, kind="trap", caller=frame))
+
+    def call(self, gen: Generator[Op, Any, Any], frame: Frame) -> None:
+        self.ctx.frames.append(Frame(gen, user=frame.user, kind="call", caller=frame, intr=frame.intr, acct=frame.acct))
+
+    def _fault(self, frame: Frame, op: Op, flt: Fault) -> None:
+        gate = self._gate(flt.vector)
+        if gate is None:
+            self._shutdown(f"unhandled {flt!r}")
+            return
+        frame.retry = op
+        flt.from_user = frame.user
+        self.ctx.frames.append(Frame(gate.handler(self, flt), user=False, kind="fault", caller=frame))
+
+    # --- context switching --------------------------------------------------------
+
+    def switch_to(self, ctx: Context) -> None:
+        old = self.ctx
+        if old is ctx:
+            return
+        if ctx.cpu is not None:
+            raise MachineError(f"cpu{self.id}: {ctx!r} is already running on cpu{ctx.cpu.id}")
+        if not ctx.frames:
+            raise MachineError(f"cpu{self.id}: switch to empty {ctx!r}")
+        if old is not None:
+            old.cpu = None
+        ctx.cpu = self
+        self.ctx = ctx
+        tracer = self.machine.tracer
+        if tracer is not None:
+            tracer.switch(self, old, ctx)
+
+    def push_user_frame(self, gen: Generator[Op, Any, Any], kind: str) -> None:
+        frames = self.ctx.frames
+        frames.insert(len(frames) - 1, Frame(gen, user=True, kind=kind))
+
+    # --- memory access through the MMU -------------------------------------------------
+
+    def translate(self, vaddr: int, write: bool, user: bool) -> int:
+        return self.mmu.translate(vaddr & 0xFFFFFFFF, write, user)
+
+    def read_u32(self, vaddr: int, user: bool) -> int:
+        if vaddr & 3 and (vaddr & 0xFFF) > PAGE_SIZE - 4:
+            return int.from_bytes(self.read_bytes(vaddr, 4, user), "little")
+        return self.machine.memory.read_u32(self.mmu.translate(vaddr, False, user))
+
+    def write_u32(self, vaddr: int, value: int, user: bool) -> None:
+        if vaddr & 3 and (vaddr & 0xFFF) > PAGE_SIZE - 4:
+            self.write_bytes(vaddr, (value & 0xFFFFFFFF).to_bytes(4, "little"), user)
+            return
+        self.machine.memory.write_u32(self.mmu.translate(vaddr, True, user), value)
+
+    def _pieces(self, vaddr: int, n: int, write: bool, user: bool) -> list[tuple[int, int]]:
+        out = []
+        while n > 0:
+            chunk = min(n, PAGE_SIZE - (vaddr & 0xFFF))
+            out.append((self.mmu.translate(vaddr, write, user), chunk))
+            vaddr += chunk
+            n -= chunk
+        return out
+
+    def read_bytes(self, vaddr: int, n: int, user: bool) -> bytes:
+        mem = self.machine.memory
+        return b"".join(mem.read(pa, c) for pa, c in self._pieces(vaddr, n, False, user))
+
+    def write_bytes(self, vaddr: int, data: bytes, user: bool) -> None:
+        mem = self.machine.memory
+        off = 0
+        for pa, c in self._pieces(vaddr, len(data), True, user):
+            mem.write(pa, data[off : off + c])
+            off += c
+
+    # --- the execution loop --------------------------------------------------------------
+
+    def _run(self) -> Generator[simpy.Event, Any, None]:
+        env = self.env
+        acct = self.acct
+        while True:
+            if self.state != RUNNING or self.halt_requested and not self.pending:
+                start = self._halt_start = env.now
+                self._wake = env.event()
+                yield self._wake
+                self._wake = None
+                if self.halt_requested:
+                    self._halted += env.now - start
+                continue
+            frames = self.ctx.frames
+            f = frames[-1]
+            if self.pending and (f.intr or self.halt_requested):
+                self._deliver(*self.pending.popleft())
+                continue
+            n = f.remaining
+            if n:
+                if f.intr:
+                    start = env.now
+                    self._computing = True
+                    try:
+                        yield env.timeout(n)
+                        done = n
+                    except simpy.Interrupt:
+                        done = env.now - start
+                    self._computing = False
+                else:
+                    yield env.timeout(n)
+                    done = n
+                f.remaining = n - done
+                acct[f.acct] += done
+                continue
+            op = f.retry
+            if op is not None:
+                f.retry = None
+            else:
+                try:
+                    if f.throw is not None:
+                        exc, f.throw = f.throw, None
+                        op = f.gen.throw(exc)
+                    else:
+                        v, f.send = f.send, None
+                        op = f.gen.send(v)
+                except StopIteration as stop:
+                    self._return(frames, f, stop.value)
+                    continue
+                except Exception as exc:
+                    if not f.user or self.machine.strict:
+                        raise
+                    # A program's own Python error is its crash: an invalid instruction.
+                    self.machine.log(f"cpu{self.id}: user code raised {exc!r}; raising #UD")
+                    f.gen = _dead()
+                    self._fault(f, _DEAD_OP, Fault(UD, 0, 0, repr(exc)))
+                    continue
+            if op.__class__ is Compute:
+                f.remaining = op.n
+                continue
+            try:
+                cost = op.run(self, f)
+            except Fault as flt:
+                self._fault(f, op, flt)
+                continue
+            except AttributeError:
+                if isinstance(op, Op):
+                    raise
+                raise MachineError(f"cpu{self.id}: code yielded {op!r}, which is not an operation") from None
+            if cost:
+                yield env.timeout(cost)
+                acct[f.acct] += cost
+
+    def _return(self, frames: list[Frame], f: Frame, value: Any) -> None:
+        frames.pop()
+        kind = f.kind
+        if kind == "trap" or kind == "call":
+            f.caller.send = value
+        elif kind == "fault":
+            if isinstance(value, Fixup):
+                f.caller.retry = None
+                f.caller.throw = value.exc
+        elif kind == "base" and not frames:
+            raise MachineError(f"cpu{self.id}: {self.ctx!r} returned from its last frame")
+
+
+def entry_frame(entry: int, *args: Any) -> Generator[Op, Any, Any]:
+    """A new thread's first frame: call `entry` with a null return address.
+
+    Code that returns from its entry point "returns to address 0": the fetch
+    there is a user page fault at 0, as on real hardware.
+    """
+    from .ops import Call, Load
+
+    yield Call(entry, *args)
+    while True:
+        yield Load(0)
+
+
+class _DeadOp(Op):
+    __slots__ = ()
+
+    def run(self, cpu: CPU, frame: Frame) -> int:
+        raise Fault(UD, 0, 0, "resumed a crashed program")
+
+
+_DEAD_OP = _DeadOp()
+
+
+def _dead() -> Generator[Op, Any, Any]:
+    while True:
+        yield _DEAD_OP

@@ -1,0 +1,56 @@
+"""Physical memory: real bytes, 4 KiB frames."""
+
+from __future__ import annotations
+
+PAGE_SIZE = 4096
+PAGE_SHIFT = 12
+LOW_MEMORY = 1 << 20  # the first MiB: where an AP's start-up trampoline must live
+
+
+class PhysicalMemory:
+    """Byte-addressed physical memory of `size` bytes (a multiple of the page size).
+
+    Words are 32-bit little-endian. Accesses outside memory raise `IndexError`:
+    the kernels never do that, and the MMU only produces addresses of real frames.
+    """
+
+    def __init__(self, size: int) -> None:
+        if size <= 0 or size % PAGE_SIZE:
+            raise ValueError(f"memory size must be a positive multiple of {PAGE_SIZE}")
+        self.size = size
+        self.data = bytearray(size)
+        self._words = memoryview(self.data).cast("I")
+
+    @property
+    def frames(self) -> int:
+        return self.size >> PAGE_SHIFT
+
+    def read_u32(self, paddr: int) -> int:
+        if paddr & 3:
+            return int.from_bytes(self.data[paddr : paddr + 4], "little")
+        return self._words[paddr >> 2]
+
+    def write_u32(self, paddr: int, value: int) -> None:
+        value &= 0xFFFFFFFF
+        if paddr & 3:
+            self.data[paddr : paddr + 4] = value.to_bytes(4, "little")
+        else:
+            self._words[paddr >> 2] = value
+
+    def read(self, paddr: int, n: int) -> bytes:
+        if paddr < 0 or paddr + n > self.size:
+            raise IndexError(f"physical read {paddr:#x}+{n} outside memory")
+        return bytes(self.data[paddr : paddr + n])
+
+    def write(self, paddr: int, data: bytes) -> None:
+        if paddr < 0 or paddr + len(data) > self.size:
+            raise IndexError(f"physical write {paddr:#x}+{len(data)} outside memory")
+        self.data[paddr : paddr + len(data)] = data
+
+    def zero_frame(self, pfn: int) -> None:
+        base = pfn << PAGE_SHIFT
+        self.data[base : base + PAGE_SIZE] = bytes(PAGE_SIZE)
+
+    def copy_frame(self, dst_pfn: int, src_pfn: int) -> None:
+        s, d = src_pfn << PAGE_SHIFT, dst_pfn << PAGE_SHIFT
+        self.data[d : d + PAGE_SIZE] = self.data[s : s + PAGE_SIZE]

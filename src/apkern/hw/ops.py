@@ -1,0 +1,394 @@
+"""The machine's operations: what code running on a CPU yields.
+
+Each op is one instruction (or one `rep`-prefixed string instruction) of the
+machine. `run(cpu, frame)` performs its effect at the current instant, puts the
+value the code receives in `frame.send`, and returns the instructions it costs.
+Privileged ops raise #GP from user mode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from typing import TYPE_CHECKING, Any
+
+from .memory import PAGE_SIZE
+from .traps import GP, UD, Fault
+
+if TYPE_CHECKING:
+    from .cpu import CPU, Context, Frame, IVT
+
+Program = Generator["Op", Any, Any]
+
+
+class Op:
+    """Base class of all operations."""
+
+    __slots__ = ()
+    privileged = False
+
+    def run(self, cpu: CPU, frame: Frame) -> int:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+def _priv(frame: Frame, what: str) -> None:
+    if frame.user:
+        raise Fault(GP, 0, 0, f"{what} in user mode")
+
+
+class Compute(Op):
+    """`n` instructions of plain work; an interrupt may split it (the CPU keeps the rest)."""
+
+    __slots__ = ("n",)
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def run(self, cpu: CPU, frame: Frame) -> int:
+        return self.n
+
+
+class Load(Op):
+    """Read the 32-bit word at a virtual address."""
+
+    __slots__ = ("vaddr",)
+
+    def __init__(self, vaddr: int) -> None:
+        self.vaddr = vaddr
+
+    def run(self, cpu: CPU, frame: Frame) -> int:
+        frame.send = cpu.read_u32(self.vaddr, frame.user)
+        return 1
+
+
+class Store(Op):
+    """Write a 32-bit word at a virtual address."""
+
+    __slots__ = ("vaddr", "value")
+
+    def __init__(self, vaddr: int, value: int) -> None:
+        self.vaddr = vaddr
+        self.value = value
+
+    def run(self, cpu: CPU, frame: Frame) -> int:
+        cpu.write_u32(self.vaddr, self.value, frame.user)
+        return 1
+
+
+def _string_cost(n: int) -> int:
+    return max(1, (n + 3) // 4)  # rep movsd: one instruction per word
+
+
+class ReadMem(Op):
+    """Read `n` bytes at a virtual address (`rep movs`); faults name the first bad page."""
+
+    __slots__ = ("vaddr", "n")
+
+    def __init__(self, vaddr: int, n: int) -> None:
+        self.vaddr = vaddr
+        self.n = n
+
+    def run(self, cpu: CPU, frame: Frame) -> int:
+        frame.send = cpu.read_bytes(self.vaddr, self.n, frame.user)
+        return _string_cost(self.n)
+
+
+class WriteMem(Op):
+    """Write bytes at a virtual address (`rep movs`); all pages are checked before any byte moves."""
+
+    __slots__ = ("vaddr", "data")
+
+    def __init__(self, vaddr: int, data: bytes) -> None:
+        self.vaddr = vaddr
+        self.data = bytes(data)
+
+    def run(self, cpu: CPU, frame: Frame) -> int:
+        cpu.write_bytes(self.vaddr, self.data, frame.user)
+        return _string_cost(len(self.data))
+
+
+class Xchg(Op):
+    """Atomically exchange the word at `vaddr` with `value`; the old value is returned."""
+
+    __slots__ = ("vaddr", "value")
+
+    def __init__(self, vaddr: int, value: int) -> None:
+        self.vaddr = vaddr
+        self.value = value
+
+    def run(self, cpu: CPU, frame: Frame) -> int:
+        pa = cpu.translate(self.vaddr, True, frame.user)
+        mem = cpu.machine.memory
+        frame.send = mem.read_u32(pa)
+        mem.write_u32(pa, self.value)
+        return 1
+
+
+class AtomicAdd(Op):
+    """Atomically add `delta` to the word at `vaddr` (`lock xadd`); the old value is returned.
+
+    `AtomicAdd(addr, 0)` is the classic way to touch a page for writing without changing it.
+    """
+
+    __slots__ = ("vaddr", "delta")
+
+    def __init__(self, vaddr: int, delta: int) -> None:
+        self.vaddr = vaddr
+        self.delta = delta
+
+    def run(self, cpu: CPU, frame: Frame) -> int:
+        pa = cpu.translate(self.vaddr, True, frame.user)
+        mem = cpu.machine.memory
+        old = mem.read_u32(pa)
+        mem.write_u32(pa, old + self.delta)
+        frame.send = old
+        return 1
+
+
+class Rdtsc(Op):
+    """Read the time-stamp counter: the machine's time in instructions (an inspection point)."""
+
+    __slots__ = ()
+
+    def run(self, cpu: CPU, frame: Frame) -> int:
+        frame.send = cpu.env.now
+        return 1
+
+
+class CpuId(Op):
+    """This CPU's number (its local APIC id); CPU 0 is the bootstrap processor."""
+
+    __slots__ = ()
+
+    def run(self, cpu: CPU, frame: Frame) -> int:
+        frame.send = cpu.id
+        return 1
+
+
+class ReadTP(Op):
+    """Read the thread-pointer register: the address of this thread's local storage."""
+
+    __slots__ = ()
+
+    def run(self, cpu: CPU, frame: Frame) -> int:
+        frame.send = cpu.ctx.tls
+        return 1
+
+
+class CodeAddr(Op):
+    """The code address of a generator function (`lea main`)."""
+
+    __slots__ = ("func",)
+
+    def __init__(self, func: Callable[..., Any]) -> None:
+        self.func = func
+
+    def run(self, cpu: CPU, frame: Frame) -> int:
+        frame.send = cpu.machine.code.address_of(self.func)
+        return 1
+
+
+class Call(Op):
+    """Call the code at a code address with arguments; its return value comes back (`call *addr`).
+
+    An address that holds no code raises #UD, as jumping into data would.
+    """
+
+    __slots__ = ("addr", "args")
+
+    def __init__(self, addr: int, *args: Any) -> None:
+        self.addr = addr
+        self.args = args
+
+    def run(self, cpu: CPU, frame: Frame) -> int:
+        func = cpu.machine.code.resolve(self.addr)
+        if func is None:
+            raise Fault(UD, 0, self.addr, f"call to {self.addr:#x}: no code there")
+        cpu.call(func(*self.args), frame)
+        return 1
+
+
+class Trap(Op):
+    """A software interrupt (`int vector`) with register arguments; the handler's return value comes back."""
+
+    __slots__ = ("vector", "args")
+
+    def __init__(self, vector: int, *args: Any) -> None:
+        self.vector = vector
+        self.args = args
+
+    def run(self, cpu: CPU, frame: Frame) -> int:
+        cpu.software_interrupt(self, frame)
+        return 1
+
+
+class Illegal(Op):
+    """An undefined opcode (`ud2`): raises #UD."""
+
+    __slots__ = ()
+
+    def run(self, cpu: CPU, frame: Frame) -> int:
+        raise Fault(UD, 0, 0, "ud2")
+
+
+# --- privileged operations -------------------------------------------------
+
+
+class LoadCR3(Op):
+    """Load CR3 with a page-directory frame address; flushes the TLB."""
+
+    __slots__ = ("cr3",)
+    privileged = True
+
+    def __init__(self, cr3: int) -> None:
+        self.cr3 = cr3
+
+    def run(self, cpu: CPU, frame: Frame) -> int:
+        _priv(frame, "mov cr3")
+        cpu.mmu.load_cr3(self.cr3)
+        return 1
+
+
+class ReadCR3(Op):
+    """Read CR3 (requirement 3 of section 3.2: the current page table address)."""
+
+    __slots__ = ()
+    privileged = True
+
+    def run(self, cpu: CPU, frame: Frame) -> int:
+        _priv(frame, "mov from cr3")
+        frame.send = cpu.mmu.cr3
+        return 1
+
+
+class EnablePaging(Op):
+    """Set CR0.PG: from now on addresses are translated through CR3."""
+
+    __slots__ = ()
+    privileged = True
+
+    def run(self, cpu: CPU, frame: Frame) -> int:
+        _priv(frame, "mov cr0")
+        cpu.mmu.paging = True
+        cpu.mmu.tlb.flush()
+        return 1
+
+
+class InvalidatePage(Op):
+    """`invlpg`: drop this CPU's TLB entry for one virtual page."""
+
+    __slots__ = ("vaddr",)
+    privileged = True
+
+    def __init__(self, vaddr: int) -> None:
+        self.vaddr = vaddr
+
+    def run(self, cpu: CPU, frame: Frame) -> int:
+        _priv(frame, "invlpg")
+        cpu.mmu.tlb.invalidate(self.vaddr // PAGE_SIZE)
+        return 1
+
+
+class FlushTLB(Op):
+    """Reload CR3 with itself: drop every TLB entry of this CPU."""
+
+    __slots__ = ()
+    privileged = True
+
+    def run(self, cpu: CPU, frame: Frame) -> int:
+        _priv(frame, "tlb flush")
+        cpu.mmu.tlb.flush()
+        return 1
+
+
+class SendIPI(Op):
+    """Send an inter-processor interrupt: kind "fixed" (with a vector), "init" or "sipi" (vector = page)."""
+
+    __slots__ = ("dest", "kind", "vector")
+    privileged = True
+
+    def __init__(self, dest: int, kind: str, vector: int = 0) -> None:
+        self.dest = dest
+        self.kind = kind
+        self.vector = vector
+
+    def run(self, cpu: CPU, frame: Frame) -> int:
+        _priv(frame, "write to the local APIC")
+        cpu.machine.intc.send_ipi(cpu.id, self.dest, self.kind, self.vector)
+        return 1
+
+
+class SetTimer(Op):
+    """Program this CPU's local timer: an interrupt every `period` instructions (0 stops it)."""
+
+    __slots__ = ("period",)
+    privileged = True
+
+    def __init__(self, period: int) -> None:
+        self.period = period
+
+    def run(self, cpu: CPU, frame: Frame) -> int:
+        _priv(frame, "write to the local APIC timer")
+        cpu.timer.program(self.period)
+        return 1
+
+
+class SetIVT(Op):
+    """`lidt`: install this CPU's interrupt vector table (requirement 4: one table per CPU)."""
+
+    __slots__ = ("ivt",)
+    privileged = True
+
+    def __init__(self, ivt: IVT) -> None:
+        self.ivt = ivt
+
+    def run(self, cpu: CPU, frame: Frame) -> int:
+        _priv(frame, "lidt")
+        cpu.ivt = self.ivt
+        return 1
+
+
+class Halt(Op):
+    """`sti; hlt`: stop executing until an interrupt arrives (time passes, no instructions count)."""
+
+    __slots__ = ()
+    privileged = True
+
+    def run(self, cpu: CPU, frame: Frame) -> int:
+        _priv(frame, "hlt")
+        cpu.halt_requested = True
+        return 0
+
+
+class Switch(Op):
+    """Switch this CPU to another context (the kernel's `swtch`); the current one keeps its frames."""
+
+    __slots__ = ("ctx",)
+    privileged = True
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def run(self, cpu: CPU, frame: Frame) -> int:
+        _priv(frame, "context switch")
+        cpu.switch_to(self.ctx)
+        return 0
+
+
+class PushFrame(Op):
+    """Run user code `gen` in the current context before returning to the interrupted user code.
+
+    The kernel uses it to deliver a signal: the handler frame goes beneath the kernel
+    frame that pushes it, so it runs first on the way back to user mode.
+    """
+
+    __slots__ = ("gen", "kind")
+    privileged = True
+
+    def __init__(self, gen: Program, kind: str = "signal") -> None:
+        self.gen = gen
+        self.kind = kind
+
+    def run(self, cpu: CPU, frame: Frame) -> int:
+        _priv(frame, "push user frame")
+        cpu.push_user_frame(self.gen, self.kind)
+        return 0
