@@ -26,14 +26,14 @@ class PhysicalMemory:
         return self.size >> PAGE_SHIFT
 
     def read_u32(self, paddr: int) -> int:
-        if paddr & 3:
-            return int.from_bytes(self.data[paddr : paddr + 4], "little")
+        if paddr & 3 or paddr < 0:  # a negative index would wrap around to the end
+            return int.from_bytes(self.read(paddr, 4), "little")
         return self._words[paddr >> 2]
 
     def write_u32(self, paddr: int, value: int) -> None:
         value &= 0xFFFFFFFF
-        if paddr & 3:
-            self.data[paddr : paddr + 4] = value.to_bytes(4, "little")
+        if paddr & 3 or paddr < 0:
+            self.write(paddr, value.to_bytes(4, "little"))
         else:
             self._words[paddr >> 2] = value
 

@@ -151,6 +151,9 @@ class Rdtsc(Op):
 
     def run(self, cpu: CPU, frame: Frame) -> int:
         frame.send = cpu.env.now
+        tracer = cpu.machine.tracer
+        if tracer is not None:
+            tracer.mark(cpu, "inspect")
         return 1
 
 

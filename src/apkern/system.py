@@ -1,0 +1,160 @@
+"""System: a machine, the bootstrap kernel (and, with kernel="apkern", the application kernel), the user land.
+
+    sim = System(kernel="up", cpus=1, seed=0)
+    proc = sim.spawn("hello", ["hello"])
+    sim.run()
+    proc.exit_status, sim.console(proc.pid), sim.stats
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any
+
+from .bootkernel import BootKernel
+from .bootkernel.proc import Process
+from .hw import MAX_CPUS, Machine
+from .hw.machine import DEFAULT_MEMORY
+from .userland import PROGRAMS
+from .userland.crt0 import crt0
+from .userland.libc import encode_spawn_block
+from .userland.programs import bin_files
+
+KERNELS = ("up", "apkern")
+
+
+class ConfigError(ValueError):
+    """An impossible system: unknown kernel, CPU count out of range, and the like."""
+
+
+class SimulationLimit(RuntimeError):
+    """The run reached its instruction limit before every process exited."""
+
+
+class ProcessHandle:
+    """A process started with `System.spawn`: its pid, and after it exits its status."""
+
+    def __init__(self, system: System, proc: Process) -> None:
+        self._system = system
+        self._proc = proc
+
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
+
+    @property
+    def name(self) -> str:
+        return self._proc.name
+
+    @property
+    def exited(self) -> bool:
+        return self._proc.exit_status is not None
+
+    @property
+    def exit_status(self) -> int | None:
+        """Exit status (0-255), -SIG if a signal killed it, None while it runs."""
+        return self._proc.exit_status
+
+    def __repr__(self) -> str:
+        return f"<Process {self.pid} {self.name} status={self.exit_status}>"
+
+
+class System:
+    """A whole simulated system; `kernel` is "up" (the bootstrap kernel alone) or "apkern"."""
+
+    def __init__(
+        self,
+        kernel: str = "up",
+        cpus: int = 1,
+        seed: int = 0,
+        memory: int = DEFAULT_MEMORY,
+        swapper: bool = False,
+        trace: bool = False,
+        strict: bool = False,
+    ) -> None:
+        if kernel not in KERNELS:
+            raise ConfigError(f"unknown kernel {kernel!r} (choose from {', '.join(KERNELS)})")
+        if isinstance(cpus, bool) or not isinstance(cpus, int) or not 1 <= cpus <= MAX_CPUS:
+            raise ConfigError(f"a machine has 1 to {MAX_CPUS} CPUs, not {cpus!r}")
+        if kernel == "apkern" and cpus < 2:
+            raise ConfigError("kernel 'apkern' needs at least 2 CPUs: with one there is no application processor")
+        if memory < (4 << 20) or memory % 4096:
+            raise ConfigError("memory must be at least 4 MiB and a multiple of 4096")
+        self.kernel_name = kernel
+        self.seed = seed
+        self.random = random.Random(seed)
+        self.machine = Machine(cpus=cpus, memory=memory, strict=strict, trace=trace)
+        drivers: list[Any] = []
+        self._crt0: Callable[..., Any] = crt0
+        if kernel == "apkern":
+            from .appkernel import ApkernDriver
+            from .userland.ak_crt0 import ak_crt0
+
+            drivers.append(ApkernDriver())
+            self._crt0 = ak_crt0
+        self.kernel = BootKernel(self.machine, drivers=drivers, swapper=swapper)
+        self.appkernel = drivers[0] if drivers else None
+        for path, data in bin_files(self.machine.code.address_of).items():
+            self.kernel.fs.write_file(path, data)
+        self.kernel.boot()
+
+    @property
+    def fs(self) -> Any:
+        """The in-memory file system (`write_file`, `read_file`, `exists`, `listdir`, `snapshot`)."""
+        return self.kernel.fs
+
+    @property
+    def now(self) -> int:
+        return self.machine.now
+
+    def spawn(self, program: Callable[..., Any] | str, argv: list[str] | None = None) -> ProcessHandle:
+        """Start a program: a generator function `main(argv)` or a built-in program's name."""
+        if isinstance(program, str):
+            if program not in PROGRAMS:
+                raise ConfigError(f"unknown program {program!r} (see `apkern programs`)")
+            name, main = program, PROGRAMS[program]
+        elif callable(program):
+            name, main = getattr(program, "__name__", "program"), program
+        else:
+            raise ConfigError(f"a program is a generator function or a built-in name, not {program!r}")
+        argv = [name] if argv is None else [str(a) for a in argv]
+        code = self.machine.code
+        block = encode_spawn_block(code.address_of(main), argv)
+        proc = self.kernel.create_process(code.address_of(self._crt0), block, name)
+        return ProcessHandle(self, proc)
+
+    def run(self, until: int | None = None, limit: int = 50_000_000_000) -> None:
+        """Run until every process has exited (or to time `until`); `SimulationLimit` past `limit`."""
+        env = self.machine.env
+        if until is not None:
+            env.run(until=max(until, env.now + 1))
+            return
+        if self.kernel.live == 0:
+            env.run(until=env.now + 1)
+            return
+        stop = env.timeout(limit - env.now) if limit > env.now else env.timeout(0)
+        env.run(until=env.any_of([self.kernel.all_exited, stop]))
+        if self.kernel.live:
+            raise SimulationLimit(f"{self.kernel.live} process(es) still running after {self.now} instructions")
+
+    def console(self, pid: int | None = None) -> str:
+        """Text written to fd 1 and 2 by process `pid` (all processes when None)."""
+        return self.kernel.console.text(pid)
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        """Counters of the run: time, instructions per CPU, kernel counters, application-kernel counters."""
+        m = self.machine.stats()
+        out: dict[str, Any] = {
+            "kernel": self.kernel_name,
+            "cpus": len(self.machine.cpus),
+            "time": m["time"],
+            "instructions": sum(c["instructions"] for c in m["cpus"]),
+            "per_cpu": m["cpus"],
+            "ipis": m["ipis"],
+        }
+        out.update(self.kernel.stats())
+        if self.appkernel is not None:
+            out.update(self.appkernel.stats())
+        return out
