@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ..hw import Op, PhysicalMemory, ReadMem, WriteMem
 from . import abi
 from .file import File
+from .vm import KERNBASE
 
 if TYPE_CHECKING:
     from .kernel import BootKernel
@@ -81,6 +82,11 @@ class DriverServices:
     def memory(self) -> PhysicalMemory:
         """Physical memory, as the kernel's direct map sees it."""
         return self._k.machine.memory
+
+    @property
+    def kernbase(self) -> int:
+        """Where physical memory appears in every address space (kernel-only): KERNBASE + physical address."""
+        return KERNBASE
 
     @property
     def kernel_cr3(self) -> int:

@@ -27,7 +27,7 @@ from .swap import Swapper, SwapStore
 from .syscall import Syscalls
 from .tlb_patch import TLBPatch
 from .trap import Traps
-from .vm import AddressSpace, kernel_page_directory
+from .vm import KERNBASE, AddressSpace, KernelMap
 
 Gen = Generator[Op, Any, Any]
 MAX_THREADS = 64
@@ -47,7 +47,8 @@ class BootKernel:
         self.machine = machine
         self.frames = FrameAllocator(machine)
         self.heap = KernelHeap(self.frames)
-        self.kernel_cr3 = kernel_page_directory(self.frames)
+        self.kmap = KernelMap(self.frames)
+        self.kernel_cr3 = self.kmap.cr3
         self.fs = FileSystem()
         self.console = Console()
         self.sched = Scheduler(self)
@@ -98,7 +99,7 @@ class BootKernel:
         A spawned child inherits its parent's descriptors (but close-on-spawn ones);
         a process created from outside gets the console on fds 0, 1 and 2.
         """
-        aspace = AddressSpace(self.frames, self.swap_store)
+        aspace = AddressSpace(self.frames, self.kmap, self.swap_store)
         aspace.add_region(abi.CODE_BASE, abi.CODE_SIZE, "code", False)
         aspace.add_region(abi.DATA_BASE, abi.DATA_SIZE, "data", True)
         if parent is not None:
@@ -197,11 +198,11 @@ class BootKernel:
         if addr < 0 or n < 0 or addr + n > abi.USER_TOP:
             raise UserAccessFault(addr)
 
-    def mark(self, name: str) -> None:
+    def mark(self, name: str, call: str | None = None) -> None:
         tracer = self.machine.tracer
         if tracer is not None:
             t = self.sched.current
-            tracer.mark(self.machine.bsp, name, t.tid if t else None)
+            tracer.mark(self.machine.bsp, name, t.tid if t else None, call=call)
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -222,4 +223,4 @@ class BootKernel:
         }
 
 
-__all__ = ["BootKernel", "EXITED", "REAPED"]
+__all__ = ["BootKernel", "EXITED", "KERNBASE", "REAPED"]

@@ -51,16 +51,17 @@ class Traps:
     def syscall(self, cpu: CPU, args: tuple[Any, ...]) -> Gen:
         k = self.k
         t = k.sched.current
-        k.mark("sys_enter")
+        call = abi.SYSCALL_NAMES.get(args[0]) if args and type(args[0]) is int else None
+        k.mark("sys_enter", call)
         yield Compute(costs.SYSCALL_ENTRY)
-        k.mark("sys_dispatch")
+        k.mark("sys_dispatch", call)
         yield Compute(costs.SYSCALL_DISPATCH)
-        k.mark("sys_body")
+        k.mark("sys_body", call)
         result = yield from k.syscalls.dispatch(args)
-        k.mark("sys_exit")
+        k.mark("sys_exit", call)
         yield from self.return_to_user(t)
         yield Compute(costs.SYSCALL_EXIT)
-        k.mark("sys_return")
+        k.mark("sys_return", call)
         return result
 
     # --- exceptions ----------------------------------------------------------------------

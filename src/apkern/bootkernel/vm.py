@@ -3,8 +3,9 @@
 A process's memory is a list of regions (code, data, mmap, stack). Pages are not
 mapped until touched: a fault inside a region gets a zero-filled frame (or its
 swapped-out contents back); a fault outside every region, or a write to a
-read-only region, is a segmentation fault. The kernel's own page directory maps
-no user memory; the kernel reaches physical memory directly.
+read-only region, is a segmentation fault. Every page directory also maps
+all of physical memory at KERNBASE for the kernel (supervisor-only); the kernel's
+own page directory maps nothing else.
 """
 
 from __future__ import annotations
@@ -39,11 +40,12 @@ def page_round_up(n: int) -> int:
 class AddressSpace:
     """One process's page directory and regions."""
 
-    def __init__(self, frames: FrameAllocator, swap: SwapStore | None = None) -> None:
+    def __init__(self, frames: FrameAllocator, kmap: KernelMap, swap: SwapStore | None = None) -> None:
         self.frames = frames
         self.mem = frames.machine.memory
         self.swap = swap
         self.pgdir = frames.alloc()
+        kmap.install(self.pgdir, self.mem)
         self.tables: dict[int, int] = {}  # PDE index -> page-table frame
         self.resident: dict[int, int] = {}  # virtual page number -> frame
         self.regions: list[Region] = []
@@ -180,6 +182,33 @@ class AddressSpace:
         self.destroyed = True
 
 
-def kernel_page_directory(frames: FrameAllocator) -> int:
-    """The kernel's own page directory: no user mappings (the kernel uses physical memory directly)."""
-    return frames.alloc() << PAGE_SHIFT
+KERNBASE = abi.USER_TOP  # physical memory is mapped here, supervisor-only, in every page directory
+
+
+class KernelMap:
+    """The kernel half of every address space: physical memory at KERNBASE, shared page tables.
+
+    Kernel code may reach any physical address `pa` as the virtual address
+    KERNBASE + pa whatever CR3 holds, as in any higher-half IA-32 kernel.
+    """
+
+    def __init__(self, frames: FrameAllocator) -> None:
+        mem = frames.machine.memory
+        self.pdes: dict[int, int] = {}
+        for base in range(0, mem.size, 1 << 22):
+            pt = frames.alloc()
+            for i in range(1024):
+                pa = base + (i << PAGE_SHIFT)
+                if pa < mem.size:
+                    mem.write_u32((pt << PAGE_SHIFT) + i * 4, pa | PTE_P | PTE_W)
+            self.pdes[pde_index(KERNBASE + base)] = (pt << PAGE_SHIFT) | PTE_P | PTE_W
+        self.pgdir = frames.alloc()
+        self.install(self.pgdir, mem)
+
+    @property
+    def cr3(self) -> int:
+        return self.pgdir << PAGE_SHIFT
+
+    def install(self, pgdir: int, mem: object) -> None:
+        for i, pde in self.pdes.items():
+            mem.write_u32((pgdir << PAGE_SHIFT) + i * 4, pde)  # type: ignore[attr-defined]

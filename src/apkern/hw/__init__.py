@@ -26,6 +26,7 @@ from .ops import (
     SendIPI,
     SetIVT,
     SetTimer,
+    SpinWhile,
     Store,
     Switch,
     Trap,
@@ -39,5 +40,5 @@ __all__ = [
     "AtomicAdd", "Call", "entry_frame", "CodeAddr", "CodeStore", "Compute", "Context", "CpuId", "EnablePaging", "Fault", "Fixup",
     "FlushTLB", "Frame", "Gate", "Halt", "Illegal", "InvalidatePage", "Load", "LoadCR3", "Machine",
     "MachineError", "Op", "PhysicalMemory", "PushFrame", "ReadCR3", "ReadMem", "Rdtsc", "ReadTP", "SendIPI", "SetIVT",
-    "SetTimer", "Store", "Switch", "Trap", "UserAccessFault", "WriteMem", "Xchg",
+    "SetTimer", "SpinWhile", "Store", "Switch", "Trap", "UserAccessFault", "WriteMem", "Xchg",
 ]

@@ -20,7 +20,7 @@ import simpy
 
 from .memory import PAGE_SHIFT, PAGE_SIZE
 from .mmu import MMU
-from .ops import Compute, Op
+from .ops import Compute, Op, SpinWhile
 from .code import CODE_PAGE_MAGIC
 from .traps import GP, TIMER, UD, Fault, Fixup
 
@@ -111,7 +111,7 @@ class CPU:
         self.pending: deque[tuple[int, Any]] = deque()
         self.halt_requested = False
         self.shutdown_reason = ""
-        self.acct: dict[str, int] = {"user": 0, "kernel": 0, "idle": 0}
+        self.acct: dict[str, int] = {"user": 0, "kernel": 0, "spin": 0, "idle": 0}
         self._halted = 0  # ticks spent halted in halts that have ended
         self._halt_start = 0
         self.interrupts = 0
@@ -337,6 +337,34 @@ class CPU:
                     continue
             if op.__class__ is Compute:
                 f.remaining = op.n
+                continue
+            if op.__class__ is SpinWhile:
+                try:
+                    pa = self.mmu.translate(op.vaddr, False, f.user)
+                except Fault as flt:
+                    self._fault(f, op, flt)
+                    continue
+                value = self.machine.memory.read_u32(pa)
+                start = env.now
+                if value == op.value:
+                    ev = env.event()
+                    wake = ev.succeed
+                    self.machine.memory.watch(pa, wake)
+                    self._computing = f.intr
+                    try:
+                        yield ev
+                        value = self.machine.memory.read_u32(pa)
+                    except simpy.Interrupt:
+                        self.machine.memory.unwatch(pa, wake)
+                        f.retry = op
+                    self._computing = False
+                    acct[op.acct] = acct.get(op.acct, 0) + env.now - start
+                    if f.retry is not None or value == op.value:
+                        f.retry = op
+                        continue
+                f.send = value
+                yield env.timeout(1)
+                acct[op.acct] = acct.get(op.acct, 0) + 1
                 continue
             try:
                 cost = op.run(self, f)

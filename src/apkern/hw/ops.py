@@ -47,6 +47,26 @@ class Compute(Op):
         return self.n
 
 
+class SpinWhile(Op):
+    """Spin in a load-compare loop while the word at `vaddr` equals `value`; the new value comes back.
+
+    Equivalent to `while (*p == value) pause;`: the CPU executes the loop all the
+    while (the time counts as instructions of account `acct`, "spin" by default),
+    and it sees another CPU's write at once. Interrupts split it like a `Compute`
+    when the code has them enabled; the loop then starts over.
+    """
+
+    __slots__ = ("vaddr", "value", "acct")
+
+    def __init__(self, vaddr: int, value: int, acct: str = "spin") -> None:
+        self.vaddr = vaddr
+        self.value = value
+        self.acct = acct
+
+    def run(self, cpu: CPU, frame: Frame) -> int:  # pragma: no cover - the CPU runs it itself
+        raise AssertionError("SpinWhile is executed by the CPU loop")
+
+
 class Load(Op):
     """Read the 32-bit word at a virtual address."""
 

@@ -1,0 +1,99 @@
+"""System-call latency (paper section 5.1): inspection points around `gettid`, averaged.
+
+The `gettid` program reads the time-stamp counter before and after each call and
+subtracts the cost of the inspection point itself. With tracing on, every
+inspection point and every stage mark of the kernels is recorded, so each
+measured interval splits into stages whose lengths sum to it exactly: the
+breakdown is measured, not modelled.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..hw.trace import Mark
+from ..system import System
+
+# The stage a mark opens, by mark name; the interval before the first mark is the trap itself.
+STAGES: dict[str, str] = {
+    # bootstrap kernel system-call path
+    "sys_enter": "kernel entry",
+    "sys_dispatch": "dispatch",
+    "sys_body": "call body",
+    "sys_exit": "kernel exit",
+    "sys_return": "interrupts taken on return",
+}
+FIRST_STAGE = "trap instruction"
+
+
+@dataclass
+class LatencyResult:
+    kernel: str
+    cpus: int
+    iterations: int
+    mean_instructions: float
+    program_mean: float
+    inspection_cost: int
+    min_instructions: int
+    max_instructions: int
+    breakdown: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def split_stages(marks: list[Mark], inspection_cost: int, stages: dict[str, str]) -> list[tuple[int, dict[str, int]]]:
+    """Per measured call: (latency, {stage: instructions}) from the marks between two inspection points."""
+    points = [i for i, m in enumerate(marks) if m.name == "inspect"]
+    out = []
+    # points[0:2] calibrate the inspection point; then one pair per call
+    for a, b in zip(points[2::2], points[3::2], strict=False):
+        start = marks[a].time + inspection_cost
+        end = marks[b].time
+        per: dict[str, int] = {}
+        label, t = FIRST_STAGE, start
+        for m in marks[a + 1 : b]:
+            if m.name not in stages:
+                continue
+            per[label] = per.get(label, 0) + (m.time - t)
+            label, t = stages[m.name], m.time
+        per[label] = per.get(label, 0) + (end - t)
+        out.append((end - start, per))
+    return out
+
+
+def measure(kernel: str = "up", cpus: int = 1, iterations: int = 1000, seed: int = 0) -> LatencyResult:
+    """Run the `gettid` program alone on a fresh system and break its calls down by stage."""
+    if iterations < 1:
+        raise ValueError("iterations must be at least 1")
+    sim = System(kernel=kernel, cpus=cpus, seed=seed, trace=True)
+    proc = sim.spawn("gettid", ["gettid", str(iterations)])
+    sim.run()
+    if proc.exit_status != 0:
+        raise RuntimeError(f"gettid program failed with status {proc.exit_status}: {sim.console()!r}")
+    m = re.search(r"mean ([0-9.]+) instructions", sim.console(proc.pid))
+    program_mean = float(m.group(1)) if m else float("nan")
+    marks = [mk for mk in sim.machine.tracer.marks]
+    inspects = [mk for mk in marks if mk.name == "inspect"]
+    inspection_cost = inspects[1].time - inspects[0].time
+    calls = split_stages(marks, inspection_cost, STAGES)
+    if len(calls) != iterations:
+        raise RuntimeError(f"expected {iterations} measured calls, found {len(calls)}")
+    total = sum(lat for lat, _ in calls)
+    names: list[str] = []
+    for _, per in calls:
+        names += [n for n in per if n not in names]
+    breakdown = {n: sum(per.get(n, 0) for _, per in calls) / iterations for n in names}
+    return LatencyResult(
+        kernel=kernel,
+        cpus=cpus,
+        iterations=iterations,
+        mean_instructions=total / iterations,
+        program_mean=program_mean,
+        inspection_cost=inspection_cost,
+        min_instructions=min(lat for lat, _ in calls),
+        max_instructions=max(lat for lat, _ in calls),
+        breakdown=breakdown,
+    )
