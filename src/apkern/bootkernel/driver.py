@@ -2,8 +2,9 @@
 
 A driver is named by `/dev/NAME`. The kernel calls `init` once at boot, `open`
 for each open, `control` for `driver_control(fd, op, arg)` with the caller's
-identity (for the driver's own permission checks), and `release` when the last
-descriptor of an open file goes away, process death included. Drivers reach the
+identity (for the driver's own permission checks), `flush` whenever a descriptor
+of the file is closed (by `close` or by the death of the process holding it),
+and `release` when the last descriptor of the file goes away. Drivers reach the
 kernel only through `DriverServices`: kernel memory, a low-memory page, the
 kernel's page directory, and copies to and from the caller's memory.
 """
@@ -35,7 +36,7 @@ class Caller:
 
 
 class Driver:
-    """Base class of drivers; override what the device supports."""
+    """Base class of drivers; override what the device supports (Linux's file_operations, in small)."""
 
     name = ""
 
@@ -44,32 +45,43 @@ class Driver:
         return
         yield
 
-    def open(self, caller: Caller) -> Gen:
-        """Return 0 to allow the open, or -errno."""
+    def open(self, file: DeviceFile) -> Gen:
+        """Return 0 to allow the open (`file.opener` is the caller), or -errno."""
         return 0
         yield
 
-    def control(self, caller: Caller, op: int, arg: int) -> Gen:
+    def control(self, file: DeviceFile, caller: Caller, op: int, arg: int) -> Gen:
         """Perform operation `op`; return a non-negative result or -errno."""
         return -abi.ENOSYS
         yield
 
-    def release(self, opener: Caller) -> Gen:
-        """The last descriptor of a file `opener` opened is closed (also when its process dies)."""
+    def flush(self, file: DeviceFile, caller: Caller) -> Gen:
+        """A descriptor of `file` is being closed by `caller`'s process (on every close, process death included)."""
+        return
+        yield
+
+    def release(self, file: DeviceFile) -> Gen:
+        """The last descriptor of `file` is gone."""
         return
         yield
 
 
 class DeviceFile(File):
+    """An open device: the driver, who opened it, and the driver's own per-file data."""
+
     kind = "device"
 
     def __init__(self, driver: Driver, opener: Caller) -> None:
         super().__init__(readable=False, writable=False)
         self.driver = driver
         self.opener = opener
+        self.private: Any = None
+
+    def flush(self, k: BootKernel) -> Gen:
+        yield from self.driver.flush(self, k.caller())
 
     def close(self, k: BootKernel) -> Gen:
-        yield from self.driver.release(self.opener)
+        yield from self.driver.release(self)
 
 
 class DriverServices:
@@ -124,6 +136,12 @@ class DriverServices:
     def current(self) -> Caller:
         """The caller of the running system call."""
         return self._k.caller()
+
+    def trace(self, cpu: int, name: str, key: Any = None, **args: Any) -> None:
+        """Record a trace point (a no-op unless the machine is tracing)."""
+        tracer = self._k.machine.tracer
+        if tracer is not None:
+            tracer.mark(self._k.machine.cpus[cpu], name, key, **args)
 
     def log(self, text: str) -> None:
         self._k.machine.log(text)

@@ -41,7 +41,13 @@ class File:
         return -abi.EINVAL
         yield
 
+    def flush(self, k: BootKernel) -> Gen:
+        """One descriptor of this file is being closed by the current process."""
+        return
+        yield
+
     def close(self, k: BootKernel) -> Gen:
+        """The last descriptor is gone."""
         return
         yield
 
@@ -137,5 +143,6 @@ class FileTable:
 def close_file(k: BootKernel, f: File) -> Gen:
     """Drop one reference (already removed from a table); the last one closes the file."""
     yield Compute(costs.CLOSE)
+    yield from f.flush(k)
     if f.refs == 0:
         yield from f.close(k)

@@ -48,11 +48,10 @@ def sys_open(k: BootKernel, path_ptr: int, flags: int) -> Gen:
         driver = k.drivers.get(path[5:])
         if driver is None:
             return -abi.ENOENT
-        caller = k.caller()
-        r = yield from driver.open(caller)
+        f = DeviceFile(driver, k.caller())
+        r = yield from driver.open(f)
         if r < 0:
             return r
-        f = DeviceFile(driver, caller)
         fd = p.files.install(f, cloexec)
         if fd < 0:
             yield from close_file(k, f)
@@ -141,5 +140,5 @@ def sys_driver_control(k: BootKernel, fd: int, op: int, arg: int) -> Gen:
     if not isinstance(f, DeviceFile):
         return -abi.ENOTTY
     yield Compute(costs.DRIVER_CONTROL)
-    result = yield from f.driver.control(k.caller(), op, arg)
+    result = yield from f.driver.control(f, k.caller(), op, arg)
     return result

@@ -1,0 +1,342 @@
+"""The C library: system-call wrappers and small helpers, as generator functions.
+
+Use every function with `yield from`; a failed call raises `OSError(errno, strerror)`.
+A system call is `Trap(SYSCALL, nr, *args)` with integer arguments; the kernel
+returns a non-negative value or `-errno` (see `apkern.bootkernel.abi`).
+
+Per-thread memory: `ReadTP` gives the address of this thread's TLS_SIZE-byte local
+storage. libc keeps its small scratch (status words, a path) in the first
+SCRATCH_SIZE bytes and stages `write_bytes`, `read_bytes` and spawn blocks
+through the rest (the staging buffer), so no call needs a heap.
+
+Static data: libc owns the first LIBC_DATA_SIZE bytes of the data segment
+(DATA_BASE); the word at CRT0_WORD holds the code address of the crt0 this
+process started under, which `spawn` passes on to its children. Programs may use
+static data from PROGRAM_DATA on.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import struct
+from collections.abc import Callable, Generator
+from typing import Any
+
+from ..bootkernel import abi
+from ..bootkernel.abi import SYSCALL
+from ..hw.ops import Call, CodeAddr, Compute, Illegal, Load, Op, ReadMem, ReadTP, Store, Trap, WriteMem
+
+Gen = Generator[Op, Any, Any]
+
+# --- memory layout libc relies on ---------------------------------------------------
+CRT0_WORD = abi.DATA_BASE  # crt0 stores its own code address here when it starts
+LIBC_DATA_SIZE = 0x100  # libc's static data at the start of the data segment
+PROGRAM_DATA = abi.DATA_BASE + LIBC_DATA_SIZE  # where a program's own static data may start
+SCRATCH_SIZE = 256  # tls + 0 .. tls + 256: libc's per-thread scratch (status words, paths)
+STAGING_OFFSET = SCRATCH_SIZE  # tls + 256 .. tls + TLS_SIZE: the staging buffer
+STAGING_SIZE = abi.TLS_SIZE - SCRATCH_SIZE
+
+_BIN_IMAGE = re.compile(rb"#!code 0x([0-9a-fA-F]{1,8})\n")
+_BIN_IMAGE_MAX = 64  # a /bin file longer than this is not an image
+
+
+def _error(err: int) -> OSError:
+    return OSError(err, os.strerror(err))
+
+
+def _s32(value: int) -> int:
+    """A 32-bit word read from memory, as a signed int."""
+    value &= 0xFFFFFFFF
+    return value - (1 << 32) if value & 0x80000000 else value
+
+
+def _pad4(n: int) -> int:
+    return (n + 3) & ~3
+
+
+# --- pure helpers (no machine needed) ---------------------------------------------------
+
+
+def encode_spawn_block(main_addr: int, argv: list[str]) -> bytes:
+    """The spawn block crt0 receives: words [main, argc], then per argument [length] + UTF-8 padded to 4."""
+    if not 0 <= main_addr <= 0xFFFFFFFF:
+        raise ValueError(f"code address {main_addr!r} out of range")
+    parts = [struct.pack("<II", main_addr, len(argv))]
+    for arg in argv:
+        if not isinstance(arg, str):
+            raise TypeError(f"argv items are str, not {type(arg).__name__}")
+        raw = arg.encode()
+        parts.append(struct.pack("<I", len(raw)) + raw.ljust(_pad4(len(raw)), b"\0"))
+    return b"".join(parts)
+
+
+def bin_image(main_addr: int) -> bytes:
+    """The content of a /bin/NAME file for a program whose main is at `main_addr`."""
+    return b"#!code 0x%08x\n" % main_addr
+
+
+def parse_bin_image(data: bytes) -> int:
+    """main's code address from a /bin file's content; raise OSError ENOEXEC if it is malformed."""
+    m = _BIN_IMAGE.fullmatch(data)
+    if m is None:
+        raise _error(errno.ENOEXEC)
+    return int(m.group(1), 16)
+
+
+# --- the system call -------------------------------------------------------------
+
+
+def syscall(nr: int, *args: int) -> Gen:
+    """Trap into the kernel; return its non-negative result or raise OSError(-result)."""
+    rv = yield Trap(SYSCALL, nr, *args)
+    if rv < 0:
+        raise _error(-rv)
+    return rv
+
+
+# --- processes ---------------------------------------------------------------------
+
+
+def getpid() -> Generator[Op, Any, int]:
+    """This process's id."""
+    return (yield from syscall(abi.SYS_GETPID))
+
+
+def gettid() -> Generator[Op, Any, int]:
+    """This thread's id."""
+    return (yield from syscall(abi.SYS_GETTID))
+
+
+def exit(status: int) -> Generator[Op, Any, None]:
+    """End the process with `status`; never returns."""
+    yield from syscall(abi.SYS_EXIT, status)
+    while True:  # the kernel never returns from exit; if it did, crash
+        yield Illegal()
+
+
+def _crt0_address() -> Generator[Op, Any, int]:
+    """The code address of the crt0 this process runs under (plain crt0 if none recorded one)."""
+    entry = yield Load(CRT0_WORD)
+    if entry == 0:
+        from .crt0 import crt0  # a process started without crt0: children get the plain one
+
+        entry = yield CodeAddr(crt0)
+    return entry
+
+
+def _program_address(program: str) -> Generator[Op, Any, int]:
+    """main's code address from /bin/NAME (or from the path itself if it contains a slash)."""
+    path = program if "/" in program else f"/bin/{program}"
+    fd = yield from open(path, abi.O_RDONLY)
+    try:
+        data = yield from read_bytes(fd, _BIN_IMAGE_MAX + 1)
+    finally:
+        yield from close(fd)
+    return parse_bin_image(data)
+
+
+def spawn(program: Callable[..., Any] | str, argv: list[str]) -> Generator[Op, Any, int]:
+    """Start `program` (a main function or a built-in program's name) in a new process; return its pid."""
+    if isinstance(program, str):
+        main_addr = yield from _program_address(program)
+    else:
+        main_addr = yield CodeAddr(program)
+    block = encode_spawn_block(main_addr, list(argv))
+    if len(block) > STAGING_SIZE:
+        raise _error(errno.E2BIG)
+    buf = (yield ReadTP()) + STAGING_OFFSET
+    yield WriteMem(buf, block)
+    entry = yield from _crt0_address()
+    return (yield from syscall(abi.SYS_SPAWN, entry, buf, len(block)))
+
+
+def waitpid(pid: int = -1) -> Generator[Op, Any, int]:
+    """Wait for a child (any child if -1) to end; return its exit status (-SIG if a signal killed it)."""
+    status_ptr = yield ReadTP()
+    yield from syscall(abi.SYS_WAITPID, pid, status_ptr)
+    return _s32((yield Load(status_ptr)))
+
+
+def kill(pid: int, sig: int) -> Generator[Op, Any, None]:
+    """Send signal `sig` to process `pid`."""
+    yield from syscall(abi.SYS_KILL, pid, sig)
+
+
+def sigaction(sig: int, handler: Callable[..., Any] | int) -> Generator[Op, Any, int]:
+    """Set the handler of `sig` (a generator function `handler(sig)`, SIG_DFL or SIG_IGN); return the previous one."""
+    addr = handler if isinstance(handler, int) else (yield CodeAddr(handler))
+    return (yield from syscall(abi.SYS_SIGACTION, sig, addr))
+
+
+def yield_() -> Generator[Op, Any, None]:
+    """Give up the processor to another ready thread."""
+    yield from syscall(abi.SYS_YIELD)
+
+
+def sleep(n: int) -> Generator[Op, Any, None]:
+    """Sleep for `n` instructions of machine time."""
+    yield from syscall(abi.SYS_SLEEP, n)
+
+
+# --- threads ---------------------------------------------------------------------------
+
+
+def _thread_start(func_addr: int, arg: int) -> Gen:
+    """Entry of every new thread: call func(arg) and end the thread with its return value."""
+    rv = yield Call(func_addr, arg)
+    yield from thread_exit(rv or 0)
+
+
+def thread_create(func: Callable[..., Any], arg: int) -> Generator[Op, Any, int]:
+    """Start `func(arg)` (a generator function) in a new thread of this process; return its tid."""
+    entry = yield CodeAddr(_thread_start)
+    func_addr = yield CodeAddr(func)
+    return (yield from syscall(abi.SYS_THREAD_CREATE, entry, func_addr, arg))
+
+
+def thread_join(tid: int) -> Generator[Op, Any, int]:
+    """Wait for thread `tid` to end; return its return value."""
+    retval_ptr = yield ReadTP()
+    yield from syscall(abi.SYS_THREAD_JOIN, tid, retval_ptr)
+    return _s32((yield Load(retval_ptr)))
+
+
+def thread_exit(value: int) -> Generator[Op, Any, None]:
+    """End the calling thread with `value`; never returns."""
+    yield from syscall(abi.SYS_THREAD_EXIT, value)
+    while True:
+        yield Illegal()
+
+
+# --- memory ------------------------------------------------------------------------------
+
+
+def mmap(length: int) -> Generator[Op, Any, int]:
+    """Map `length` bytes of zero-filled memory; return its address."""
+    return (yield from syscall(abi.SYS_MMAP, length))
+
+
+def munmap(addr: int, length: int) -> Generator[Op, Any, None]:
+    """Unmap `length` bytes at `addr`."""
+    yield from syscall(abi.SYS_MUNMAP, addr, length)
+
+
+def load(addr: int) -> Generator[Op, Any, int]:
+    """Read the 32-bit word at `addr`."""
+    return (yield Load(addr))
+
+
+def store(addr: int, value: int) -> Generator[Op, Any, None]:
+    """Write the 32-bit word `value` at `addr`."""
+    yield Store(addr, value)
+
+
+def read_mem(addr: int, n: int) -> Generator[Op, Any, bytes]:
+    """Read `n` bytes at `addr`."""
+    return (yield ReadMem(addr, n))
+
+
+def write_mem(addr: int, data: bytes) -> Generator[Op, Any, None]:
+    """Write `data` at `addr`."""
+    yield WriteMem(addr, data)
+
+
+# --- files ---------------------------------------------------------------------------------
+
+
+def open(path: str, flags: int = os.O_RDONLY) -> Generator[Op, Any, int]:
+    """Open `path`; return a file descriptor."""
+    raw = os.fsencode(path)
+    if b"\0" in raw:
+        raise _error(errno.EINVAL)
+    if len(raw) > abi.PATH_MAX - 1:
+        raise _error(errno.ENAMETOOLONG)
+    path_ptr = yield ReadTP()
+    yield WriteMem(path_ptr, raw + b"\0")
+    return (yield from syscall(abi.SYS_OPEN, path_ptr, flags))
+
+
+def read(fd: int, buf_addr: int, n: int) -> Generator[Op, Any, int]:
+    """Read up to `n` bytes from `fd` into user memory at `buf_addr`; return the count (0 at end of file)."""
+    return (yield from syscall(abi.SYS_READ, fd, buf_addr, n))
+
+
+def write(fd: int, buf_addr: int, n: int) -> Generator[Op, Any, int]:
+    """Write up to `n` bytes from user memory at `buf_addr` to `fd`; return the count written."""
+    return (yield from syscall(abi.SYS_WRITE, fd, buf_addr, n))
+
+
+def close(fd: int) -> Generator[Op, Any, None]:
+    """Close `fd`."""
+    yield from syscall(abi.SYS_CLOSE, fd)
+
+
+def pipe() -> Generator[Op, Any, tuple[int, int]]:
+    """Create a pipe; return (read end, write end)."""
+    fds_ptr = yield ReadTP()
+    yield from syscall(abi.SYS_PIPE, fds_ptr)
+    rfd = yield Load(fds_ptr)
+    wfd = yield Load(fds_ptr + 4)
+    return rfd, wfd
+
+
+def _write_all(fd: int, buf: int, n: int) -> Generator[Op, Any, None]:
+    """Write `n` bytes at `buf` to `fd`, looping over short writes."""
+    done = 0
+    while done < n:
+        k = yield from write(fd, buf + done, n - done)
+        if k == 0:
+            raise _error(errno.EIO)  # a write that makes no progress would loop forever
+        done += k
+
+
+def write_bytes(fd: int, data: bytes) -> Generator[Op, Any, int]:
+    """Write all of `data` to `fd`, staged through this thread's buffer; return the count written."""
+    data = bytes(data)
+    buf = (yield ReadTP()) + STAGING_OFFSET
+    for off in range(0, len(data), STAGING_SIZE):
+        chunk = data[off : off + STAGING_SIZE]
+        yield WriteMem(buf, chunk)
+        yield from _write_all(fd, buf, len(chunk))
+    return len(data)
+
+
+def read_bytes(fd: int, n: int) -> Generator[Op, Any, bytes]:
+    """Read up to `n` bytes from `fd`; stops early at a short read or end of file."""
+    buf = (yield ReadTP()) + STAGING_OFFSET
+    parts: list[bytes] = []
+    left = n
+    while left > 0:
+        want = min(left, STAGING_SIZE)
+        k = yield from read(fd, buf, want)
+        if k > 0:
+            parts.append((yield ReadMem(buf, k)))
+        left -= k
+        if k < want:
+            break
+    return b"".join(parts)
+
+
+def print(text: str) -> Generator[Op, Any, int]:
+    """Write `text` to standard output (fd 1)."""
+    return (yield from write_bytes(1, text.encode()))
+
+
+# --- the CPU ---------------------------------------------------------------------------
+
+
+def compute(n: int) -> Generator[Op, Any, None]:
+    """`n` instructions of plain user work."""
+    yield Compute(n)
+
+
+def spin(n: int) -> Generator[Op, Any, None]:
+    """The benchmark system call: the kernel spins `n` instructions."""
+    yield from syscall(abi.SYS_SPIN, n)
+
+
+def illegal() -> Generator[Op, Any, None]:
+    """Execute an undefined instruction (`ud2`): raises #UD, normally fatal (SIGILL)."""
+    yield Illegal()
