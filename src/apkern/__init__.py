@@ -1,8 +1,8 @@
 """apkern: the application kernel approach — SMP support for an unmodified uniprocessor kernel.
 
-    import apkern
-    from apkern import libc
-    sim = apkern.System(kernel="apkern", cpus=4, seed=0)
+import apkern
+from apkern import libc
+sim = apkern.System(kernel="apkern", cpus=4, seed=0)
 """
 
 from .system import ConfigError, ProcessHandle, SimulationLimit, System

@@ -23,12 +23,18 @@ def fail(message: str) -> NoReturn:
 
 
 kernel_option = click.option(
-    "--kernel", type=click.Choice(KERNELS), default="up", show_default=True, help="uniprocessor kernel alone, or with the application kernel"
+    "--kernel",
+    type=click.Choice(KERNELS),
+    default="up",
+    show_default=True,
+    help="uniprocessor kernel alone, or with the application kernel",
 )
 
 
 def cpus_option(default: int | None = None) -> Any:
-    return click.option("--cpus", type=int, default=default, help="processors (apkern: at least 2; default 1 for up, 4 for apkern)")
+    return click.option(
+        "--cpus", type=int, default=default, help="processors (apkern: at least 2; default 1 for up, 4 for apkern)"
+    )
 
 
 def _cpus(kernel: str, cpus: int | None) -> int:
@@ -49,11 +55,27 @@ def cli() -> None:
 @kernel_option
 @cpus_option()
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--trace", "trace_file", type=click.Path(dir_okay=False, writable=True), help="write a Chrome trace-event JSON")
+@click.option(
+    "--trace", "trace_file", type=click.Path(dir_okay=False, writable=True), help="write a Chrome trace-event JSON"
+)
 @click.option("--json", "as_json", is_flag=True, help="print exit status, console output and counters as JSON")
-@click.option("--file", "files", multiple=True, metavar="PATH=HOSTFILE", help="copy a host file into the simulated file system first")
-def run(program: str, args: tuple[str, ...], kernel: str, cpus: int | None, seed: int, trace_file: str | None,
-        as_json: bool, files: tuple[str, ...]) -> None:
+@click.option(
+    "--file",
+    "files",
+    multiple=True,
+    metavar="PATH=HOSTFILE",
+    help="copy a host file into the simulated file system first",
+)
+def run(
+    program: str,
+    args: tuple[str, ...],
+    kernel: str,
+    cpus: int | None,
+    seed: int,
+    trace_file: str | None,
+    as_json: bool,
+    files: tuple[str, ...],
+) -> None:
     """Run a built-in PROGRAM with ARGS; print its console output and exit with its status."""
     sim = System(kernel=kernel, cpus=_cpus(kernel, cpus), seed=seed, trace=trace_file is not None)
     for spec in files:
@@ -73,7 +95,9 @@ def run(program: str, args: tuple[str, ...], kernel: str, cpus: int | None, seed
         write_trace(sim, trace_file)
     status = proc.exit_status
     if as_json:
-        click.echo(json.dumps({"program": program, "exit_status": status, "console": sim.console(), "stats": sim.stats}))
+        click.echo(
+            json.dumps({"program": program, "exit_status": status, "console": sim.console(), "stats": sim.stats})
+        )
     else:
         click.echo(sim.console(), nl=False)
     sys.exit(status if status >= 0 else 128 - status)
@@ -110,8 +134,10 @@ def latency(kernel: str, cpus: int | None, iterations: int, seed: int, as_json: 
     if as_json:
         click.echo(json.dumps(r.to_dict()))
         return
-    click.echo(f"gettid latency, kernel {r.kernel}, {r.cpus} CPU(s), {r.iterations} calls: "
-               f"mean {r.mean_instructions:.1f} instructions (min {r.min_instructions}, max {r.max_instructions})")
+    click.echo(
+        f"gettid latency, kernel {r.kernel}, {r.cpus} CPU(s), {r.iterations} calls: "
+        f"mean {r.mean_instructions:.1f} instructions (min {r.min_instructions}, max {r.max_instructions})"
+    )
     for stage, v in r.breakdown.items():
         click.echo(f"  {stage:<32} {v:10.1f}")
 

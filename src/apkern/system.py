@@ -1,9 +1,9 @@
 """System: a machine, the bootstrap kernel (and, with kernel="apkern", the application kernel), the user land.
 
-    sim = System(kernel="up", cpus=1, seed=0)
-    proc = sim.spawn("hello", ["hello"])
-    sim.run()
-    proc.exit_status, sim.console(proc.pid), sim.stats
+sim = System(kernel="up", cpus=1, seed=0)
+proc = sim.spawn("hello", ["hello"])
+sim.run()
+proc.exit_status, sim.console(proc.pid), sim.stats
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
-from ..hw import IVT, CPU, Compute, Fault, Fixup, Gate, InvalidatePage, MachineError, Op, UserAccessFault
+from ..hw import CPU, IVT, Compute, Fault, Fixup, Gate, InvalidatePage, MachineError, Op, UserAccessFault
 from ..hw import traps as vec
 from . import abi, costs
 

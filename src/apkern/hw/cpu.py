@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any
 
 import simpy
 
+from .code import CODE_PAGE_MAGIC
 from .memory import PAGE_SHIFT, PAGE_SIZE
 from .mmu import MMU
 from .ops import Compute, Op, SpinWhile
-from .code import CODE_PAGE_MAGIC
 from .traps import GP, TIMER, UD, Fault, Fixup
 
 if TYPE_CHECKING:

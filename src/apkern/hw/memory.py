@@ -58,8 +58,10 @@ class PhysicalMemory:
         value &= 0xFFFFFFFF
         if paddr & 3 or paddr < 0:
             self.write(paddr, value.to_bytes(4, "little"))
-        else:
-            self._words[paddr >> 2] = value
+            return
+        self._words[paddr >> 2] = value
+        if self.watchers:
+            self._notify(paddr, 4)
 
     def read(self, paddr: int, n: int) -> bytes:
         if paddr < 0 or paddr + n > self.size:

@@ -15,7 +15,7 @@ from .memory import PAGE_SIZE
 from .traps import GP, UD, Fault
 
 if TYPE_CHECKING:
-    from .cpu import CPU, Context, Frame, IVT
+    from .cpu import CPU, IVT, Context, Frame
 
 Program = Generator["Op", Any, Any]
 

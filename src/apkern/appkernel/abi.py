@@ -1,0 +1,56 @@
+"""The application kernel's ABI: driver operations and the communication-area layout.
+
+The relinked crt0 includes this module, as a C program would include a header.
+A communication area is COMM_SIZE bytes of the process's own memory, one per
+thread pair. The application kernel writes a message and sets STATE to POSTED;
+the bootstrap thread handles it, stores RESULT, sets STATE back to EMPTY and
+calls `apkern_activate_thread`. With a message outstanding STATE stays POSTED,
+so an activation then only carries signals (section 4.1, asynchronous activation).
+"""
+
+from __future__ import annotations
+
+DEVICE = "/dev/apkern"
+
+# driver_control operations
+APKERN_CREATE_THREAD = 1  # arg: address of a create block; result: the application thread's id
+APKERN_ACTIVATE_THREAD = 2  # arg: application thread id
+
+# create block: little-endian words
+CREATE_COMM = 0  # the thread pair's communication area
+CREATE_ENTRY = 4  # code address the application thread starts at
+CREATE_ARG0 = 8
+CREATE_ARG1 = 12
+CREATE_TLS = 16  # the application thread's local storage
+CREATE_HANDLERS = 20  # the process's table of application signal handlers (NSIG words)
+CREATE_SIZE = 24
+
+# communication area layout (byte offsets)
+STATE = 0x00
+KIND = 0x04
+NR = 0x08  # system call number or exception vector
+ARGS = 0x0C  # MAX_ARGS words
+MAX_ARGS = 6
+ADDR = 0x24  # faulting address
+ERROR = 0x28  # page-fault error code
+RESULT = 0x2C
+SIGNALS = 0x30  # signals the bootstrap thread passes on: bit n = signal n
+TCB = 0x34  # the application thread's id
+PASSES = 0x38  # bootstrap-loop passes
+BUSY_PASSES = 0x3C  # passes that handled a message
+FD = 0x40  # the driver descriptor of this process
+HANDLERS = 0x80  # 32 words: the application's signal handlers (used in the main area only)
+COMM_SIZE = 0x100
+
+# STATE values
+EMPTY = 0
+POSTED = 1  # a message for the bootstrap thread
+PENDING = 2  # written, not yet posted: other threads of the process are being stopped (section 4.3)
+
+# KIND values
+KIND_SYSCALL = 1
+KIND_PAGE_FAULT = 2
+KIND_EXCEPTION = 3
+
+# error code bits of a forwarded page fault (as IA-32 pushes them)
+FAULT_WRITE = 2

@@ -1,0 +1,173 @@
+"""`/dev/apkern`: the application kernel as a driver of the bootstrap kernel (Figures 3 and 5).
+
+The bootstrap kernel knows only a driver: `init` runs `apkern_init`; the
+bootstrap thread reaches `apkern_create_thread` and `apkern_activate_thread`
+through `driver_control`, on the bootstrap processor. The driver checks that
+the caller owns the thread it names. When a process closes the device or dies
+(which closes it), `flush` removes that process's application threads and waits
+until no AP runs on them any more, before the bootstrap kernel frees the address
+space: no AP ever runs in a destroyed address space, and no TCB outlives its process.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Generator
+from typing import Any
+
+from ..bootkernel import Caller, Driver, DriverServices
+from ..bootkernel import abi as sys_abi
+from ..hw import Compute, Context, Frame, Load, Op, ReadCR3, SendIPI, SpinWhile, Xchg, entry_frame
+from ..hw import traps as vec
+from . import abi, costs
+from .kernel import AppKernel
+from .tcb import BLOCKED, DEAD, HELD, RUNNING, TCB
+
+Gen = Generator[Op, Any, Any]
+MAX_PER_PROCESS = 64
+SIGNAL_MASK = 0xFFFFFFFE & ~(1 << sys_abi.SIGKILL)
+
+
+def _user_range(addr: int, n: int) -> bool:
+    return addr > 0 and addr + n <= sys_abi.USER_TOP
+
+
+class ApkernDriver(Driver):
+    """The application kernel's bootstrap-kernel side."""
+
+    name = "apkern"
+
+    def __init__(self) -> None:
+        self.ak: AppKernel | None = None
+
+    def init(self, services: DriverServices) -> Gen:
+        self.ak = AppKernel(services)
+        yield from self.ak.apkern_init()
+
+    def open(self, file: Any) -> Gen:
+        return 0 if self.ak is not None and self.ak.started else -sys_abi.ENODEV
+        yield
+
+    def control(self, file: Any, caller: Caller, op: int, arg: int) -> Gen:
+        if op == abi.APKERN_CREATE_THREAD:
+            return (yield from self.apkern_create_thread(file, caller, arg))
+        if op == abi.APKERN_ACTIVATE_THREAD:
+            return (yield from self.apkern_activate_thread(caller, arg))
+        return -sys_abi.EINVAL
+
+    # --- apkern_create_thread (Figure 3, steps 3-5) --------------------------------------------------
+
+    def apkern_create_thread(self, file: Any, caller: Caller, arg: int) -> Gen:
+        ak = self.ak
+        svc = ak.svc
+        block = yield from svc.copy_from_user(arg, abi.CREATE_SIZE)
+        comm, entry, a0, a1, tls, handlers = struct.unpack("<6I", block)
+        if not (_user_range(comm, abi.COMM_SIZE) and _user_range(handlers, 4 * 32) and _user_range(tls, 4)):
+            return -sys_abi.EFAULT
+        yield from svc.copy_from_user(comm, abi.COMM_SIZE)  # must be mapped: fault it in now, or EFAULT
+        yield Compute(costs.TCB_INIT)
+        cr3 = yield ReadCR3()  # requirement 3: the new thread runs on the caller's page table
+        yield from ak.lock.acquire(0)
+        mine = sum(1 for t in ak.tcbs.live.values() if t.pid == caller.pid)
+        tid = ak.tcbs.free_id()
+        if tid is None or mine >= MAX_PER_PROCESS:
+            yield from ak.lock.release()
+            return -sys_abi.EAGAIN
+        ctx = Context(
+            [Frame(entry_frame(entry, a0, a1), user=True), Frame(ak.thread_start(), user=False, kind="irq")],
+            name=f"{caller.pid}:app{tid}",
+            tls=tls,
+        )
+        tcb = TCB(tid, caller.pid, caller.tid, cr3, comm, handlers, ctx, ak.tcbs.slot_kva(tid), file)
+        ctx.owner = tcb
+        ak.tcbs.add(tcb)
+        yield from ak.ready.push(tcb)
+        yield from ak.lock.release()
+        return tid
+
+    # --- apkern_activate_thread (Figure 2 step 6; section 4.1 asynchronous activation) --------------------
+
+    def apkern_activate_thread(self, caller: Caller, tid: int) -> Gen:
+        ak = self.ak
+        yield Compute(costs.DRIVER_CHECKS)
+        tcb = ak.tcbs.live.get(tid)
+        if tcb is None or tcb.state == DEAD:
+            return -sys_abi.ESRCH
+        if tcb.pid != caller.pid or tcb.owner != caller.tid:
+            return -sys_abi.EPERM
+        sigs = (yield Xchg(tcb.comm + abi.SIGNALS, 0)) & SIGNAL_MASK
+        state = yield Load(tcb.comm + abi.STATE)
+        yield from ak.lock.acquire(0)
+        if tcb.state == DEAD:
+            yield from ak.lock.release()
+            return -sys_abi.ESRCH
+        tcb.pending_signals |= sigs
+        if sigs and tcb.state == RUNNING and not tcb.waiting:
+            yield SendIPI(tcb.cpu, "fixed", vec.IPI_RESCHEDULE)
+        if state == abi.EMPTY and tcb.waiting:
+            tcb.waiting = False
+            if tcb.fault:
+                tcb.fault = False
+                yield from ak.release_held(tcb.pid)
+            if tcb.state == BLOCKED:
+                if ak.fault_in_flight(tcb.pid):
+                    tcb.state = HELD
+                else:
+                    yield from ak.make_ready(tcb)
+            ak.mark(0, "ak_activated", tcb)
+        yield from ak.lock.release()
+        return 0
+
+    # --- death: the descriptor is closed (explicitly or by process exit) ----------------------------------
+
+    def flush(self, file: Any, caller: Caller) -> Gen:
+        yield from self._remove(lambda t: t.file is file and t.pid == caller.pid)
+
+    def release(self, file: Any) -> Gen:
+        yield from self._remove(lambda t: t.file is file)
+
+    def _remove(self, which: Any) -> Gen:
+        ak = self.ak
+        if ak is None or not any(which(t) for t in ak.tcbs.live.values()):
+            return
+        yield from ak.lock.acquire(0)
+        running = []
+        for t in [t for t in ak.tcbs.live.values() if which(t)]:
+            if t.state != DEAD and t.cpu is not None:
+                running.append(t)
+            yield from ak.kill(t)
+        yield from ak.lock.release()
+        for t in running:
+            yield SendIPI(t.cpu, "fixed", vec.IPI_STOP)
+        for t in running:
+            on_cpu = yield Load(t.on_cpu_kva)
+            while on_cpu:
+                on_cpu = yield SpinWhile(t.on_cpu_kva, on_cpu)
+
+    # --- observability ----------------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        ak = self.ak
+        if ak is None:
+            return {}
+        passes, busy = ak.passes_done.passes, ak.passes_done.busy
+        for t in ak.tcbs.live.values():
+            p, b = ak.peek_passes(t)
+            passes, busy = passes + p, busy + b
+        return {
+            "forwarded_calls": ak.forwarded_calls,
+            "forwarded_page_faults": ak.forwarded_faults,
+            "forwarded_exceptions": ak.forwarded_exceptions,
+            "bootstrap_loop_passes": passes,
+            "bootstrap_loop_busy_passes": busy,
+            "bootstrap_loop_idle_passes": passes - busy,
+            "spinlock_acquisitions": ak.lock.acquisitions,
+            "spinlock_contended": ak.lock.contended,
+            "spinlock_spins": ak.lock.spins,
+            "ak_signals_delivered": ak.signals_delivered,
+            "ak_preemptions": ak.preemptions,
+            "ak_switches": ak.switches,
+            "tcbs_live": len(ak.tcbs.live),
+            "tcbs_created": ak.tcbs.created,
+            "tcbs_freed": ak.tcbs.freed,
+        }

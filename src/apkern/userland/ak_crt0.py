@@ -1,0 +1,163 @@
+"""crt0 for the application kernel: the "relinked" start-up code and the bootstrap-thread loop.
+
+Section 4.2: crt0 opens the application kernel's driver, creates the application
+thread (which runs the unmodified `main` on an application processor) and turns
+the process's first thread into its bootstrap thread, which runs the loop of
+Figure 4 as ordinary user code on the bootstrap kernel: take a message from the
+communication area, re-issue the call with the same arguments (or force the page
+fault by referencing the address, or re-raise the exception), store the result,
+activate the application thread; `reschedule()` when there is no message.
+
+Three calls need translating rather than re-issuing (section 4.3 and 4.1):
+`thread_create` starts a new bootstrap thread, which creates its own application
+thread; `sigaction` installs this file's handler in the bootstrap kernel and keeps
+the program's handler for the application kernel to run; `exit` and
+`thread_exit` are re-issued as they are (the application kernel already freed
+the application thread). With no application kernel (no driver), crt0 runs main
+in this thread, like the plain crt0.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Generator
+from typing import Any
+
+from ..appkernel import abi as ak
+from ..bootkernel import abi
+from ..hw.ops import AtomicAdd, Call, CodeAddr, Compute, Halt, Illegal, Load, Op, ReadMem, ReadTP, Store, Trap, WriteMem
+from . import libc
+from .crt0 import read_spawn_block
+from .libc import CRT0_WORD
+
+Gen = Generator[Op, Any, Any]
+
+MAIN_COMM_WORD = abi.DATA_BASE + 0x40  # the main thread pair's communication area
+PAGE = 0x1000
+START_INFO = ak.COMM_SIZE  # in a new bootstrap thread's page: fd, entry, arg0, arg1, main comm
+LOOP_STEP = 6  # the loop's own compare-and-branch instructions per pass
+
+
+def _raw(nr: int, *args: int) -> Gen:
+    """A system call whose raw result (-errno on failure) is what the application thread gets."""
+    return (yield Trap(abi.SYSCALL, nr, *args))
+
+
+def ak_crt0(block_addr: int) -> Gen:
+    """Process start-up under the application kernel (the process's first, bootstrap, thread)."""
+    yield Store(CRT0_WORD, (yield CodeAddr(ak_crt0)))
+    try:
+        fd = yield from libc.open(ak.DEVICE, abi.O_RDWR | abi.O_CLOEXEC)
+    except OSError:  # no application kernel: run on the bootstrap kernel alone
+        main_addr, argv = yield from read_spawn_block(block_addr)
+        status = yield Call(main_addr, argv)
+        yield from libc.exit(0 if status is None else int(status))
+    main_addr = yield Load(block_addr)
+    comm = yield from libc.mmap(PAGE)
+    yield Store(MAIN_COMM_WORD, comm)
+    entry = yield CodeAddr(ak_app_start)
+    tcb = yield from _pair(fd, comm, comm, entry, main_addr, block_addr)
+    yield from bootstrap_loop(fd, comm, comm, tcb)
+
+
+def _pair(fd: int, comm: int, main_comm: int, entry: int, arg0: int, arg1: int) -> Gen:
+    """Set up a communication area and an application stack; create the application thread."""
+    yield Store(comm + ak.FD, fd)
+    stack = yield from libc.mmap(abi.STACK_SIZE)
+    tls = stack + abi.STACK_SIZE - abi.TLS_SIZE
+    create = struct.pack("<6I", comm, entry, arg0, arg1, tls, main_comm + ak.HANDLERS)
+    buf = (yield ReadTP()) + 64
+    yield WriteMem(buf, create)
+    tcb = yield from libc.syscall(abi.SYS_DRIVER_CONTROL, fd, ak.APKERN_CREATE_THREAD, buf)
+    yield Store(comm + ak.TCB, tcb)
+    return tcb
+
+
+def ak_app_start(main_addr: int, block_addr: int) -> Gen:
+    """The application thread's entry, on an application processor: main(argv), then exit."""
+    _, argv = yield from read_spawn_block(block_addr)
+    status = yield Call(main_addr, argv)
+    yield from libc.exit(0 if status is None else int(status))
+
+
+def ak_bootstrap_thread(comm: int, _unused: int) -> Gen:
+    """A further bootstrap thread (section 4.3): one per application thread the program starts."""
+    fd, entry, arg0, arg1, main_comm = struct.unpack("<5I", (yield ReadMem(comm + START_INFO, 20)))
+    tcb = yield from _pair(fd, comm, main_comm, entry, arg0, arg1)
+    yield from bootstrap_loop(fd, comm, main_comm, tcb)
+
+
+def bt_signal_handler(sig: int) -> Gen:
+    """Installed in the bootstrap kernel for every signal the program handles (asynchronous activation)."""
+    comm = yield Load(MAIN_COMM_WORD)
+    pending = yield Load(comm + ak.SIGNALS)
+    yield Store(comm + ak.SIGNALS, pending | (1 << sig))
+    fd = yield Load(comm + ak.FD)
+    tcb = yield Load(comm + ak.TCB)
+    yield Trap(abi.SYSCALL, abi.SYS_DRIVER_CONTROL, fd, ak.APKERN_ACTIVATE_THREAD, tcb)
+
+
+# --- Figure 4 --------------------------------------------------------------------------------
+
+
+def bootstrap_loop(fd: int, comm: int, main_comm: int, tcb: int) -> Gen:
+    while True:
+        yield Compute(LOOP_STEP)
+        yield AtomicAdd(comm + ak.PASSES, 1)
+        if (yield Load(comm + ak.STATE)) != ak.POSTED:
+            yield Trap(abi.SYSCALL, abi.SYS_YIELD)  # reschedule()
+            continue
+        yield AtomicAdd(comm + ak.BUSY_PASSES, 1)
+        result = yield from handle_message(fd, comm, main_comm)
+        yield Store(comm + ak.RESULT, result & 0xFFFFFFFF)
+        yield Store(comm + ak.STATE, ak.EMPTY)
+        if (yield Trap(abi.SYSCALL, abi.SYS_DRIVER_CONTROL, fd, ak.APKERN_ACTIVATE_THREAD, tcb)) < 0:
+            # the application thread is gone (its process closed the driver): nothing left to serve
+            yield from libc.thread_exit(0)
+
+
+def handle_message(fd: int, comm: int, main_comm: int) -> Gen:
+    kind, nr, *rest = struct.unpack("<10I", (yield ReadMem(comm + ak.KIND, 40)))
+    args, addr, error = rest[: ak.MAX_ARGS], rest[ak.MAX_ARGS], rest[ak.MAX_ARGS + 1]
+    if kind == ak.KIND_PAGE_FAULT:  # force the page fault by referencing the address
+        if error & ak.FAULT_WRITE:
+            yield AtomicAdd(addr, 0)
+        else:
+            yield Load(addr)
+        return 0
+    if kind == ak.KIND_EXCEPTION:  # cause the same exception
+        if nr == 13:
+            yield Halt()  # a privileged instruction in user mode: #GP
+        yield Illegal()
+        return 0
+    if kind != ak.KIND_SYSCALL:
+        return -abi.EINVAL
+    signed = [a - (1 << 32) if a & 0x80000000 else a for a in args]
+    if nr == abi.SYS_SIGACTION:
+        return (yield from _sigaction(main_comm, *signed[:2]))
+    if nr == abi.SYS_THREAD_CREATE:
+        return (yield from _thread_create(fd, main_comm, *signed[:3]))
+    return (yield from _raw(nr, *signed))
+
+
+def _sigaction(main_comm: int, sig: int, handler: int) -> Gen:
+    """The bootstrap kernel gets our handler; the application's stays in the handler table."""
+    mine = yield CodeAddr(bt_signal_handler)
+    installed = handler if handler in (abi.SIG_DFL, abi.SIG_IGN) else mine
+    prev = yield from _raw(abi.SYS_SIGACTION, sig, installed)
+    if prev < 0:
+        return prev
+    slot = main_comm + ak.HANDLERS + 4 * sig
+    app_prev = yield Load(slot)
+    yield Store(slot, handler)
+    return app_prev if prev == mine else prev
+
+
+def _thread_create(fd: int, main_comm: int, entry: int, arg0: int, arg1: int) -> Gen:
+    """Start a new bootstrap thread; it creates the application thread the program asked for."""
+    comm = yield from _raw(abi.SYS_MMAP, PAGE)
+    if comm < 0:
+        return comm
+    yield WriteMem(comm + START_INFO, struct.pack("<5I", fd, entry, arg0 & 0xFFFFFFFF, arg1 & 0xFFFFFFFF, main_comm))
+    start = yield CodeAddr(ak_bootstrap_thread)
+    return (yield from _raw(abi.SYS_THREAD_CREATE, start, comm, 0))
