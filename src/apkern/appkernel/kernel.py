@@ -346,7 +346,8 @@ class AppKernel:
         return cid
 
     def mark(self, cid: int, name: str, tcb: TCB | None) -> None:
-        self.svc.trace(cid, name, tcb.id if tcb else None)
+        if tcb is not None:
+            self.svc.trace(cid, name, tcb.id, owner=tcb.owner, pid=tcb.pid)
 
 
 __all__ = ["AppKernel", "BLOCKED", "BSP", "HELD"]

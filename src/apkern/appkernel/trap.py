@@ -160,6 +160,7 @@ class APTraps:
         cid = yield from ak.block(cid, tcb)
         cid = yield from ak.return_to_user(cid, tcb)
         yield Compute(costs.TRAP_EXIT)
+        ak.mark(cid, "ak_resumed", tcb)
         return None
 
     def exception(self, cpu: CPU, flt: Fault) -> Gen:

@@ -16,14 +16,23 @@ from typing import Any
 from ..hw.trace import Mark
 from ..system import System
 
-# The stage a mark opens, by mark name; the interval before the first mark is the trap itself.
-STAGES: dict[str, str] = {
-    # bootstrap kernel system-call path
+# The stage a mark opens, by mark name (or name and system call); the interval before the
+# first mark is the trap instruction itself. Marks not listed do not start a stage.
+UP_STAGES: dict[Any, str] = {
     "sys_enter": "kernel entry",
     "sys_dispatch": "dispatch",
     "sys_body": "call body",
     "sys_exit": "kernel exit",
     "sys_return": "interrupts taken on return",
+}
+# The application kernel's path (Figure 2): only the bootstrap thread's re-issued gettid counts as
+# re-issue; its polling `yield` calls are part of the wait.
+AK_STAGES: dict[Any, str] = {
+    "ak_trap": "AP trap and message",
+    "ak_posted": "wait for the BSP",
+    ("sys_enter", "gettid"): "bootstrap thread re-issue",
+    ("sys_return", "gettid"): "activation",
+    "ak_activated": "AP resume",
 }
 FIRST_STAGE = "trap instruction"
 
@@ -44,7 +53,7 @@ class LatencyResult:
         return asdict(self)
 
 
-def split_stages(marks: list[Mark], inspection_cost: int, stages: dict[str, str]) -> list[tuple[int, dict[str, int]]]:
+def split_stages(marks: list[Mark], inspection_cost: int, stages: dict[Any, str]) -> list[tuple[int, dict[str, int]]]:
     """Per measured call: (latency, {stage: instructions}) from the marks between two inspection points."""
     points = [i for i, m in enumerate(marks) if m.name == "inspect"]
     out = []
@@ -55,10 +64,11 @@ def split_stages(marks: list[Mark], inspection_cost: int, stages: dict[str, str]
         per: dict[str, int] = {}
         label, t = FIRST_STAGE, start
         for m in marks[a + 1 : b]:
-            if m.name not in stages:
+            stage = stages.get((m.name, m.args.get("call"))) or stages.get(m.name)
+            if stage is None:
                 continue
             per[label] = per.get(label, 0) + (m.time - t)
-            label, t = stages[m.name], m.time
+            label, t = stage, m.time
         per[label] = per.get(label, 0) + (end - t)
         out.append((end - start, per))
     return out
@@ -78,7 +88,7 @@ def measure(kernel: str = "up", cpus: int = 1, iterations: int = 1000, seed: int
     marks = [mk for mk in sim.machine.tracer.marks]
     inspects = [mk for mk in marks if mk.name == "inspect"]
     inspection_cost = inspects[1].time - inspects[0].time
-    calls = split_stages(marks, inspection_cost, STAGES)
+    calls = split_stages(marks, inspection_cost, UP_STAGES if kernel == "up" else AK_STAGES)
     if len(calls) != iterations:
         raise RuntimeError(f"expected {iterations} measured calls, found {len(calls)}")
     total = sum(lat for lat, _ in calls)

@@ -282,6 +282,7 @@ class CPU:
     def _run(self) -> Generator[simpy.Event, Any, None]:
         env = self.env
         acct = self.acct
+        tracer = self.machine.tracer
         while True:
             if self.state != RUNNING or self.halt_requested and not self.pending:
                 start = self._halt_start = env.now
@@ -290,6 +291,8 @@ class CPU:
                 self._wake = None
                 if self.halt_requested:
                     self._halted += env.now - start
+                    if tracer is not None:
+                        tracer.slice(self, "halt", start, env.now)
                 continue
             frames = self.ctx.frames
             f = frames[-1]
@@ -312,6 +315,8 @@ class CPU:
                     done = n
                 f.remaining = n - done
                 acct[f.acct] += done
+                if tracer is not None:
+                    tracer.slice(self, f.acct, env.now - done, env.now)
                 continue
             op = f.retry
             if op is not None:
@@ -359,12 +364,16 @@ class CPU:
                         f.retry = op
                     self._computing = False
                     acct[op.acct] = acct.get(op.acct, 0) + env.now - start
+                    if tracer is not None:
+                        tracer.slice(self, op.acct, start, env.now)
                     if f.retry is not None or value == op.value:
                         f.retry = op
                         continue
                 f.send = value
                 yield env.timeout(1)
                 acct[op.acct] = acct.get(op.acct, 0) + 1
+                if tracer is not None:
+                    tracer.slice(self, op.acct, env.now - 1, env.now)
                 continue
             try:
                 cost = op.run(self, f)
@@ -378,6 +387,8 @@ class CPU:
             if cost:
                 yield env.timeout(cost)
                 acct[f.acct] += cost
+                if tracer is not None:
+                    tracer.slice(self, f.acct, env.now - cost, env.now)
 
     def _return(self, frames: list[Frame], f: Frame, value: Any) -> None:
         frames.pop()

@@ -24,11 +24,26 @@ class Mark:
 
 
 class Tracer:
-    """Collects marks and context switches, in time order."""
+    """Collects marks, context switches and per-CPU activity slices, in time order."""
 
     def __init__(self) -> None:
         self.marks: list[Mark] = []
         self.switches: list[tuple[int, int, str, str]] = []
+        # per CPU: [start, end, account ("user", "kernel", "spin", "idle", "halt"), context name]
+        self.slices: dict[int, list[list[Any]]] = {}
+
+    def slice(self, cpu: CPU, account: str, start: int, end: int) -> None:
+        """CPU `cpu` spent [start, end) in `account` for its current context; adjacent equal slices merge."""
+        if end <= start:
+            return
+        name = cpu.ctx.name if cpu.ctx is not None else ""
+        rows = self.slices.setdefault(cpu.id, [])
+        if rows:
+            last = rows[-1]
+            if last[1] == start and last[2] == account and last[3] == name:
+                last[1] = end
+                return
+        rows.append([start, end, account, name])
 
     def mark(self, cpu: CPU, name: str, key: Any = None, **args: Any) -> None:
         self.marks.append(Mark(cpu.env.now, cpu.id, name, key, args))
