@@ -71,68 +71,40 @@ def build_trace(sim: System) -> dict[str, Any]:
 
 
 def _flows(marks: list[Any]) -> list[dict[str, Any]]:
-    """Follow each forwarded call: ak_trap -> (re-issued call) -> ak_activated -> ak_resumed, by TCB."""
+    """Follow each forwarded call by TCB: ak_trap -> re-issued call -> ak_activated -> ak_resumed."""
     out: list[dict[str, Any]] = []
-    open_flows: dict[Any, dict[str, Any]] = {}
+    flows: dict[Any, dict[str, Any]] = {}  # TCB id -> open flow
     last: dict[int, dict[str, Any]] = {}  # flow id -> its latest event
-    next_id = 1
+    ids = iter(range(1, 1 << 62))
+
+    def emit(ph: str, flow: dict[str, Any], m: Any) -> None:
+        ev = {"ph": ph, "id": flow["id"], "pid": PID, "tid": m.cpu, "ts": _ts(m.time), "name": "forwarded call"}
+        ev["cat"] = "forward"
+        if ph == "f":
+            ev["bp"] = "e"
+        out.append(ev)
+        last[flow["id"]] = ev
+
     for m in marks:
         if m.name == "ak_trap":
-            flow = {"id": next_id, "owner": m.args.get("owner"), "reissued": False}
-            next_id += 1
-            open_flows[m.key] = flow
-            out.append(
-                {
-                    "ph": "s",
-                    "id": flow["id"],
-                    "pid": PID,
-                    "tid": m.cpu,
-                    "ts": _ts(m.time),
-                    "name": "forwarded call",
-                    "cat": "forward",
-                }
-            )
+            flows[m.key] = {"id": next(ids), "owner": m.args.get("owner"), "reissued": False}
+            emit("s", flows[m.key], m)
         elif m.name == "sys_enter" and m.args.get("call") not in (None, "yield", "driver_control"):
-            for flow in open_flows.values():
+            for flow in flows.values():
                 if flow["owner"] == m.key and not flow["reissued"]:
                     flow["reissued"] = True
-                    out.append(
-                        {
-                            "ph": "t",
-                            "id": flow["id"],
-                            "pid": PID,
-                            "tid": m.cpu,
-                            "ts": _ts(m.time),
-                            "name": "forwarded call",
-                            "cat": "forward",
-                        }
-                    )
-        elif m.name == "ak_activated" and m.key in open_flows:
-            out.append(
-                {
-                    "ph": "t",
-                    "id": open_flows[m.key]["id"],
-                    "pid": PID,
-                    "tid": m.cpu,
-                    "ts": _ts(m.time),
-                    "name": "forwarded call",
-                    "cat": "forward",
-                }
-            )
-        elif m.name == "ak_resumed" and m.key in open_flows:
-            flow = open_flows.pop(m.key)
-            out.append(
-                {
-                    "ph": "f",
-                    "bp": "e",
-                    "id": flow["id"],
-                    "pid": PID,
-                    "tid": m.cpu,
-                    "ts": _ts(m.time),
-                    "name": "forwarded call",
-                    "cat": "forward",
-                }
-            )
+                    emit("t", flow, m)
+        elif m.name == "ak_activated" and m.key in flows:
+            emit("t", flows[m.key], m)
+        elif m.name == "ak_resumed" and m.key in flows:
+            emit("f", flows.pop(m.key), m)
+    # calls that never resume (exit, fatal exceptions) end where the bootstrap thread re-issued them
+    for flow in flows.values():
+        ev = last[flow["id"]]
+        if ev["ph"] == "s":
+            out.remove(ev)
+        else:
+            ev["ph"], ev["bp"] = "f", "e"
     return out
 
 
