@@ -72,6 +72,7 @@ class System:
         swapper: bool = False,
         trace: bool = False,
         strict: bool = False,
+        engine: str = "fast",
     ) -> None:
         if kernel not in KERNELS:
             raise ConfigError(f"unknown kernel {kernel!r} (choose from {', '.join(KERNELS)})")
@@ -84,7 +85,7 @@ class System:
         self.kernel_name = kernel
         self.seed = seed
         self.random = random.Random(seed)
-        self.machine = Machine(cpus=cpus, memory=memory, strict=strict, trace=trace)
+        self.machine = Machine(cpus=cpus, memory=memory, strict=strict, trace=trace, engine=engine)
         drivers: list[Any] = []
         self._crt0: Callable[..., Any] = crt0
         if kernel == "apkern":
@@ -126,15 +127,12 @@ class System:
 
     def run(self, until: int | None = None, limit: int = 50_000_000_000) -> None:
         """Run until every process has exited (or to time `until`); `SimulationLimit` past `limit`."""
-        env = self.machine.env
         if until is not None:
-            env.run(until=max(until, env.now + 1))
+            self.machine.run(until=until)
             return
         if self.kernel.live == 0:
-            env.run(until=env.now + 1)
             return
-        stop = env.timeout(limit - env.now) if limit > env.now else env.timeout(0)
-        env.run(until=env.any_of([self.kernel.all_exited, stop]))
+        self.machine.run(until=limit)
         if self.kernel.live:
             raise SimulationLimit(f"{self.kernel.live} process(es) still running after {self.now} instructions")
 

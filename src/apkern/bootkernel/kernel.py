@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections.abc import Generator, Iterable
 from typing import Any
 
-import simpy
-
 from ..hw import Compute, Context, EnablePaging, Frame, LoadCR3, Machine, Op, SetIVT, SetTimer, Switch, UserAccessFault
 from ..hw.cpu import entry_frame
 from . import abi, costs
@@ -70,8 +68,7 @@ class BootKernel:
         self.procs: dict[int, Process] = {}
         self._next_pid = 1
         self._next_tid = 1
-        self.live = 0
-        self.all_exited: simpy.Event = machine.env.event()
+        self.live = 0  # processes not yet exited; the machine stops when it drops to zero
         self.booted = False
 
     # --- boot ---------------------------------------------------------------------------
@@ -113,8 +110,6 @@ class BootKernel:
         self.procs[p.pid] = p
         if parent is not None:
             parent.children.append(p)
-        if self.live == 0 and self.all_exited.triggered:
-            self.all_exited = self.machine.env.event()
         self.live += 1
         top = abi.STACK_TOP
         block_addr = (top - abi.TLS_SIZE - len(block) - 16) & ~15
@@ -172,8 +167,8 @@ class BootKernel:
                 self.sched.wakeup(("wait", parent))
                 self.signals.send(parent, abi.SIGCHLD)
             self.live -= 1
-            if self.live == 0 and not self.all_exited.triggered:
-                self.all_exited.succeed()
+            if self.live == 0:
+                self.machine.stop()
         t.state = DEAD
         self.sched.current = None
         yield from self.sched.schedule()

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import simpy
 
 from .code import CODE_PAGE_MAGIC
+from .engine import Engine
 from .memory import PAGE_SHIFT, PAGE_SIZE
 from .mmu import MMU
 from .ops import Compute, Op, SpinWhile
@@ -283,6 +284,9 @@ class CPU:
         env = self.env
         acct = self.acct
         tracer = self.machine.tracer
+        # run-ahead (see engine.py): with our own engine, an op that ends before any other
+        # pending event needs no trip through the event loop
+        heap = env._heap if isinstance(env, Engine) else None
         while True:
             if self.state != RUNNING or self.halt_requested and not self.pending:
                 start = self._halt_start = env.now
@@ -301,7 +305,11 @@ class CPU:
                 continue
             n = f.remaining
             if n:
-                if f.intr:
+                t = env.now + n
+                if heap is not None and t < env._until and (not heap or t < heap[0][0]):
+                    env.now = t
+                    done = n
+                elif f.intr:
                     start = env.now
                     self._computing = True
                     try:
@@ -385,7 +393,11 @@ class CPU:
                     raise
                 raise MachineError(f"cpu{self.id}: code yielded {op!r}, which is not an operation") from None
             if cost:
-                yield env.timeout(cost)
+                t = env.now + cost
+                if heap is not None and t < env._until and (not heap or t < heap[0][0]):
+                    env.now = t
+                else:
+                    yield env.timeout(cost)
                 acct[f.acct] += cost
                 if tracer is not None:
                     tracer.slice(self, f.acct, env.now - cost, env.now)

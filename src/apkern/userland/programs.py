@@ -369,15 +369,22 @@ def illegal(argv: list[str]) -> Generator[Op, Any, int]:
 
 
 def loop(argv: list[str]) -> Generator[Op, Any, int]:
-    """The throughput program: N times (0: forever) compute(U) then the spin(K) system call."""
+    """The throughput program: N times (0: forever) compute(U) then the spin(K) system call.
+
+    An optional fifth argument computes that many instructions first, so that many
+    copies started together do not run in lock step.
+    """
     try:
-        if len(argv) > 4:
+        if len(argv) > 5:
             raise _Usage
         u = _int_arg(argv, 1, 1000)
         k = _int_arg(argv, 2, 151)
         n = _int_arg(argv, 3, 1000)
+        skew = _int_arg(argv, 4, 0)
     except _Usage:
         return (yield from _usage("loop"))
+    if skew:
+        yield from libc.compute(skew)
     i = 0
     while n == 0 or i < n:
         yield from libc.compute(u)
@@ -434,7 +441,7 @@ USAGE: dict[str, str] = {
     "threads": "threads [N]",
     "segv": "segv",
     "illegal": "illegal",
-    "loop": "loop [U K N]",
+    "loop": "loop [U K N [SKEW]]",
     "gettid": "gettid [N]",
 }
 

@@ -1,0 +1,111 @@
+"""Throughput (paper section 5.2): 20 loop processes, compute(U) then spin(K), on 1 to N CPUs.
+
+One CPU is the bootstrap kernel alone; two or more run the application kernel.
+Each point runs a warm-up, then counts in a fixed window: loops completed (spin
+calls served), the bootstrap processor's instructions, forwarded calls, and the
+bootstrap-loop passes with and without a message. Every figure is a difference
+of counters the code paths keep.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from ..system import System
+
+DEFAULT_PROCS = 20
+DEFAULT_WARMUP = 2_000_000
+DEFAULT_WINDOW = 10_000_000
+
+
+def user_instructions(k: int, p: float) -> int:
+    """U such that U / (U + K) = p percent (U = K * p / (100 - p))."""
+    if not 0 < p < 100:
+        raise ValueError("user share must be strictly between 0 and 100 percent")
+    return round(k * p / (100 - p))
+
+
+@dataclass
+class ThroughputPoint:
+    cpus: int
+    procs: int
+    syscall_instr: int
+    user_pct: float
+    user_instr: int
+    warmup_instructions: int
+    window_instructions: int
+    loops: int
+    forwarded_calls: int
+    bsp_instructions: int
+    bsp_busy_instructions: int
+    bsp_load: float | None
+    bsp_instructions_per_call: float | None
+    kernel_instructions_per_call: float | None
+    passes: int
+    busy_passes: int
+    speedup: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _counters(sim: System) -> dict[str, int]:
+    st = sim.stats
+    bsp = st["per_cpu"][0]
+    return {
+        "loops": st["syscalls_by_name"].get("spin", 0),
+        "forwarded": st.get("forwarded_calls", 0),
+        "bsp": bsp["instructions"],
+        "bsp_busy": bsp["instructions"] - bsp["idle_instructions"],
+        "bsp_kernel": bsp["kernel_instructions"],
+        "passes": st.get("bootstrap_loop_passes", 0),
+        "busy": st.get("bootstrap_loop_busy_passes", 0),
+    }
+
+
+def measure(
+    k: int,
+    p: float,
+    cpus: int,
+    procs: int = DEFAULT_PROCS,
+    warmup: int = DEFAULT_WARMUP,
+    window: int = DEFAULT_WINDOW,
+    seed: int = 0,
+) -> ThroughputPoint:
+    """One point of Figures 6-8 (speedup left unset: it needs the one-CPU point)."""
+    if k < 0 or procs < 1 or warmup < 0 or window < 1:
+        raise ValueError("need K >= 0, procs >= 1, warmup >= 0 and window >= 1")
+    u = user_instructions(k, p)
+    sim = System(kernel="up" if cpus == 1 else "apkern", cpus=cpus, seed=seed)
+    for _ in range(procs):
+        sim.spawn("loop", ["loop", str(u), str(k), "0", str(sim.random.randrange(u + k + 1))])
+    sim.run(until=warmup)
+    a = _counters(sim)
+    sim.run(until=warmup + window)
+    b = _counters(sim)
+    d = {key: b[key] - a[key] for key in a}
+    calls = d["forwarded"] if cpus > 1 else d["loops"]
+    return ThroughputPoint(
+        cpus=cpus,
+        procs=procs,
+        syscall_instr=k,
+        user_pct=p,
+        user_instr=u,
+        warmup_instructions=warmup,
+        window_instructions=window,
+        loops=d["loops"],
+        forwarded_calls=d["forwarded"],
+        bsp_instructions=d["bsp"],
+        bsp_busy_instructions=d["bsp_busy"],
+        bsp_load=d["busy"] / d["passes"] if d["passes"] else None,
+        bsp_instructions_per_call=d["bsp"] / calls if calls else None,
+        kernel_instructions_per_call=d["bsp_kernel"] / d["loops"] if cpus == 1 and d["loops"] else None,
+        passes=d["passes"],
+        busy_passes=d["busy"],
+    )
+
+
+def with_speedup(point: ThroughputPoint, baseline: ThroughputPoint) -> ThroughputPoint:
+    point.speedup = point.loops / baseline.loops if baseline.loops else None
+    return point
