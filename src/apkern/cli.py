@@ -7,6 +7,7 @@ stderr and exit status 2, never a traceback.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any, NoReturn
 
@@ -140,6 +141,123 @@ def latency(kernel: str, cpus: int | None, iterations: int, seed: int, as_json: 
     )
     for stage, v in r.breakdown.items():
         click.echo(f"  {stage:<32} {v:10.1f}")
+
+
+@bench.command("throughput")
+@click.option(
+    "--syscall-instr", "k", type=int, required=True, help="K: instructions each spin call spends in the kernel"
+)
+@click.option("--user-pct", "p", type=float, required=True, help="P: user share of a loop, percent")
+@click.option("--cpus", type=int, default=4, show_default=True, help="1: the bootstrap kernel alone")
+@click.option("--procs", type=int, default=20, show_default=True)
+@click.option("--warmup", type=int, default=None, help="instructions before the window (default: by K and P)")
+@click.option("--window", type=int, default=None, help="measurement window in instructions (default: by K and P)")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def throughput_cmd(
+    k: int, p: float, cpus: int, procs: int, warmup: int | None, window: int | None, seed: int, as_json: bool
+) -> None:
+    """Loops done by PROCS copies of `loop` in a window, against the one-CPU figure (Figures 6-8)."""
+    from .experiments.reproduce import DEFAULT
+    from .experiments.throughput import measure, user_instructions, with_speedup
+
+    if not 0 < p < 100:
+        fail("--user-pct must be strictly between 0 and 100")
+    if k < 0 or procs < 1 or not 1 <= cpus <= 64:
+        fail("need --syscall-instr >= 0, --procs >= 1 and 1 <= --cpus <= 64")
+    if (warmup is not None and warmup < 0) or (window is not None and window < 1):
+        fail("--warmup must be >= 0 and --window >= 1")
+    w = DEFAULT.warmup_for(k, p) if warmup is None else warmup
+    win = DEFAULT.window(k, p) if window is None else window
+    base = measure(k, p, 1, procs=procs, warmup=w, window=win, seed=seed)
+    point = base if cpus == 1 else measure(k, p, cpus, procs=procs, warmup=w, window=win, seed=seed)
+    with_speedup(point, base)
+    d = point.to_dict()
+    d["ideal_bound"] = (cpus - 1) * (win / base.loops) / user_instructions(k, p) if cpus > 1 else 1.0
+    if as_json:
+        click.echo(json.dumps(d))
+        return
+    load = "-" if point.bsp_load is None else f"{point.bsp_load:.3f}"
+    click.echo(
+        f"K={k} P={p:g}% U={point.user_instr} on {cpus} CPU(s), {procs} processes, window {win}: "
+        f"{point.loops} loops, speedup {point.speedup:.3f}, bootstrap load {load}, "
+        f"{point.bsp_instructions_per_call or 0:.0f} BSP instructions per call"
+    )
+
+
+@cli.command()
+@click.option("--ipsc", type=float, required=True, help="instructions per system call")
+@click.option("--interval", type=float, required=True, help="instructions between system calls on one CPU")
+@click.option("--opsc", type=float, default=None, help="overhead per forwarded call (default: the last reproduction's)")
+@click.option("--ips", type=float, default=100e6, show_default=True, help="instructions per second")
+@click.option(
+    "--results",
+    type=click.Path(file_okay=False),
+    default="results",
+    show_default=True,
+    help="where the last reproduction wrote summary.json",
+)
+@click.option("--json", "as_json", is_flag=True)
+def model(ipsc: float, interval: float, opsc: float | None, ips: float, results: str, as_json: bool) -> None:
+    """The capacity model C = scps*(ipsc+opsc): the most calls per second and the best speedup."""
+    from .experiments.model import capacity
+
+    source = "given"
+    if opsc is None:
+        path = os.path.join(results, "summary.json")
+        try:
+            with open(path) as f:
+                opsc = json.load(f)["derived_overhead"]
+        except (OSError, ValueError, KeyError):
+            fail(f"no measured overhead in {path}: pass --opsc N, or run `apkern reproduce` first")
+        if opsc is None:
+            fail(f"{path} has no derived overhead (no saturated point): pass --opsc N")
+        source = f"derived by the reproduction in {results}"
+    c = capacity(ipsc, interval, opsc, ips)
+    if as_json:
+        click.echo(json.dumps({**c.to_dict(), "opsc_source": source}))
+        return
+    click.echo(
+        f"at most {c.max_calls_per_second:,.0f} calls/s (ipsc {ipsc:g} + opsc {opsc:g}, {source}); "
+        f"the uniprocessor makes {c.uniprocessor_calls_per_second:,.0f}; maximum speedup {c.max_speedup:.2f}"
+    )
+
+
+@cli.command()
+@click.option("--out", type=click.Path(file_okay=False), default="results", show_default=True)
+@click.option("--quick", is_flag=True, help="shorter windows: a few minutes on two cores")
+@click.option("--jobs", type=int, default=None, help="worker processes (default: one per core)")
+@click.option("--seed", type=int, default=0, show_default=True)
+def reproduce(out: str, quick: bool, jobs: int | None, seed: int) -> None:
+    """Run the paper's section 5 and write CSVs, Figures 6-8, summary.json and report.md."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from .experiments.reproduce import reproduce as run_all
+
+    if jobs is not None and jobs < 1:
+        fail("--jobs must be at least 1")
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        transient=False,
+    ) as bar:
+        task = bar.add_task("simulating", total=None)
+        summary = run_all(
+            out,
+            quick=quick,
+            jobs=jobs,
+            seed=seed,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+    d, m = summary["derived_overhead"], summary["measured_overhead"]
+    click.echo(
+        f"wrote {out}/: latency.csv, throughput.csv ({len(summary['throughput'])} rows), fig6-8.png, "
+        f"summary.json, report.md in {summary['wall_seconds']} s"
+    )
+    if d is not None:
+        click.echo(f"overhead per forwarded call: derived {d:.0f}, measured {m:.0f} instructions")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -42,6 +42,7 @@ class ThroughputPoint:
     bsp_load: float | None
     bsp_instructions_per_call: float | None
     kernel_instructions_per_call: float | None
+    bsp_spin_per_call: float | None
     passes: int
     busy_passes: int
     speedup: float | None = None
@@ -59,6 +60,7 @@ def _counters(sim: System) -> dict[str, int]:
         "bsp": bsp["instructions"],
         "bsp_busy": bsp["instructions"] - bsp["idle_instructions"],
         "bsp_kernel": bsp["kernel_instructions"],
+        "bsp_spin": bsp["spin_instructions"],
         "passes": st.get("bootstrap_loop_passes", 0),
         "busy": st.get("bootstrap_loop_busy_passes", 0),
     }
@@ -101,6 +103,7 @@ def measure(
         bsp_load=d["busy"] / d["passes"] if d["passes"] else None,
         bsp_instructions_per_call=d["bsp"] / calls if calls else None,
         kernel_instructions_per_call=d["bsp_kernel"] / d["loops"] if cpus == 1 and d["loops"] else None,
+        bsp_spin_per_call=d["bsp_spin"] / calls if calls else None,
         passes=d["passes"],
         busy_passes=d["busy"],
     )

@@ -1,0 +1,41 @@
+"""Figures 6, 7 and 8: speedup (top) and bootstrap load (bottom) against CPUs, a line per user share."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+FIGURES = {151: "fig6.png", 451: "fig7.png", 4510: "fig8.png"}
+
+
+def plot_figures(summary: dict[str, Any], out: Path) -> list[Path]:
+    rows = summary["throughput"]
+    written = []
+    for k, name in FIGURES.items():
+        fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.4, 7.2), sharex=True, height_ratios=[3, 2])
+        for p in sorted({r["user_pct"] for r in rows if r["syscall_instr"] == k}):
+            pts = sorted((r for r in rows if r["syscall_instr"] == k and r["user_pct"] == p), key=lambda r: r["cpus"])
+            cpus = [r["cpus"] for r in pts]
+            top.plot(cpus, [r["speedup"] for r in pts], marker="o", label=f"{p:g}%")
+            ak = [r for r in pts if r["cpus"] > 1 and r["bsp_load"] is not None]
+            bottom.plot([r["cpus"] for r in ak], [r["bsp_load"] for r in ak], marker="o", label=f"{p:g}%")
+        top.set_ylabel("speedup (vs. uniprocessor kernel)")
+        top.set_title(f"Speedup and bootstrap kernel load at {k}-instruction system calls")
+        top.grid(alpha=0.3)
+        top.legend(title="user share", fontsize=8)
+        bottom.set_ylabel("bootstrap load")
+        bottom.set_xlabel("CPUs")
+        bottom.set_ylim(0, 1.05)
+        bottom.grid(alpha=0.3)
+        bottom.set_xticks(range(1, 9))
+        fig.tight_layout()
+        path = out / name
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    return written
