@@ -1,0 +1,101 @@
+"""The optional swapper: pages evicted in the background come back with their contents."""
+
+from __future__ import annotations
+
+import random
+
+from bkkit import HandBuilt, run
+
+from apkern import libc
+from apkern.bootkernel import abi
+from apkern.hw import PAGE_SIZE
+
+PAGES = 24
+
+
+def _keeper(seed: int, results: list, pages: int = PAGES, idle: int = 2_000_000):
+    """Fill `pages` pages with seeded random bytes, stay idle-ish, then check every byte."""
+    rng = random.Random(seed)
+    blobs = [rng.randbytes(PAGE_SIZE) for _ in range(pages)]
+
+    def main(argv):
+        base = yield from libc.mmap(pages * PAGE_SIZE)
+        for p, blob in enumerate(blobs):
+            yield from libc.write_mem(base + p * PAGE_SIZE, blob)
+        yield from libc.store(libc.PROGRAM_DATA, seed)
+        for _ in range(idle // 100_000):  # compute without touching the pages: the swapper gets to run
+            yield from libc.compute(100_000)
+        bad = []
+        for p, blob in enumerate(blobs):
+            if (yield from libc.read_mem(base + p * PAGE_SIZE, PAGE_SIZE)) != blob:
+                bad.append(p)
+        results.append((seed, bad, (yield from libc.load(libc.PROGRAM_DATA))))
+        return 1 if bad else 0
+
+    return main
+
+
+def test_contents_survive_eviction() -> None:
+    results: list = []
+    sim, proc = run(_keeper(11, results), swapper=True)
+    stats = sim.stats
+    assert proc.exit_status == 0
+    assert results == [(11, [], 11)]
+    assert stats["pages_evicted"] > 0
+    assert stats["swap_ins"] > 0
+    assert stats["swap_ins"] <= stats["pages_evicted"]
+
+
+def test_without_the_swapper_nothing_is_evicted() -> None:
+    results: list = []
+    sim, proc = run(_keeper(11, results), swapper=False)
+    assert proc.exit_status == 0 and results == [(11, [], 11)]
+    assert (sim.stats["pages_evicted"], sim.stats["swap_ins"]) == (0, 0)
+
+
+def test_swapper_keeps_processes_apart() -> None:
+    results: list = []
+    from apkern import System
+
+    sim = System(kernel="up", strict=True, swapper=True)
+    procs = [sim.spawn(_keeper(seed, results, pages=12)) for seed in (1, 2, 3)]
+    sim.run()
+    assert [p.exit_status for p in procs] == [0, 0, 0]
+    assert sorted(results) == [(1, [], 1), (2, [], 2), (3, [], 3)]
+    assert sim.stats["swap_ins"] > 0
+
+
+def test_swapper_on_a_hand_built_kernel_leaks_no_frames() -> None:
+    system = HandBuilt(swapper=True)
+    system.boot_only()
+    at_boot = system.kernel.stats()["frames_in_use"]
+    results: list = []
+    proc = system.spawn(_keeper(5, results))
+    system.run()
+    stats = system.kernel.stats()
+    assert proc.exit_status == 0 and results == [(5, [], 5)]
+    assert stats["pages_evicted"] > 0 and stats["swap_ins"] > 0
+    assert stats["frames_in_use"] == at_boot
+
+
+def test_a_killed_process_with_pages_in_swap_leaves_nothing_behind() -> None:
+    from apkern import System
+
+    results: list = []
+
+    def main(argv):
+        pid = yield from libc.spawn(_keeper(9, results, idle=10_000_000), ["keeper"])
+        yield from libc.sleep(1_500_000)
+        yield from libc.kill(pid, abi.SIGKILL)
+        return (yield from libc.waitpid(pid)) + 100
+
+    sim = System(kernel="up", strict=True, swapper=True)
+    sim.run()
+    at_boot = sim.stats["frames_in_use"]
+    proc = sim.spawn(main)
+    sim.run()
+    assert proc.exit_status == 100 - abi.SIGKILL
+    assert results == []
+    assert sim.stats["pages_evicted"] > 0
+    assert sim.kernel.swap_store.pages == {}
+    assert sim.stats["frames_in_use"] == at_boot

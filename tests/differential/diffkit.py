@@ -1,0 +1,163 @@
+"""Differential testing kit: run one program on the uniprocessor kernel and on the application kernel, compare.
+
+The oracle is the paper's promise: a program runs *unmodified* on the application
+kernel and must behave exactly as on the bootstrap kernel alone. `observe` runs a
+program on one configuration and records what a user can see of the run:
+
+- the whole console, in order (`System.console()`), and each process's console
+  text, split by descriptor (1 and 2);
+- every process the run created: pid, name, exit status (signals as -SIG);
+- the file system after the run (`fs.snapshot()`).
+
+`assert_same` compares two observations field by field with a readable message;
+`assert_ak_clean` checks what an application-kernel run must leave behind (no
+live TCB) and that it really went through the application kernel (calls were
+forwarded).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import apkern
+
+RUN_LIMIT = 2_000_000_000  # instructions: far above any test program, far below "forever"
+
+
+@dataclass
+class Observation:
+    """What one run showed to the outside."""
+
+    kernel: str
+    cpus: int
+    top_pid: int
+    top_status: int | None
+    console: str
+    per_pid: dict[int, dict[int, str]]  # pid -> fd -> text
+    procs: dict[int, tuple[str, int | None]]  # pid -> (name, exit status)
+    files: dict[str, bytes]
+    stats: dict[str, Any] = field(repr=False)
+
+    @property
+    def label(self) -> str:
+        return f"{self.kernel}/{self.cpus}cpu"
+
+
+def observe(
+    program: Callable[..., Any] | str,
+    argv: list[str],
+    kernel: str,
+    cpus: int,
+    files: dict[str, bytes] | None = None,
+    limit: int = RUN_LIMIT,
+) -> Observation:
+    """Run `program argv` alone on a fresh strict system and record everything comparable."""
+    sim = apkern.System(kernel=kernel, cpus=cpus, strict=True)
+    for path, data in (files or {}).items():
+        sim.fs.write_file(path, data)
+    proc = sim.spawn(program, argv)
+    sim.run(limit=limit)
+    records = sim.kernel.console.records
+    pids = sorted({pid for pid, _fd, _data in records} | {proc.pid})
+    per_pid = {
+        pid: {fd: sim.kernel.console.text(pid, fd) for fd in (1, 2)} | {0: sim.console(pid)} for pid in pids
+    }
+    procs = {pid: (p.name, p.exit_status) for pid, p in sorted(sim.kernel.procs.items())}
+    return Observation(
+        kernel=kernel,
+        cpus=cpus,
+        top_pid=proc.pid,
+        top_status=proc.exit_status,
+        console=sim.console(),
+        per_pid=per_pid,
+        procs=procs,
+        files=sim.fs.snapshot(),
+        stats=sim.stats,
+    )
+
+
+def _first_difference(a: str, b: str) -> str:
+    for i, (x, y) in enumerate(zip(a, b, strict=False)):
+        if x != y:
+            lo = max(0, i - 40)
+            return f"at offset {i}: {a[lo : i + 40]!r} vs {b[lo : i + 40]!r}"
+    return f"lengths {len(a)} vs {len(b)}: tails {a[len(b) :][:80]!r} vs {b[len(a) :][:80]!r}"
+
+
+def differences(ref: Observation, got: Observation, normalize: Callable[[str], str] = str) -> list[str]:
+    """Human-readable list of every way `got` differs from `ref` (empty when they agree)."""
+    out: list[str] = []
+    tag = f"{ref.label} vs {got.label}"
+    if ref.top_pid != got.top_pid:
+        out.append(f"{tag}: top pid {ref.top_pid} vs {got.top_pid}")
+    if ref.top_status != got.top_status:
+        out.append(f"{tag}: exit status {ref.top_status} vs {got.top_status}")
+    a, b = normalize(ref.console), normalize(got.console)
+    if a != b:
+        out.append(f"{tag}: whole console differs {_first_difference(a, b)}")
+    if set(ref.per_pid) != set(got.per_pid):
+        out.append(f"{tag}: pids that wrote {sorted(ref.per_pid)} vs {sorted(got.per_pid)}")
+    for pid in sorted(set(ref.per_pid) & set(got.per_pid)):
+        for fd in (1, 2):
+            a, b = normalize(ref.per_pid[pid][fd]), normalize(got.per_pid[pid][fd])
+            if a != b:
+                out.append(f"{tag}: pid {pid} fd {fd} differs {_first_difference(a, b)}")
+    if ref.procs != got.procs:
+        out.append(f"{tag}: processes {ref.procs} vs {got.procs}")
+    if ref.files != got.files:
+        names = sorted(set(ref.files) | set(got.files))
+        bad = [n for n in names if ref.files.get(n) != got.files.get(n)]
+        out.append(f"{tag}: files differ: {bad}")
+    return out
+
+
+def assert_same(ref: Observation, got: Observation, normalize: Callable[[str], str] = str) -> None:
+    diffs = differences(ref, got, normalize)
+    assert not diffs, "\n".join(diffs) + f"\n--- {ref.label} console:\n{ref.console}\n--- {got.label} console:\n{got.console}"
+
+
+FORWARDED = ("forwarded_calls", "forwarded_page_faults", "forwarded_exceptions")
+
+
+def ak_problems(obs: Observation, require_calls: bool = True) -> list[str]:
+    """What an application-kernel run must leave behind, and proof that it used the application kernel.
+
+    `require_calls`: at least one *system call* was forwarded (else any forwarded
+    event will do: a program may die of its very first instruction).
+    """
+    st = obs.stats
+    out = []
+    if st.get("tcbs_live") != 0:
+        out.append(f"{obs.label}: {st.get('tcbs_live')} TCBs still live after the run")
+    if require_calls and not st.get("forwarded_calls", 0) > 0:
+        out.append(f"{obs.label}: no system call was forwarded ({st.get('forwarded_calls')})")
+    if not sum(st.get(name, 0) for name in FORWARDED) > 0:
+        out.append(f"{obs.label}: nothing was forwarded ({ {name: st.get(name) for name in FORWARDED} })")
+    if st.get("tcbs_created") != st.get("tcbs_freed"):
+        out.append(f"{obs.label}: TCBs created {st.get('tcbs_created')} but freed {st.get('tcbs_freed')}")
+    return out
+
+
+def assert_ak_clean(obs: Observation, require_calls: bool = True) -> None:
+    problems = ak_problems(obs, require_calls)
+    assert not problems, "\n".join(problems)
+
+
+def compare_all(
+    program: Callable[..., Any] | str,
+    argv: list[str],
+    cpus_list: Iterable[int],
+    files: dict[str, bytes] | None = None,
+    normalize: Callable[[str], str] = str,
+) -> tuple[Observation, list[Observation]]:
+    """Run on "up" once and on "apkern" with each CPU count; assert every run agrees with the UP run."""
+    ref = observe(program, argv, "up", 1, files)
+    runs = []
+    for cpus in cpus_list:
+        got = observe(program, argv, "apkern", cpus, files)
+        assert_same(ref, got, normalize)
+        assert_ak_clean(got)
+        runs.append(got)
+    return ref, runs

@@ -1,0 +1,204 @@
+"""The `apkern` command: in process through `apkern.cli.main`, and a few runs of the installed script."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from apkern.cli import main
+from apkern.userland.programs import PROGRAMS, USAGE
+
+SCRIPT = Path(sys.executable).parent / "apkern"
+
+
+def call(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    """Run `apkern ARGS...` in process: (exit status, stdout, stderr)."""
+    code = 0
+    try:
+        main(list(args))
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    cap = capsys.readouterr()
+    return code, cap.out, cap.err
+
+
+def assert_usage_error(code: int, out: str, err: str) -> None:
+    assert code == 2
+    assert "Traceback" not in out + err
+    lines = err.splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("apkern: error:")
+    assert len(lines[0]) > len("apkern: error: ")
+
+
+def test_run_hello(capsys) -> None:
+    assert call(capsys, "run", "hello") == (0, "hello, world\n", "")
+
+
+def test_run_segv_exits_128_plus_sigsegv(capsys) -> None:
+    code, out, err = call(capsys, "run", "segv")
+    assert code == 128 + 11
+    assert out == "segv: touching 0x10\n"
+
+
+def test_run_illegal_exits_128_plus_sigill(capsys) -> None:
+    code, _, _ = call(capsys, "run", "illegal")
+    assert code == 128 + 4
+
+
+def test_run_passes_arguments_and_program_status(capsys) -> None:
+    code, out, _ = call(capsys, "run", "threads", "3")
+    assert (code, out) == (0, "threads: 3 threads joined, sum 14\n")
+    code, out, err = call(capsys, "run", "cat", "/missing")
+    assert code == 1
+    assert "cat: /missing: No such file or directory" in err
+    assert out == ""
+
+
+def test_run_with_a_host_file(capsys, tmp_path: Path) -> None:
+    host = tmp_path / "in.txt"
+    host.write_bytes(b"one two three\nfour\n")
+    code, out, _ = call(capsys, "run", "wc", "/in.txt", "--file", f"/in.txt={host}")
+    assert (code, out) == (0, "2 4 19 /in.txt\n")
+    code, out, _ = call(capsys, "run", "--file", f"/data/x={host}", "cat", "/data/x")
+    assert (code, out) == (0, "one two three\nfour\n")
+
+
+def test_run_json(capsys) -> None:
+    code, out, err = call(capsys, "run", "hello", "--json")
+    assert code == 0 and err == ""
+    doc = json.loads(out)
+    assert doc["program"] == "hello" and doc["exit_status"] == 0
+    assert doc["console"] == "hello, world\n"
+    assert doc["stats"]["kernel"] == "up" and doc["stats"]["syscalls"] >= 2
+
+
+def test_run_json_of_a_killed_program(capsys) -> None:
+    code, out, _ = call(capsys, "run", "segv", "--json")
+    assert code == 139
+    assert json.loads(out)["exit_status"] == -11
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("run", "nosuch"),
+        ("run", "hello", "--cpus", "0"),
+        ("run", "hello", "--cpus", "65"),
+        ("run", "hello", "--cpus", "-2"),
+        ("run", "hello", "--cpus", "four"),
+        ("run", "hello", "--kernel", "linux"),
+        ("run", "hello", "--kernel", "apkern", "--cpus", "1"),
+        ("run", "hello", "--seed", "x"),
+        ("run",),
+        ("run", "cat", "/x", "--file", "no-equals-sign"),
+        ("run", "cat", "/x", "--file", f"relative={__file__}"),
+        ("run", "cat", "/x", "--file", "/x=/definitely/not/here"),
+        ("run", "cat", "/dev/x", "--file", f"/dev/x={__file__}"),
+        ("run", "cat", "/bin", "--file", f"/={__file__}"),
+        ("bench", "latency", "--iterations", "0"),
+        ("bench", "latency", "--iterations", "-5"),
+        ("bench", "latency", "--iterations", "x"),
+        ("bench", "latency", "--cpus", "0"),
+        ("bench", "nosuch"),
+        ("frobnicate",),
+    ],
+)
+def test_bad_input_is_one_line_on_stderr_and_status_2(capsys, args: tuple[str, ...]) -> None:
+    assert_usage_error(*call(capsys, *args))
+
+
+def test_no_arguments_shows_help_and_fails(capsys) -> None:
+    code, out, err = call(capsys)
+    assert code == 2
+    assert "Traceback" not in out + err
+    assert "run" in err and "bench" in err
+
+
+def test_help_and_version(capsys) -> None:
+    code, out, _ = call(capsys, "--help")
+    assert code == 0 and "run" in out and "programs" in out
+    code, out, _ = call(capsys, "--version")
+    assert code == 0 and "0.1.0" in out
+
+
+def test_programs_lists_every_program(capsys) -> None:
+    code, out, err = call(capsys, "programs")
+    assert code == 0 and err == ""
+    lines = out.splitlines()
+    assert len(lines) == len(PROGRAMS)
+    for name, line in zip(PROGRAMS, lines, strict=True):
+        assert line.split()[0] == name
+        assert line.startswith(USAGE[name])
+
+
+def test_bench_latency_json(capsys) -> None:
+    code, out, err = call(capsys, "bench", "latency", "--kernel", "up", "--iterations", "40", "--json")
+    assert code == 0 and err == ""
+    r = json.loads(out)
+    assert (r["kernel"], r["cpus"], r["iterations"]) == ("up", 1, 40)
+    assert 80 <= r["mean_instructions"] <= 150
+    assert r["min_instructions"] <= r["mean_instructions"] <= r["max_instructions"]
+    assert r["breakdown"] and all(v >= 0 for v in r["breakdown"].values())
+    assert sum(r["breakdown"].values()) == pytest.approx(r["mean_instructions"], abs=1e-6)
+    # the program's own inspection-point figure agrees with the trace-derived one
+    assert r["program_mean"] == pytest.approx(r["mean_instructions"], abs=0.01)
+
+
+def test_bench_latency_text(capsys) -> None:
+    code, out, _ = call(capsys, "bench", "latency", "--iterations", "10")
+    assert code == 0
+    first, *stages = out.splitlines()
+    assert first.startswith("gettid latency, kernel up, 1 CPU(s), 10 calls: mean ")
+    assert stages and all(len(s.split()) >= 2 for s in stages)
+
+
+def test_bench_latency_is_deterministic(capsys) -> None:
+    runs = [call(capsys, "bench", "latency", "--iterations", "20", "--json")[1] for _ in range(2)]
+    assert runs[0] == runs[1]
+
+
+def test_run_trace_writes_chrome_trace_json(capsys, tmp_path: Path) -> None:
+    trace = tmp_path / "trace.json"
+    code, out, err = call(capsys, "run", "hello", "--trace", str(trace))
+    assert (code, out) == (0, "hello, world\n")
+    assert "Traceback" not in err
+    doc = json.loads(trace.read_text())
+    events = doc["traceEvents"]
+    assert events and all("ph" in e for e in events)
+    assert any(e["ph"] != "M" for e in events)  # more than metadata: the run itself
+
+
+def test_run_trace_to_an_unwritable_place_is_a_usage_error(capsys, tmp_path: Path) -> None:
+    assert_usage_error(*call(capsys, "run", "hello", "--trace", str(tmp_path / "no" / "such" / "dir" / "t.json")))
+
+
+def test_run_program_errors_go_to_stderr(capsys) -> None:
+    code, out, err = call(capsys, "run", "pagetouch", "-1")
+    assert code == 2
+    assert err == f"usage: {USAGE['pagetouch']}\n"
+    assert out == ""
+
+
+# --- the installed script --------------------------------------------------------------------
+
+
+def script(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, timeout=60)
+
+
+def test_script_run_hello_and_segv() -> None:
+    r = script("run", "hello")
+    assert (r.returncode, r.stdout, r.stderr) == (0, "hello, world\n", "")
+    r = script("run", "segv")
+    assert r.returncode == 139 and r.stdout == "segv: touching 0x10\n"
+
+
+def test_script_bad_input() -> None:
+    for args in (("run", "nosuch"), ("run", "hello", "--cpus", "0"), ("frobnicate",)):
+        r = script(*args)
+        assert_usage_error(r.returncode, r.stdout, r.stderr)
