@@ -61,6 +61,13 @@ def cli() -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="print exit status, console output and counters as JSON")
 @click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=10_000_000_000,
+    show_default=True,
+    help="stop with an error after this many instructions of machine time",
+)
+@click.option(
     "--file",
     "files",
     multiple=True,
@@ -75,9 +82,16 @@ def run(
     seed: int,
     trace_file: str | None,
     as_json: bool,
+    limit: int,
     files: tuple[str, ...],
 ) -> None:
-    """Run a built-in PROGRAM with ARGS; print its console output and exit with its status."""
+    """Run a built-in PROGRAM with ARGS; print its output (fd 1 to stdout, fd 2 to stderr), exit with its status."""
+    if trace_file:
+        try:
+            with open(trace_file, "w"):
+                pass
+        except OSError as e:
+            fail(f"cannot write {trace_file}: {e.strerror}")
     sim = System(kernel=kernel, cpus=_cpus(kernel, cpus), seed=seed, trace=trace_file is not None)
     for spec in files:
         path, sep, host = spec.partition("=")
@@ -89,7 +103,7 @@ def run(
         except OSError as e:
             fail(f"cannot read {host}: {e.strerror}")
     proc = sim.spawn(program, [program, *args])
-    sim.run()
+    sim.run(limit=limit)
     if trace_file:
         from .experiments.chrome_trace import write_trace
 
@@ -100,7 +114,8 @@ def run(
             json.dumps({"program": program, "exit_status": status, "console": sim.console(), "stats": sim.stats})
         )
     else:
-        click.echo(sim.console(), nl=False)
+        click.echo(sim.kernel.console.text(fd=1), nl=False)
+        click.echo(sim.kernel.console.text(fd=2), nl=False, err=True)
     sys.exit(status if status >= 0 else 128 - status)
 
 
@@ -167,13 +182,20 @@ def throughput_cmd(
         fail("need --syscall-instr >= 0, --procs >= 1 and 1 <= --cpus <= 64")
     if (warmup is not None and warmup < 0) or (window is not None and window < 1):
         fail("--warmup must be >= 0 and --window >= 1")
-    w = DEFAULT.warmup_for(k, p) if warmup is None else warmup
-    win = DEFAULT.window(k, p) if window is None else window
-    base = measure(k, p, 1, procs=procs, warmup=w, window=win, seed=seed)
-    point = base if cpus == 1 else measure(k, p, cpus, procs=procs, warmup=w, window=win, seed=seed)
+
+    def sized(n: int) -> tuple[int, int]:
+        return (
+            DEFAULT.warmup(k, p, n) if warmup is None else warmup,
+            DEFAULT.window(k, p, n) if window is None else window,
+        )
+
+    w1, win1 = sized(1)
+    base = measure(k, p, 1, procs=procs, warmup=w1, window=win1, seed=seed)
+    wn, win = sized(cpus)
+    point = base if cpus == 1 else measure(k, p, cpus, procs=procs, warmup=wn, window=win, seed=seed)
     with_speedup(point, base)
     d = point.to_dict()
-    d["ideal_bound"] = (cpus - 1) * (win / base.loops) / user_instructions(k, p) if cpus > 1 else 1.0
+    d["ideal_bound"] = (cpus - 1) * (win1 / base.loops) / user_instructions(k, p) if cpus > 1 else 1.0
     if as_json:
         click.echo(json.dumps(d))
         return

@@ -80,7 +80,7 @@ class System:
             raise ConfigError(f"a machine has 1 to {MAX_CPUS} CPUs, not {cpus!r}")
         if kernel == "apkern" and cpus < 2:
             raise ConfigError("kernel 'apkern' needs at least 2 CPUs: with one there is no application processor")
-        if memory < (4 << 20) or memory % 4096:
+        if isinstance(memory, bool) or not isinstance(memory, int) or memory < (4 << 20) or memory % 4096:
             raise ConfigError("memory must be at least 4 MiB and a multiple of 4096")
         self.kernel_name = kernel
         self.seed = seed

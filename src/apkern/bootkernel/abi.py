@@ -61,6 +61,7 @@ EAGAIN = _errno.EAGAIN
 ENODEV = _errno.ENODEV
 EEXIST = _errno.EEXIST
 ENOTTY = _errno.ENOTTY
+ENOTDIR = _errno.ENOTDIR
 EDEADLK = _errno.EDEADLK
 
 O_RDONLY = _os.O_RDONLY

@@ -40,6 +40,11 @@ class FileSystem:
             raise FileSystemError(f"cannot create {p}")
         if any(q.startswith(p + "/") for q in self.inodes):
             raise FileSystemError(f"{p} is a directory")
+        parent = posixpath.dirname(p)
+        while parent != "/":
+            if parent in self.inodes:
+                raise NotADirectoryError(f"{parent} is a file")
+            parent = posixpath.dirname(parent)
         return self.inodes.setdefault(p, Inode())
 
     def write_file(self, path: str, data: bytes | str) -> None:

@@ -10,14 +10,27 @@ from __future__ import annotations
 from collections.abc import Generator, Iterable
 from typing import Any
 
-from ..hw import Compute, Context, EnablePaging, Frame, LoadCR3, Machine, Op, SetIVT, SetTimer, Switch, UserAccessFault
+from ..hw import (
+    Compute,
+    Context,
+    EnablePaging,
+    Frame,
+    InvalidatePage,
+    LoadCR3,
+    Machine,
+    Op,
+    SetIVT,
+    SetTimer,
+    Switch,
+    UserAccessFault,
+)
 from ..hw.cpu import entry_frame
 from . import abi, costs
 from .console import Console
 from .driver import Caller, Driver, DriverServices
 from .file import ConsoleFile, FileTable, close_file
 from .fs import FileSystem
-from .kalloc import FrameAllocator, KernelHeap
+from .kalloc import FrameAllocator, KernelHeap, OutOfMemory
 from .proc import ALIVE, DEAD, EXITED, REAPED, Process, Thread
 from .sched import Scheduler
 from .signal import Signals
@@ -90,13 +103,25 @@ class BootKernel:
 
     # --- processes and threads --------------------------------------------------------------
 
-    def create_process(self, entry: int, block: bytes, name: str, parent: Process | None = None) -> Process:
+    def create_process(self, entry: int, block: bytes, name: str, parent: Process | None = None) -> Process | None:
         """A new process whose first thread starts `entry(block address)`, with `block` on its stack.
 
         A spawned child inherits its parent's descriptors (but close-on-spawn ones);
-        a process created from outside gets the console on fds 0, 1 and 2.
+        a process created from outside gets the console on fds 0, 1 and 2. None when
+        memory ran out (nothing is left behind).
         """
-        aspace = AddressSpace(self.frames, self.kmap, self.swap_store)
+        try:
+            aspace = AddressSpace(self.frames, self.kmap, self.swap_store)
+        except OutOfMemory:
+            return None
+        try:
+            top = abi.STACK_TOP
+            block_addr = (top - abi.TLS_SIZE - len(block) - 16) & ~15
+            aspace.add_region(abi.STACK_TOP - abi.STACK_SIZE, abi.STACK_SIZE, "stack", True)
+            aspace.copyout(block_addr, block)
+        except OutOfMemory:
+            aspace.destroy()
+            return None
         aspace.add_region(abi.CODE_BASE, abi.CODE_SIZE, "code", False)
         aspace.add_region(abi.DATA_BASE, abi.DATA_SIZE, "data", True)
         if parent is not None:
@@ -111,9 +136,7 @@ class BootKernel:
         if parent is not None:
             parent.children.append(p)
         self.live += 1
-        top = abi.STACK_TOP
-        block_addr = (top - abi.TLS_SIZE - len(block) - 16) & ~15
-        self._new_thread(p, entry, (block_addr,), init=lambda: aspace.copyout(block_addr, block))
+        self._new_thread(p, entry, (block_addr,))
         return p
 
     def create_thread(self, p: Process, entry: int, args: tuple[int, ...]) -> Thread | None:
@@ -121,13 +144,12 @@ class BootKernel:
             return None
         return self._new_thread(p, entry, args)
 
-    def _new_thread(self, p: Process, entry: int, args: tuple[int, ...], init: Any = None) -> Thread:
-        slot = p.next_stack_slot
-        p.next_stack_slot += 1
+    def _new_thread(self, p: Process, entry: int, args: tuple[int, ...]) -> Thread:
+        used = {t.stack_top for t in p.threads}
+        slot = next(i for i in range(MAX_THREADS + 1) if abi.STACK_TOP - i * abi.STACK_STRIDE not in used)
         top = abi.STACK_TOP - slot * abi.STACK_STRIDE
-        p.aspace.add_region(top - abi.STACK_SIZE, abi.STACK_SIZE, "stack", True)
-        if init is not None:
-            init()
+        if p.aspace.find(top - 1) is None:
+            p.aspace.add_region(top - abi.STACK_SIZE, abi.STACK_SIZE, "stack", True)
         tid = self._next_tid
         self._next_tid += 1
         ctx = Context([Frame(entry_frame(entry, *args), user=True)], name=f"{p.name}:{tid}", tls=top - abi.TLS_SIZE)
@@ -137,6 +159,16 @@ class BootKernel:
         t.state = "new"
         self.sched.make_runnable(t)
         return t
+
+    def free_thread(self, t: Thread) -> Gen:
+        """A joined thread is gone: its stack region and its slot are free again."""
+        t.state = DEAD
+        t.proc.threads.remove(t)
+        r = t.proc.aspace.find(t.stack_top - 1)
+        if r is not None and t.stack_top != abi.STACK_TOP:
+            for vpn in t.proc.aspace.remove_region(r):
+                yield Compute(costs.UNMAP_PAGE)
+                yield InvalidatePage(vpn << 12)
 
     def exit_process(self, t: Thread, status: int) -> Gen:
         """End `t`'s process with `status` (-SIG for a signal): never returns to `t`."""

@@ -65,7 +65,6 @@ class Process:
     exit_status: int | None = None
     created_at: int = 0
     exited_at: int | None = None
-    next_stack_slot: int = 0
 
     @property
     def live_threads(self) -> list[Thread]:

@@ -70,6 +70,8 @@ def sys_open(k: BootKernel, path_ptr: int, flags: int) -> Gen:
             if not flags & abi.O_CREAT:
                 return -abi.ENOENT
             node = fs.create(path)
+    except NotADirectoryError:
+        return -abi.ENOTDIR
     except FileSystemError:
         return -abi.ENOENT
     writable = mode in (abi.O_WRONLY, abi.O_RDWR)

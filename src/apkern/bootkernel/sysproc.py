@@ -63,7 +63,7 @@ def sys_spawn(k: BootKernel, entry: int, block: int, length: int) -> Gen:
     yield Compute(costs.SPAWN)
     parent = k.sched.current.proc
     child = k.create_process(entry, data, parent.name, parent=parent)
-    return child.pid
+    return -abi.ENOMEM if child is None else child.pid
 
 
 def sys_waitpid(k: BootKernel, pid: int, status_ptr: int) -> Gen:
@@ -124,7 +124,7 @@ def sys_thread_join(k: BootKernel, tid: int, retval_ptr: int) -> Gen:
         if (yield from k.sched.sleep(("join", target), interruptible=True)):
             return -abi.EINTR
     yield Store(retval_ptr, target.retval)
-    target.state = "dead"
+    yield from k.free_thread(target)
     return 0
 
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from ..hw import CPU, IVT, Compute, Fault, Fixup, Gate, InvalidatePage, MachineError, Op, UserAccessFault
 from ..hw import traps as vec
 from . import abi, costs
+from .kalloc import OutOfMemory
 
 if TYPE_CHECKING:
     from .kernel import BootKernel
@@ -73,7 +74,14 @@ class Traps:
             raise MachineError(f"kernel page fault outside any thread: {flt!r}")
         self.page_faults += 1
         yield Compute(costs.PAGE_FAULT)
-        outcome = t.proc.aspace.resolve_fault(flt.addr, flt.write) if flt.addr < abi.USER_TOP else "segv"
+        try:
+            outcome = t.proc.aspace.resolve_fault(flt.addr, flt.write) if flt.addr < abi.USER_TOP else "segv"
+        except OutOfMemory:
+            outcome = "oom"
+        if outcome == "oom":  # no frame left: the process that needs one dies, nobody else
+            if not flt.from_user:
+                return Fixup(UserAccessFault(flt.addr))
+            yield from k.exit_process(t, -abi.SIGKILL)
         if outcome == "zero":
             self.zero_fills += 1
             yield Compute(costs.ZERO_PAGE)

@@ -110,5 +110,8 @@ def measure(
 
 
 def with_speedup(point: ThroughputPoint, baseline: ThroughputPoint) -> ThroughputPoint:
-    point.speedup = point.loops / baseline.loops if baseline.loops else None
+    """Speedup: the point's loop rate over the one-CPU rate (windows may differ in length)."""
+    if baseline.loops and point.window_instructions:
+        rate = point.loops / point.window_instructions
+        point.speedup = rate / (baseline.loops / baseline.window_instructions)
     return point
