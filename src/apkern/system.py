@@ -72,7 +72,6 @@ class System:
         swapper: bool = False,
         trace: bool = False,
         strict: bool = False,
-        engine: str = "fast",
     ) -> None:
         if kernel not in KERNELS:
             raise ConfigError(f"unknown kernel {kernel!r} (choose from {', '.join(KERNELS)})")
@@ -85,7 +84,7 @@ class System:
         self.kernel_name = kernel
         self.seed = seed
         self.random = random.Random(seed)
-        self.machine = Machine(cpus=cpus, memory=memory, strict=strict, trace=trace, engine=engine)
+        self.machine = Machine(cpus=cpus, memory=memory, strict=strict, trace=trace)
         drivers: list[Any] = []
         self._crt0: Callable[..., Any] = crt0
         if kernel == "apkern":

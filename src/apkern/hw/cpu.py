@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 import simpy
 
 from .code import CODE_PAGE_MAGIC
-from .engine import Engine
 from .memory import PAGE_SHIFT, PAGE_SIZE
 from .mmu import MMU
 from .ops import Compute, Op, SpinWhile
@@ -116,6 +115,7 @@ class CPU:
         self._halted = 0  # ticks spent halted in halts that have ended
         self._halt_start = 0
         self.interrupts = 0
+        self.ops = 0  # operations executed (the simulator's unit of work)
         self._wake: simpy.Event | None = None
         self._computing = False
         self.proc = self.env.process(self._run())
@@ -284,9 +284,6 @@ class CPU:
         env = self.env
         acct = self.acct
         tracer = self.machine.tracer
-        # run-ahead (see engine.py): with our own engine, an op that ends before any other
-        # pending event needs no trip through the event loop
-        heap = env._heap if isinstance(env, Engine) else None
         while True:
             if self.state != RUNNING or self.halt_requested and not self.pending:
                 start = self._halt_start = env.now
@@ -305,11 +302,7 @@ class CPU:
                 continue
             n = f.remaining
             if n:
-                t = env.now + n
-                if heap is not None and t < env._until and (not heap or t < heap[0][0]):
-                    env.now = t
-                    done = n
-                elif f.intr:
+                if f.intr:
                     start = env.now
                     self._computing = True
                     try:
@@ -348,6 +341,7 @@ class CPU:
                     f.gen = _dead()
                     self._fault(f, _DEAD_OP, Fault(UD, 0, 0, repr(exc)))
                     continue
+            self.ops += 1
             if op.__class__ is Compute:
                 f.remaining = op.n
                 continue
@@ -393,11 +387,7 @@ class CPU:
                     raise
                 raise MachineError(f"cpu{self.id}: code yielded {op!r}, which is not an operation") from None
             if cost:
-                t = env.now + cost
-                if heap is not None and t < env._until and (not heap or t < heap[0][0]):
-                    env.now = t
-                else:
-                    yield env.timeout(cost)
+                yield env.timeout(cost)
                 acct[f.acct] += cost
                 if tracer is not None:
                     tracer.slice(self, f.acct, env.now - cost, env.now)
