@@ -1,0 +1,33 @@
+"""The layer rules of DESIGN.md section 1, checked by import-linter, and the black-box rule by hand."""
+
+from __future__ import annotations
+
+import ast
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import apkern
+
+SRC = pathlib.Path(apkern.__file__).parent
+
+
+def test_import_linter_contracts_are_kept() -> None:
+    exe = shutil.which("lint-imports") or str(pathlib.Path(sys.executable).parent / "lint-imports")
+    root = SRC.parent.parent
+    r = subprocess.run([exe, "--config", str(root / "pyproject.toml")], cwd=root, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "broken" in r.stdout and "0 broken" in r.stdout
+
+
+def test_bootstrap_kernel_never_imports_the_application_kernel_or_anything_above() -> None:
+    forbidden = ("appkernel", "userland", "experiments", "system", "cli")
+    for path in (SRC / "bootkernel").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                mod = ("." * node.level) + (node.module or "")
+                assert not any(part in forbidden for part in mod.replace(".", " ").split()), (path.name, mod)
+            elif isinstance(node, ast.Import):
+                for alias in node.names:
+                    assert not any(f"apkern.{f}" in alias.name for f in forbidden), (path.name, alias.name)
