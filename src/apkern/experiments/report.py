@@ -152,7 +152,9 @@ def write_report(summary: dict[str, Any], path: Path) -> None:
         "the maximum throughput is limited by the bootstrap processor's capacity (5.2)",
         f"{summary['saturated_points']} points reach a bootstrap load of {cfg['saturation_threshold']} or more; "
         "their best speedups: " + ", ".join(f"K={k}: {v:.2f}" for k, v in sat.items() if v),
-        "agrees: the curves flatten where the load reaches 1" if summary["saturated_points"] else "not reached",
+        "agrees: the curves flatten where the load reaches its ceiling of 0.5 (see below)"
+        if summary["saturated_points"]
+        else "not reached",
     )
     ex = capacity(1000, 15000, 2000, 100e6)
     ours = capacity(1000, 15000, derived, 100e6) if derived is not None else None
