@@ -28,6 +28,8 @@ def plot_figures(summary: dict[str, Any], out: Path) -> list[Path]:
         top.set_title(f"Speedup and bootstrap kernel load at {k}-instruction system calls")
         top.grid(alpha=0.3)
         top.legend(title="user share", fontsize=8)
+        bottom.axhline(0.5, color="grey", linestyle="--", linewidth=0.8)
+        bottom.annotate("ceiling of Figure 4's loop", (1.1, 0.52), fontsize=7, color="grey")
         bottom.set_ylabel("bootstrap load")
         bottom.set_xlabel("CPUs")
         bottom.set_ylim(0, 1.05)
