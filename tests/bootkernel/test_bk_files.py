@@ -5,7 +5,6 @@ from __future__ import annotations
 import errno
 import os
 
-import pytest
 from bkkit import errno_of
 
 from apkern import System, libc

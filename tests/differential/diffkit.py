@@ -35,7 +35,7 @@ class Observation:
     top_pid: int
     top_status: int | None
     console: str
-    per_pid: dict[int, dict[int, str]]  # pid -> fd -> text
+    per_pid: dict[int, dict[int, str]]  # pid -> fd -> text (fd 0: all it wrote, System.console(pid))
     procs: dict[int, tuple[str, int | None]]  # pid -> (name, exit status)
     files: dict[str, bytes]
     stats: dict[str, Any] = field(repr=False)
@@ -61,9 +61,7 @@ def observe(
     sim.run(limit=limit)
     records = sim.kernel.console.records
     pids = sorted({pid for pid, _fd, _data in records} | {proc.pid})
-    per_pid = {
-        pid: {fd: sim.kernel.console.text(pid, fd) for fd in (1, 2)} | {0: sim.console(pid)} for pid in pids
-    }
+    per_pid = {pid: {fd: sim.kernel.console.text(pid, fd) for fd in (1, 2)} | {0: sim.console(pid)} for pid in pids}
     procs = {pid: (p.name, p.exit_status) for pid, p in sorted(sim.kernel.procs.items())}
     return Observation(
         kernel=kernel,
@@ -100,10 +98,10 @@ def differences(ref: Observation, got: Observation, normalize: Callable[[str], s
     if set(ref.per_pid) != set(got.per_pid):
         out.append(f"{tag}: pids that wrote {sorted(ref.per_pid)} vs {sorted(got.per_pid)}")
     for pid in sorted(set(ref.per_pid) & set(got.per_pid)):
-        for fd in (1, 2):
+        for fd in (0, 1, 2):  # 0: the process's fd 1 and fd 2 together, in order
             a, b = normalize(ref.per_pid[pid][fd]), normalize(got.per_pid[pid][fd])
             if a != b:
-                out.append(f"{tag}: pid {pid} fd {fd} differs {_first_difference(a, b)}")
+                out.append(f"{tag}: pid {pid} {f'fd {fd}' if fd else 'console'} differs {_first_difference(a, b)}")
     if ref.procs != got.procs:
         out.append(f"{tag}: processes {ref.procs} vs {got.procs}")
     if ref.files != got.files:
@@ -115,7 +113,9 @@ def differences(ref: Observation, got: Observation, normalize: Callable[[str], s
 
 def assert_same(ref: Observation, got: Observation, normalize: Callable[[str], str] = str) -> None:
     diffs = differences(ref, got, normalize)
-    assert not diffs, "\n".join(diffs) + f"\n--- {ref.label} console:\n{ref.console}\n--- {got.label} console:\n{got.console}"
+    assert not diffs, (
+        "\n".join(diffs) + f"\n--- {ref.label} console:\n{ref.console}\n--- {got.label} console:\n{got.console}"
+    )
 
 
 FORWARDED = ("forwarded_calls", "forwarded_page_faults", "forwarded_exceptions")

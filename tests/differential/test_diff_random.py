@@ -18,7 +18,7 @@ from randprog import ERROR_PROBES, REGISTRY, SIGNAL_CHOICES, Prog, argv_for, cou
 
 from apkern.bootkernel import abi
 
-MAX_EXAMPLES = 250
+MAX_EXAMPLES = 200
 MAX_DEPTH = 2  # the top program, its children and their children
 
 _texts = st.text(alphabet="abcdefxyz -_.!", max_size=20)
@@ -73,8 +73,9 @@ def run_both(prog: Prog, cpus: int) -> None:
     ref = observe(rp_main, argv_for(key), "up", 1)
     got = observe(rp_main, argv_for(key), "apkern", cpus)
     assert_same(ref, got)
-    # a program may die of its first instruction: then only that exception was forwarded
-    assert_ak_clean(got, require_calls=bool(prog.actions) or prog.end[0] not in ("segv", "illegal", "gp"))
+    # a program may die before its first system call: then only that exception was forwarded
+    calls = any(act[0] != "compute" for act in prog.actions) or prog.end[0] not in ("segv", "illegal", "gp")
+    assert_ak_clean(got, require_calls=calls)
 
 
 @settings(
@@ -171,4 +172,4 @@ def test_kitchen_sink_reference_does_what_it_says(end: tuple, status: int) -> No
         assert want in text, (want, text)
     assert ref.per_pid[1][2] == "p0 says to stderr\n"
     assert "survived" not in text
-    assert {f"/rp_p0_0"} <= set(ref.files)
+    assert "/rp_p0_0" in ref.files

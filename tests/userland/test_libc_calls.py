@@ -187,7 +187,7 @@ def test_benchmark_programs_parse_arguments() -> None:
     assert _run_main(proc, programs.loop, ["loop", "x"]) == 2
     assert _run_main(proc, programs.gettid, ["gettid", "-1"]) == 2
     assert bytes(proc.out[1]) == b"loop: 3 iterations\ngettid: 4 calls, mean 1.00 instructions\n"
-    assert bytes(proc.out[2]) == b"usage: loop [U K N]\nusage: gettid [N]\n"
+    assert bytes(proc.out[2]) == b"usage: loop [U K N [SKEW]]\nusage: gettid [N]\n"
 
 
 def test_registry_is_complete() -> None:

@@ -131,18 +131,21 @@ class ApkernDriver(Driver):
         if ak is None or not any(which(t) for t in ak.tcbs.live.values()):
             return
         yield from ak.lock.acquire(0)
-        running = []
+        running = []  # (TCB, the CPU on it), noted under the lock: the CPU may leave at any moment after
         for t in [t for t in ak.tcbs.live.values() if which(t)]:
-            if t.state != DEAD and t.cpu is not None:
-                running.append(t)
+            if t.cpu is not None:  # dead ones too: an exiting thread's CPU may not have left it yet
+                running.append((t, t.cpu))
             yield from ak.kill(t)
         yield from ak.lock.release()
-        for t in running:
-            yield SendIPI(t.cpu, "fixed", vec.IPI_STOP)
-        for t in running:
-            on_cpu = yield Load(t.on_cpu_kva)
-            while on_cpu:
-                on_cpu = yield SpinWhile(t.on_cpu_kva, on_cpu)
+        for _, cpu in running:
+            yield SendIPI(cpu, "fixed", vec.IPI_STOP)  # harmless if it has already left
+        for t, _ in running:
+            # until that CPU has loaded another CR3 (finish_switch clears t.cpu, then ON_CPU)
+            while ak.tcbs.live.get(t.id) is t and t.cpu is not None:
+                on_cpu = yield Load(t.on_cpu_kva)
+                if not on_cpu:
+                    break
+                yield SpinWhile(t.on_cpu_kva, on_cpu)
 
     # --- observability ----------------------------------------------------------------------------------
 

@@ -280,6 +280,7 @@ class AppKernel:
         for other in list(self.tcbs.live.values()):
             if other is tcb or other.pid != tcb.pid or other.state == DEAD:
                 continue
+            other.pt_changed = True  # its CPU may cache what is about to change: reload CR3 before it runs
             if other.state == READY:
                 yield from self.ready.remove(other)
                 other.state = HELD
@@ -303,7 +304,8 @@ class AppKernel:
         """Post the messages of faulting threads whose siblings have all stopped (same address space)."""
         while self._to_post:
             waiter = self._to_post.pop()
-            yield from self.traps.try_store(waiter.comm + abi.STATE, abi.POSTED)
+            if (yield from self.traps.try_store(waiter.comm + abi.STATE, abi.POSTED)):
+                self.mark(waiter.cpu or 0, "ak_posted", waiter)
 
     def hold(self, cid: int, tcb: TCB) -> Gen:
         """Stop this running thread: another thread of its process has a page fault in flight."""

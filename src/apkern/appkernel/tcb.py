@@ -44,7 +44,7 @@ class TCB:
     cpu: int | None = None
     waiting: bool = False  # a message is outstanding; activation makes it runnable again
     pending_signals: int = 0
-    fault: bool = False  # its page fault is being resolved by the bootstrap thread
+    fault: bool = False  # its page-table change (a page fault, an unmap) is in flight: siblings are held
     pt_changed: bool = False  # a forwarded page fault changed the page table: reload CR3
     stop_requested: bool = False
     stop_waiters: list[TCB] = field(default_factory=list)  # faulting threads waiting for this one to stop

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 Gen = Generator[Op, Any, Any]
 USER_TOP = sys_abi.USER_TOP
 CLEANUP_FIRST = frozenset({sys_abi.SYS_EXIT, sys_abi.SYS_THREAD_EXIT})
+PT_REMOVING = frozenset({sys_abi.SYS_MUNMAP})  # calls that remove mappings: handled like a page fault
 ERRNO_WORDS = (1 << 32) - 4095  # results -4095..-1 are -errno, as stored in a 32-bit word
 
 
@@ -77,7 +78,21 @@ class APTraps:
         except UserAccessFault:
             return False
 
-    def post(
+    def write_message(
+        self, tcb: TCB, kind: int, nr: int, args: tuple[int, ...] = (), addr: int = 0, error: int = 0
+    ) -> Gen:
+        """Step 2: the message body (STATE is set after it, so the bootstrap thread never sees half a message)."""
+        yield Compute(costs.MESSAGE)
+        words = [kind, nr, *args[: abi.MAX_ARGS]]
+        words += [0] * (2 + abi.MAX_ARGS - len(words))
+        body = struct.pack(f"<{len(words) + 2}I", *(w & 0xFFFFFFFF for w in (*words, addr, error)))
+        try:
+            yield WriteMem(tcb.comm + abi.KIND, body)
+        except UserAccessFault:
+            return False  # the process broke its own communication area
+        return True
+
+    def forward(
         self,
         cid: int,
         tcb: TCB,
@@ -86,21 +101,50 @@ class APTraps:
         args: tuple[int, ...] = (),
         addr: int = 0,
         error: int = 0,
-        pending: bool = False,
+        pt_change: bool = False,
     ) -> Gen:
-        """Step 2: write the message into the communication area and post it (or leave it PENDING)."""
-        yield Compute(costs.MESSAGE)
-        words = [kind, nr, *(a & 0xFFFFFFFF for a in args[: abi.MAX_ARGS])]
-        words += [0] * (2 + abi.MAX_ARGS - len(words))
-        body = struct.pack(f"<{len(words)}I", *words) + struct.pack("<II", addr & 0xFFFFFFFF, error)
-        comm = tcb.comm
-        try:
-            yield WriteMem(comm + abi.KIND, body)
-            yield Store(comm + abi.STATE, abi.PENDING if pending else abi.POSTED)
-        except UserAccessFault:
-            return False  # the process broke its own communication area
-        self.ak.mark(cid, "ak_posted", tcb)
-        return True
+        """Steps 1-2 and 7: post the message, block until activated; returns (cpu, result word).
+
+        A page-table change (a page fault, an unmap) first stops every other thread of the
+        process (section 4.3); its message is posted only once they are all off their CPUs,
+        by whichever CPU stops the last one, and all of them reload CR3 before they run again.
+        """
+        ak = self.ak
+        if not (yield from self.write_message(tcb, kind, nr, args, addr, error)):
+            yield from ak.destroy_current(cid, tcb)
+            yield from ak.leave_dead(cid, tcb)
+        yield from ak.lock.acquire(cid)
+        tcb.waiting = True
+        pending = 0
+        if pt_change:
+            tcb.fault = True
+            tcb.pt_changed = True
+            pending = yield from ak.stop_siblings(cid, tcb)
+        posted = yield from self.try_store(tcb.comm + abi.STATE, abi.PENDING if pending else abi.POSTED)
+        yield from ak.lock.release()
+        if not posted:
+            yield from ak.destroy_current(cid, tcb)
+            yield from ak.leave_dead(cid, tcb)
+        if not pending:
+            ak.mark(cid, "ak_posted", tcb)
+        cid = yield from ak.block(cid, tcb)
+        result = yield from self.try_load(tcb.comm + abi.RESULT)
+        if result is None:
+            yield from ak.destroy_current(cid, tcb)
+            yield from ak.leave_dead(cid, tcb)
+        return cid, result
+
+    def post_final(
+        self, cid: int, tcb: TCB, kind: int, nr: int, args: tuple[int, ...] = (), addr: int = 0, error: int = 0
+    ) -> Gen:
+        """Section 4.1 step 2, modified: free the thread, then post its last message; never returns."""
+        ak = self.ak
+        yield from ak.destroy_current(cid, tcb)
+        if (yield from self.write_message(tcb, kind, nr, args, addr, error)) and (
+            yield from self.try_store(tcb.comm + abi.STATE, abi.POSTED)
+        ):
+            ak.mark(cid, "ak_posted", tcb)
+        yield from ak.leave_dead(cid, tcb)
 
     # --- system calls ------------------------------------------------------------------------------
 
@@ -116,19 +160,8 @@ class APTraps:
         nr = args[0]
         ak.forwarded_calls += 1
         if nr in CLEANUP_FIRST:
-            yield from ak.destroy_current(cid, tcb)
-            yield from self.post(cid, tcb, abi.KIND_SYSCALL, nr, args[1:])
-            yield from ak.leave_dead(cid, tcb)
-        tcb.waiting = True
-        if not (yield from self.post(cid, tcb, abi.KIND_SYSCALL, nr, args[1:])):
-            yield from ak.destroy_current(cid, tcb)
-            yield from ak.leave_dead(cid, tcb)
-        cid = yield from ak.block(cid, tcb)
-        # step 7: activated by the bootstrap thread
-        result = yield from self.try_load(tcb.comm + abi.RESULT)
-        if result is None:
-            yield from ak.destroy_current(cid, tcb)
-            yield from ak.leave_dead(cid, tcb)
+            yield from self.post_final(cid, tcb, abi.KIND_SYSCALL, nr, args[1:])
+        cid, result = yield from self.forward(cid, tcb, abi.KIND_SYSCALL, nr, args[1:], pt_change=nr in PT_REMOVING)
         cid = yield from ak.return_to_user(cid, tcb)
         yield Compute(costs.TRAP_EXIT)
         ak.mark(cid, "ak_resumed", tcb)
@@ -147,17 +180,8 @@ class APTraps:
         ak.mark(cid, "ak_trap", tcb)
         yield Compute(costs.TRAP_ENTRY)
         ak.forwarded_faults += 1
-        yield from ak.lock.acquire(cid)
-        tcb.waiting = True
-        tcb.fault = True
-        pending = yield from ak.stop_siblings(cid, tcb)
-        yield from ak.lock.release()
         error = (abi.FAULT_WRITE if flt.write else 0) | vec.PF_USER
-        if not (yield from self.post(cid, tcb, abi.KIND_PAGE_FAULT, vec.PF, (), flt.addr, error, pending > 0)):
-            yield from ak.destroy_current(cid, tcb)
-            yield from ak.leave_dead(cid, tcb)
-        tcb.pt_changed = True  # the bootstrap kernel will change the page table: reload CR3 on resume
-        cid = yield from ak.block(cid, tcb)
+        cid, _ = yield from self.forward(cid, tcb, abi.KIND_PAGE_FAULT, vec.PF, (), flt.addr, error, pt_change=True)
         cid = yield from ak.return_to_user(cid, tcb)
         yield Compute(costs.TRAP_EXIT)
         ak.mark(cid, "ak_resumed", tcb)
@@ -173,9 +197,7 @@ class APTraps:
         yield Compute(costs.TRAP_ENTRY)
         ak.forwarded_exceptions += 1
         # fatal: the bootstrap kernel will end the process without telling us, so clean up first
-        yield from ak.destroy_current(cid, tcb)
-        yield from self.post(cid, tcb, abi.KIND_EXCEPTION, flt.vector, (), flt.addr, flt.error)
-        yield from ak.leave_dead(cid, tcb)
+        yield from self.post_final(cid, tcb, abi.KIND_EXCEPTION, flt.vector, (), flt.addr, flt.error)
 
     # --- interrupts ------------------------------------------------------------------------------------
 

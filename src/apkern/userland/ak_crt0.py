@@ -33,6 +33,9 @@ from .libc import CRT0_WORD
 Gen = Generator[Op, Any, Any]
 
 MAIN_COMM_WORD = abi.DATA_BASE + 0x40  # the main thread pair's communication area
+# Each bootstrap thread keeps its own pair's communication area in the last word of its local
+# storage (bootstrap threads never stage large buffers through libc, which would reach it).
+OWN_COMM = abi.TLS_SIZE - 4
 PAGE = 0x1000
 START_INFO = ak.COMM_SIZE  # in a new bootstrap thread's page: fd, entry, arg0, arg1, main comm
 LOOP_STEP = 6  # the loop's own compare-and-branch instructions per pass
@@ -62,6 +65,7 @@ def ak_crt0(block_addr: int) -> Gen:
 
 def _pair(fd: int, comm: int, main_comm: int, entry: int, arg0: int, arg1: int) -> Gen:
     """Set up a communication area and an application stack; create the application thread."""
+    yield Store((yield ReadTP()) + OWN_COMM, comm)
     yield Store(comm + ak.FD, fd)
     stack = yield from libc.mmap(abi.STACK_SIZE)
     tls = stack + abi.STACK_SIZE - abi.TLS_SIZE
@@ -88,8 +92,12 @@ def ak_bootstrap_thread(comm: int, _unused: int) -> Gen:
 
 
 def bt_signal_handler(sig: int) -> Gen:
-    """Installed in the bootstrap kernel for every signal the program handles (asynchronous activation)."""
-    comm = yield Load(MAIN_COMM_WORD)
+    """Installed in the bootstrap kernel for every signal the program handles (asynchronous activation).
+
+    It runs in whichever bootstrap thread the bootstrap kernel picked, and passes the signal
+    to that thread's own application thread.
+    """
+    comm = yield Load((yield ReadTP()) + OWN_COMM)
     pending = yield Load(comm + ak.SIGNALS)
     yield Store(comm + ak.SIGNALS, pending | (1 << sig))
     fd = yield Load(comm + ak.FD)
@@ -112,8 +120,10 @@ def bootstrap_loop(fd: int, comm: int, main_comm: int, tcb: int) -> Gen:
         yield Store(comm + ak.RESULT, result & 0xFFFFFFFF)
         yield Store(comm + ak.STATE, ak.EMPTY)
         if (yield Trap(abi.SYSCALL, abi.SYS_DRIVER_CONTROL, fd, ak.APKERN_ACTIVATE_THREAD, tcb)) < 0:
-            # the application thread is gone (its process closed the driver): nothing left to serve
-            yield from libc.thread_exit(0)
+            # the application thread is gone: the process closed its application kernel's device
+            # (or broke its communication area); it cannot go on, so it dies like a killed one
+            pid = yield Trap(abi.SYSCALL, abi.SYS_GETPID)
+            yield Trap(abi.SYSCALL, abi.SYS_KILL, pid, abi.SIGKILL)
 
 
 def handle_message(fd: int, comm: int, main_comm: int) -> Gen:
