@@ -343,7 +343,14 @@ class CPU:
                     continue
             self.ops += 1
             if op.__class__ is Compute:
-                f.remaining = op.n
+                n = op.n
+                if f.intr:
+                    f.remaining = n  # interruptible: the top of the loop runs it
+                elif n:  # kernel code: nothing can split it
+                    yield env.timeout(n)
+                    acct[f.acct] += n
+                    if tracer is not None:
+                        tracer.slice(self, f.acct, env.now - n, env.now)
                 continue
             if op.__class__ is SpinWhile:
                 try:

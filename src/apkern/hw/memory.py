@@ -61,7 +61,10 @@ class PhysicalMemory:
             return
         self._words[paddr >> 2] = value
         if self.watchers:
-            self._notify(paddr, 4)
+            cbs = self.watchers.pop(paddr, None)  # an aligned word: one exact key
+            if cbs:
+                for cb in cbs:
+                    cb()
 
     def read(self, paddr: int, n: int) -> bytes:
         if paddr < 0 or paddr + n > self.size:
