@@ -202,24 +202,23 @@ class APTraps:
     # --- interrupts ------------------------------------------------------------------------------------
 
     def timer(self, cpu: CPU, info: Any) -> Gen:
-        ak = self.ak
-        cid = cpu.id
-        yield Compute(costs.TIMER_TICK)
-        tcb = ak.current[cid]
-        if tcb is None or cpu.ctx is not tcb.ctx:
-            return
-        tcb.ticks += 1
-        if tcb.ticks >= costs.QUANTUM_TICKS and tcb.state != DEAD:
-            tcb.ticks = 0
-            cid = yield from ak.preempt(cid, tcb)
-        yield from ak.return_to_user(cid, tcb)
+        """The AP's local timer: preemption among ready threads (section 3.2, requirement 2)."""
+        yield from self._interrupted(cpu, tick=True)
 
     def ipi(self, cpu: CPU, info: Any) -> Gen:
         """Reschedule/stop request: act on a killed process, a stop for a page fault, or a signal."""
+        yield from self._interrupted(cpu, tick=False)
+
+    def _interrupted(self, cpu: CPU, tick: bool) -> Gen:
         ak = self.ak
         cid = cpu.id
         yield Compute(costs.TIMER_TICK)
         tcb = ak.current[cid]
         if tcb is None or cpu.ctx is not tcb.ctx:
-            return
+            return  # the idle loop: it looks at the ready queue itself
+        if tick:
+            tcb.ticks += 1
+            if tcb.ticks >= costs.QUANTUM_TICKS and tcb.state != DEAD:
+                tcb.ticks = 0
+                cid = yield from ak.preempt(cid, tcb)
         yield from ak.return_to_user(cid, tcb)
