@@ -79,6 +79,11 @@ class System:
             raise ConfigError(f"a machine has 1 to {MAX_CPUS} CPUs, not {cpus!r}")
         if kernel == "apkern" and cpus < 2:
             raise ConfigError("kernel 'apkern' needs at least 2 CPUs: with one there is no application processor")
+        if kernel == "apkern" and swapper:
+            raise ConfigError(
+                "the swapper unmaps pages behind the application processors' backs: it needs the section 4.3 "
+                "TLB shoot-down, which this application kernel does not implement yet"
+            )
         if isinstance(memory, bool) or not isinstance(memory, int) or memory < (4 << 20) or memory % 4096:
             raise ConfigError("memory must be at least 4 MiB and a multiple of 4096")
         self.kernel_name = kernel

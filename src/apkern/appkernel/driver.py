@@ -17,7 +17,7 @@ from typing import Any
 
 from ..bootkernel import Caller, Driver, DriverServices
 from ..bootkernel import abi as sys_abi
-from ..hw import Compute, Context, Frame, Load, Op, ReadCR3, SendIPI, SpinWhile, Xchg, entry_frame
+from ..hw import Compute, Context, Frame, Load, Op, ReadCR3, SendIPI, SpinWhile, UserAccessFault, Xchg, entry_frame
 from ..hw import traps as vec
 from . import abi, costs
 from .kernel import AppKernel
@@ -81,7 +81,11 @@ class ApkernDriver(Driver):
         tcb = TCB(tid, caller.pid, caller.tid, cr3, comm, handlers, ctx, ak.tcbs.slot_kva(tid), file)
         ctx.owner = tcb
         ak.tcbs.add(tcb)
-        yield from ak.ready.push(tcb)
+        if ak.fault_in_flight(caller.pid):  # section 4.3: it waits with its siblings
+            tcb.state = HELD
+            tcb.pt_changed = True
+        else:
+            yield from ak.ready.push(tcb)
         yield from ak.lock.release()
         return tid
 
@@ -95,9 +99,13 @@ class ApkernDriver(Driver):
             return -sys_abi.ESRCH
         if tcb.pid != caller.pid or tcb.owner != caller.tid:
             return -sys_abi.EPERM
-        sigs = (yield Xchg(tcb.comm + abi.SIGNALS, 0)) & SIGNAL_MASK
-        state = yield Load(tcb.comm + abi.STATE)
         yield from ak.lock.acquire(0)
+        try:  # read under the lock: the AP posts (waiting + STATE) under it too
+            sigs = (yield Xchg(tcb.comm + abi.SIGNALS, 0)) & SIGNAL_MASK
+            state = yield Load(tcb.comm + abi.STATE)
+        except UserAccessFault:
+            yield from ak.lock.release()
+            return -sys_abi.EFAULT
         if tcb.state == DEAD:
             yield from ak.lock.release()
             return -sys_abi.ESRCH

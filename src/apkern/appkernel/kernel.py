@@ -7,8 +7,9 @@ spinlock. Invariants:
 - a TCB is in the ready queue only while no CPU is on its context; a thread made
   ready while its CPU is still leaving it is queued by that CPU once it has left
   (`finish_switch`, as Linux's finish_task_switch);
-- ON_CPU is set from the moment a CPU picks a TCB until that CPU has loaded
-  another CR3, so the driver can wait for it before the address space goes;
+- ON_CPU is set from the moment a CPU picks a TCB until that CPU runs another
+  context (with that context's CR3, or the kernel's), so the driver can wait for
+  it before the address space goes;
 - an AP holds the kernel's page directory when idle, and the running thread's
   otherwise; it reloads CR3 when a forwarded page fault may have changed the
   tables (section 4.1);
@@ -179,24 +180,29 @@ class AppKernel:
         return cid
 
     def finish_switch(self, cid: int) -> Gen:
-        """On the context just switched to: the previous TCB is off this CPU now."""
+        """On the context just switched to: the previous TCB is off this CPU now.
+
+        Under the lock, so that a thread made ready meanwhile is queued exactly once:
+        by the activation if the CPU had already left it, or here.
+        """
         prev, self.prev[cid] = self.prev[cid], None
         if prev is None:
             return
+        yield from self.lock.acquire(cid)
         prev.cpu = None
+        if prev.state == READY:
+            yield from self.ready.push(prev)
         yield Store(prev.on_cpu_kva, 0)
-        if prev.state in (READY, DEAD):
-            yield from self.lock.acquire(cid)
-            if prev.state == READY and prev.cpu is None:
-                yield from self.ready.push(prev)
-            elif prev.state == DEAD and prev.id in self.tcbs.live:
-                self.free(prev)
-            yield from self.lock.release()
+        if prev.state == DEAD and self.tcbs.live.get(prev.id) is prev:
+            self.free(prev)
+        yield from self.lock.release()
 
     def thread_start(self) -> Gen:
-        """A new application thread's first kernel code (like xv6's forkret): finish the switch."""
+        """A new application thread's first kernel code (like xv6's forkret): finish the switch,
+        then look at what may have happened to it since it was picked (killed, held, signalled)."""
         cid = yield CpuId()
         yield from self.finish_switch(cid)
+        yield from self.return_to_user(cid, self.current[cid])
 
     def schedule_next(self, cid: int, prev: TCB) -> Gen:
         """Lock held on entry, released here: switch this AP to the next ready thread or to idle."""
@@ -213,6 +219,9 @@ class AppKernel:
             raise AssertionError("a dead application thread was resumed")
         if not tcb.waiting:  # the bootstrap thread was quicker: the thread may go on
             yield from self.lock.release()
+            if tcb.pt_changed:  # and its page table changed meanwhile
+                tcb.pt_changed = False
+                yield LoadCR3(tcb.cr3)
             return cid
         tcb.state = BLOCKED
         self._stopped(tcb)

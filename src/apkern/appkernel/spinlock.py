@@ -23,7 +23,6 @@ class Spinlock:
         self.acquisitions = 0
         self.contended = 0  # acquisitions that found the lock taken
         self.spins = 0  # failed exchanges
-        self.holder: int | None = None
 
     def acquire(self, cpu_id: int) -> Generator[Op, Any, None]:
         first = True
@@ -34,8 +33,6 @@ class Spinlock:
             self.spins += 1
             yield SpinWhile(self.kva, 1)
         self.acquisitions += 1
-        self.holder = cpu_id
 
     def release(self) -> Generator[Op, Any, None]:
-        self.holder = None
         yield Store(self.kva, 0)

@@ -1,10 +1,11 @@
 """Thread control blocks of application threads, stored in kernel memory from the bootstrap kernel.
 
-A TCB's slot (TCB_SIZE bytes of the table `apkern_init` kmallocs) holds the words
-other CPUs read: its id, process, owner, page table and communication area, and
-ON_CPU, which is nonzero exactly while some CPU still runs on the TCB's context
-(the CPU clears it after it has loaded another CR3). The Python object holds the
-rest: the saved context and the scheduling state, changed only under the lock.
+A TCB's slot (TCB_SIZE bytes of the table `apkern_init` kmallocs) holds its
+identity (id, process, owner, page table, communication area: what a debugger of
+the machine sees) and ON_CPU, the word the driver spins on: nonzero from the
+moment a CPU picks the TCB until that CPU runs another context. The Python object
+holds the rest: the saved context and the scheduling state, changed only under
+the lock.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ class TCB:
     waiting: bool = False  # a message is outstanding; activation makes it runnable again
     pending_signals: int = 0
     fault: bool = False  # its page-table change (a page fault, an unmap) is in flight: siblings are held
-    pt_changed: bool = False  # a forwarded page fault changed the page table: reload CR3
+    pt_changed: bool = False  # a page fault or unmap of its process changed the tables: reload CR3
     stop_requested: bool = False
     stop_waiters: list[TCB] = field(default_factory=list)  # faulting threads waiting for this one to stop
     stops_pending: int = 0  # threads this (faulting) one waits for
