@@ -244,3 +244,8 @@ def test_up_kernel_on_a_multiprocessor_machine_uses_only_the_first_cpu() -> None
 def test_non_integer_memory_is_a_config_error(memory: object) -> None:
     with pytest.raises(ConfigError):
         System(memory=memory)  # type: ignore[arg-type]
+
+
+def test_apkern_with_the_swapper_is_refused_until_tlb_shootdown_exists() -> None:
+    with pytest.raises(ConfigError, match="TLB shoot-down"):
+        System(kernel="apkern", cpus=2, swapper=True)

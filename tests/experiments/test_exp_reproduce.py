@@ -84,6 +84,7 @@ def test_model_check_holds_or_the_report_says_why(grid) -> None:
     out, s = grid
     report = (out / "report.md").read_text()
     assert s["model_check"]
+    assert all(c["held_out"] for c in s["model_check"])  # predicted with the other K values' overhead
     for c in s["model_check"]:
         if not c["within"]:
             line = f"| {c['syscall_instr']} | {c['user_pct']:g} | {c['cpus']} |"
