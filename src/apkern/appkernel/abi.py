@@ -39,6 +39,7 @@ TCB = 0x34  # the application thread's id
 PASSES = 0x38  # bootstrap-loop passes
 BUSY_PASSES = 0x3C  # passes that handled a message
 FD = 0x40  # the driver descriptor of this process
+STACK = 0x44  # the application thread's stack (mmapped by crt0; freed when the thread ends)
 HANDLERS = 0x80  # 32 words: the application's signal handlers (used in the main area only)
 COMM_SIZE = 0x100
 

@@ -68,6 +68,7 @@ def _pair(fd: int, comm: int, main_comm: int, entry: int, arg0: int, arg1: int) 
     yield Store((yield ReadTP()) + OWN_COMM, comm)
     yield Store(comm + ak.FD, fd)
     stack = yield from libc.mmap(abi.STACK_SIZE)
+    yield Store(comm + ak.STACK, stack)
     tls = stack + abi.STACK_SIZE - abi.TLS_SIZE
     create = struct.pack("<6I", comm, entry, arg0, arg1, tls, main_comm + ak.HANDLERS)
     buf = (yield ReadTP()) + 64
@@ -145,6 +146,10 @@ def handle_message(fd: int, comm: int, main_comm: int) -> Gen:
     signed = [a - (1 << 32) if a & 0x80000000 else a for a in args]
     if nr == abi.SYS_SIGACTION:
         return (yield from _sigaction(main_comm, *signed[:2]))
+    if nr == abi.SYS_THREAD_EXIT:  # the application thread is gone: free its stack (and a further pair's area)
+        yield from _raw(abi.SYS_MUNMAP, (yield Load(comm + ak.STACK)), abi.STACK_SIZE)
+        if comm != main_comm:
+            yield from _raw(abi.SYS_MUNMAP, comm, PAGE)
     if nr == abi.SYS_THREAD_CREATE:
         return (yield from _thread_create(fd, main_comm, *signed[:3]))
     return (yield from _raw(nr, *signed))
