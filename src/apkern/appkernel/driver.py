@@ -20,7 +20,7 @@ from ..bootkernel import abi as sys_abi
 from ..hw import Compute, Context, Frame, Load, Op, ReadCR3, SendIPI, SpinWhile, UserAccessFault, Xchg, entry_frame
 from ..hw import traps as vec
 from . import abi, costs
-from .kernel import AppKernel
+from .kernel import BSP, AppKernel
 from .tcb import BLOCKED, DEAD, HELD, RUNNING, TCB
 
 Gen = Generator[Op, Any, Any]
@@ -67,7 +67,7 @@ class ApkernDriver(Driver):
         yield from svc.copy_from_user(comm, abi.COMM_SIZE)  # must be mapped: fault it in now, or EFAULT
         yield Compute(costs.TCB_INIT)
         cr3 = yield ReadCR3()  # requirement 3: the new thread runs on the caller's page table
-        yield from ak.lock.acquire(0)
+        yield from ak.lock.acquire(BSP)
         mine = sum(1 for t in ak.tcbs.live.values() if t.pid == caller.pid)
         tid = ak.tcbs.free_id()
         if tid is None or mine >= MAX_PER_PROCESS:
@@ -99,7 +99,7 @@ class ApkernDriver(Driver):
             return -sys_abi.ESRCH
         if tcb.pid != caller.pid or tcb.owner != caller.tid:
             return -sys_abi.EPERM
-        yield from ak.lock.acquire(0)
+        yield from ak.lock.acquire(BSP)
         try:  # read under the lock: the AP posts (waiting + STATE) under it too
             sigs = (yield Xchg(tcb.comm + abi.SIGNALS, 0)) & SIGNAL_MASK
             state = yield Load(tcb.comm + abi.STATE)
@@ -122,7 +122,7 @@ class ApkernDriver(Driver):
                     tcb.state = HELD
                 else:
                     yield from ak.make_ready(tcb)
-            ak.mark(0, "ak_activated", tcb)
+            ak.mark(BSP, "ak_activated", tcb)
         yield from ak.lock.release()
         return 0
 
@@ -138,7 +138,7 @@ class ApkernDriver(Driver):
         ak = self.ak
         if ak is None or not any(which(t) for t in ak.tcbs.live.values()):
             return
-        yield from ak.lock.acquire(0)
+        yield from ak.lock.acquire(BSP)
         running = []  # (TCB, the CPU on it), noted under the lock: the CPU may leave at any moment after
         for t in [t for t in ak.tcbs.live.values() if which(t)]:
             if t.cpu is not None:  # dead ones too: an exiting thread's CPU may not have left it yet

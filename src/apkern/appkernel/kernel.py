@@ -54,7 +54,7 @@ if TYPE_CHECKING:
 
 Gen = Generator[Op, Any, Any]
 MAX_TCBS = 256
-BSP = 0
+BSP = 0  # the driver's calls run on the bootstrap processor, CPU 0
 
 
 class _Passes:
@@ -361,4 +361,3 @@ class AppKernel:
             self.svc.trace(cid, name, tcb.id, owner=tcb.owner, pid=tcb.pid)
 
 
-__all__ = ["AppKernel", "BLOCKED", "BSP", "HELD"]
