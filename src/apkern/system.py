@@ -127,6 +127,8 @@ class System:
         code = self.machine.code
         block = encode_spawn_block(code.address_of(main), argv)
         proc = self.kernel.create_process(code.address_of(self._crt0), block, name)
+        if proc is None:
+            raise ConfigError(f"no memory left to start {name!r}: give the system more memory")
         return ProcessHandle(self, proc)
 
     def run(self, until: int | None = None, limit: int = 50_000_000_000) -> None:
