@@ -359,5 +359,3 @@ class AppKernel:
     def mark(self, cid: int, name: str, tcb: TCB | None) -> None:
         if tcb is not None:
             self.svc.trace(cid, name, tcb.id, owner=tcb.owner, pid=tcb.pid)
-
-

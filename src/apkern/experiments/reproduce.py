@@ -150,8 +150,12 @@ def analyse(results: list[tuple[str, tuple[Any, ...], dict[str, Any]]]) -> dict[
     # saturated points of the other K values, so it does not check the derivation against itself.
     checks = []
     for r in sat:
-        others = [o["derived_overhead"] for o in sat if o["syscall_instr"] != r["syscall_instr"]]
+        elsewhere = [o for o in sat if o["syscall_instr"] != r["syscall_instr"]]
+        others = [o["derived_overhead"] for o in elsewhere]
         opsc = statistics.fmean(others) if others else derived
+        # what the uniprocessor kernel spends per call beyond K (path, timer ticks, switches): ipsc carries it
+        up_extra = r["ipsc"] - r["syscall_instr"]
+        up_extra_elsewhere = statistics.fmean(o["ipsc"] - o["syscall_instr"] for o in elsewhere) if elsewhere else None
         pred = predicted_speedup(r["t_up"], r["ipsc"], opsc)
         err = (r["speedup"] - pred) / pred
         checks.append(
@@ -169,6 +173,8 @@ def analyse(results: list[tuple[str, tuple[Any, ...], dict[str, Any]]]) -> dict[
                 "bsp_load": r["bsp_load"],
                 "bsp_spin_per_call": r["bsp_spin_per_call"],
                 "idle_passes_per_call": r["idle_passes_per_call"],
+                "up_extra_per_call": up_extra,
+                "up_extra_elsewhere": up_extra_elsewhere,
             }
         )
     saturated_speedups = {str(k): max((r["speedup"] for r in sat if r["syscall_instr"] == k), default=None) for k in KS}
