@@ -1,6 +1,6 @@
 """`apkern reproduce --quick`: every file, 144 rows, and the shape the paper's section 5 predicts.
 
-One run of the quick grid serves every test here (about two minutes on two cores).
+One run of the quick grid serves every test here (one to two minutes on two cores).
 """
 
 from __future__ import annotations
