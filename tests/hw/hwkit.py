@@ -76,7 +76,7 @@ def fault_gate(log: list[tuple[int, Any]], cost: int = 1) -> Gate:
         yield Compute(cost)
         return Fixup(Trapped(flt))
 
-    return Gate(handler, kind="fault")
+    return Gate(handler)
 
 
 def fault_ivt(log: list[tuple[int, Any]], extra: dict[int, Gate] | None = None) -> IVT:

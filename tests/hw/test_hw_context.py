@@ -185,7 +185,7 @@ def test_push_frame_runs_user_code_before_returning_to_the_trapping_code() -> No
         order.append("after")
 
     def kernel():
-        yield SetIVT(IVT({0x80: Gate(kill, user=True, kind="trap")}))
+        yield SetIVT(IVT({0x80: Gate(kill, user=True)}))
         yield Switch(user_ctx(user()))
 
     boot(m, kernel())

@@ -266,7 +266,7 @@ def test_unprivileged_ops_run_in_user_mode() -> None:
         got.append((yield Trap(0x80, 20, 22)))
 
     def kernel():
-        yield SetIVT(fault_ivt(faults, {0x80: Gate(lambda cpu, args: _add(args), user=True, kind="trap")}))
+        yield SetIVT(fault_ivt(faults, {0x80: Gate(lambda cpu, args: _add(args), user=True)}))
         yield Switch(user_ctx(user()))
 
     boot(m, kernel())
@@ -347,7 +347,7 @@ def test_trap_to_kernel_only_gate_from_user_mode_raises_gp() -> None:
                 results.append(("gp", t.fault.vector, t.fault.error))
 
     def kernel():
-        yield SetIVT(fault_ivt(faults, {0x81: Gate(kernel_only, user=False, kind="trap")}))
+        yield SetIVT(fault_ivt(faults, {0x81: Gate(kernel_only, user=False)}))
         results.append((yield Trap(0x81, "from kernel")))
         yield Switch(user_ctx(user()))
 
@@ -375,7 +375,7 @@ def test_trap_gate_return_value_reaches_the_trapping_code() -> None:
         got.append(t1 - t0)
 
     def kernel():
-        yield SetIVT(IVT({0x80: Gate(syscall, user=True, kind="trap")}))
+        yield SetIVT(IVT({0x80: Gate(syscall, user=True)}))
         yield Switch(user_ctx(user()))
 
     boot(m, kernel())
@@ -460,7 +460,7 @@ def test_lenient_machine_turns_user_python_errors_into_ud() -> None:
         raise KeyError("boom")
 
     def kernel():
-        yield SetIVT(IVT({UD: Gate(ud, kind="fault")}))
+        yield SetIVT(IVT({UD: Gate(ud)}))
         yield Switch(user_ctx(user()))
 
     boot(m, kernel())

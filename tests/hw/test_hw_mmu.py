@@ -277,7 +277,7 @@ def test_fault_handler_that_maps_the_page_makes_the_op_retry() -> None:
         got.append((yield Load(UVA + 0x10)))
 
     def kernel():
-        yield from paging_on(pt, IVT({PF: Gate(page_fault, kind="fault")}))
+        yield from paging_on(pt, IVT({PF: Gate(page_fault)}))
         yield Switch(user_ctx(user()))
 
     boot(m, kernel())
@@ -305,7 +305,7 @@ def test_protection_fault_drops_the_tlb_entry_so_the_retry_sees_the_upgraded_pte
         yield Store(UVA, 99)
 
     def kernel():
-        yield from paging_on(pt, IVT({PF: Gate(page_fault, kind="fault")}))
+        yield from paging_on(pt, IVT({PF: Gate(page_fault)}))
         yield Switch(user_ctx(user()))
 
     boot(m, kernel())
@@ -345,9 +345,7 @@ def test_fixup_throws_into_faulting_kernel_code() -> None:
         results.append((yield Trap(0x80, UVA + 7, 6)))
 
     def kernel():
-        yield from paging_on(
-            pt, IVT({PF: Gate(page_fault, kind="fault"), 0x80: Gate(copy_from_user, user=True, kind="trap")})
-        )
+        yield from paging_on(pt, IVT({PF: Gate(page_fault), 0x80: Gate(copy_from_user, user=True)}))
         yield Switch(user_ctx(user()))
 
     boot(m, kernel())

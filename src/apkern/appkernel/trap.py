@@ -48,11 +48,11 @@ class APTraps:
     def ivt(self) -> IVT:
         return IVT(
             {
-                vec.SYSCALL: Gate(self.syscall, user=True, kind="trap"),
-                vec.PF: Gate(self.page_fault, kind="fault"),
-                vec.UD: Gate(self.exception, kind="fault"),
-                vec.GP: Gate(self.exception, kind="fault"),
-                vec.DE: Gate(self.exception, kind="fault"),
+                vec.SYSCALL: Gate(self.syscall, user=True),
+                vec.PF: Gate(self.page_fault),
+                vec.UD: Gate(self.exception),
+                vec.GP: Gate(self.exception),
+                vec.DE: Gate(self.exception),
                 vec.TIMER: Gate(self.timer),
                 vec.IPI_RESCHEDULE: Gate(self.ipi),
                 vec.IPI_STOP: Gate(self.ipi),

@@ -32,11 +32,11 @@ class Traps:
     def ivt(self) -> IVT:
         t = IVT(
             {
-                vec.SYSCALL: Gate(self.syscall, user=True, kind="trap"),
-                vec.PF: Gate(self.page_fault, kind="fault"),
-                vec.UD: Gate(self.fatal(abi.SIGILL), kind="fault"),
-                vec.GP: Gate(self.fatal(abi.SIGSEGV), kind="fault"),
-                vec.DE: Gate(self.fatal(8), kind="fault"),  # SIGFPE
+                vec.SYSCALL: Gate(self.syscall, user=True),
+                vec.PF: Gate(self.page_fault),
+                vec.UD: Gate(self.fatal(abi.SIGILL)),
+                vec.GP: Gate(self.fatal(abi.SIGSEGV)),
+                vec.DE: Gate(self.fatal(8)),  # SIGFPE
                 vec.TIMER: Gate(self.timer),
             }
         )

@@ -131,7 +131,7 @@ def analyse(results: list[tuple[str, tuple[Any, ...], dict[str, Any]]]) -> dict[
         up = pts[(k, p, 1)]
         t_up = up["window_instructions"] / up["loops"]  # instructions per loop on the uniprocessor
         r = dict(r)
-        r["speedup"] = r["loops"] / r["window_instructions"] * t_up  # loop rate against the uniprocessor's
+        r["speedup"] = throughput.speedup(r["loops"], r["window_instructions"], up["loops"], up["window_instructions"])
         r["t_up"] = t_up
         r["ipsc"] = up["kernel_instructions_per_call"]
         r["ideal_bound"] = (n - 1) * t_up / r["user_instr"] if n > 1 else 1.0

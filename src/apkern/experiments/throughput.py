@@ -109,9 +109,12 @@ def measure(
     )
 
 
+def speedup(loops: int, window: int, up_loops: int, up_window: int) -> float:
+    """Loop rate over the one-CPU loop rate (the two windows may differ in length)."""
+    return (loops / window) / (up_loops / up_window)
+
+
 def with_speedup(point: ThroughputPoint, baseline: ThroughputPoint) -> ThroughputPoint:
-    """Speedup: the point's loop rate over the one-CPU rate (windows may differ in length)."""
     if baseline.loops and point.window_instructions:
-        rate = point.loops / point.window_instructions
-        point.speedup = rate / (baseline.loops / baseline.window_instructions)
+        point.speedup = speedup(point.loops, point.window_instructions, baseline.loops, baseline.window_instructions)
     return point

@@ -41,11 +41,15 @@ class MachineError(RuntimeError):
 
 @dataclass(frozen=True)
 class Gate:
-    """An entry of a vector table: handler, whether user code may `int` to it, and its kind."""
+    """An entry of a vector table: the handler, and whether user code may `int` to it.
+
+    How a handler's return is used follows from how it was entered: a trap's value goes
+    to the trapping code, a fault's op is retried (or a `Fixup` thrown), an interrupt's
+    value is dropped.
+    """
 
     handler: Handler
     user: bool = False
-    kind: str = "irq"  # "trap" (value returned to caller), "fault" (retry), "irq"
 
 
 class IVT(dict[int, Gate]):
