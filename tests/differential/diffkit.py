@@ -53,8 +53,11 @@ def observe(
     files: dict[str, bytes] | None = None,
     limit: int = RUN_LIMIT,
 ) -> Observation:
-    """Run `program argv` alone on a fresh strict system and record everything comparable."""
-    sim = apkern.System(kernel=kernel, cpus=cpus, strict=True)
+    """Run `program argv` alone on a fresh strict system and record everything comparable.
+
+    The machine checks every TLB hit against the page tables: a stale translation fails the run.
+    """
+    sim = apkern.System(kernel=kernel, cpus=cpus, strict=True, check_tlb=True)
     for path, data in (files or {}).items():
         sim.fs.write_file(path, data)
     proc = sim.spawn(program, argv)

@@ -36,9 +36,13 @@ MAIN_COMM_WORD = abi.DATA_BASE + 0x40  # the main thread pair's communication ar
 # Each bootstrap thread keeps its own pair's communication area in the last word of its local
 # storage (bootstrap threads never stage large buffers through libc, which would reach it).
 OWN_COMM = abi.TLS_SIZE - 4
+SIGNALS_SEEN = abi.TLS_SIZE - 8  # signals this bootstrap thread's handler passed on (a join's EINTR)
 PAGE = 0x1000
 START_INFO = ak.COMM_SIZE  # in a new bootstrap thread's page: fd, entry, arg0, arg1, main comm
 LOOP_STEP = 6  # the loop's own compare-and-branch instructions per pass
+# The main pair's page holds, after its area, the table of further pairs: (bootstrap tid, area) words.
+PAIRS = 0x200
+MAX_PAIRS = 64  # the bootstrap kernel's threads per process
 
 
 def _raw(nr: int, *args: int) -> Gen:
@@ -98,7 +102,9 @@ def bt_signal_handler(sig: int) -> Gen:
     It runs in whichever bootstrap thread the bootstrap kernel picked, and passes the signal
     to that thread's own application thread.
     """
-    comm = yield Load((yield ReadTP()) + OWN_COMM)
+    tp = yield ReadTP()
+    comm = yield Load(tp + OWN_COMM)
+    yield AtomicAdd(tp + SIGNALS_SEEN, 1)
     pending = yield Load(comm + ak.SIGNALS)
     yield Store(comm + ak.SIGNALS, pending | (1 << sig))
     fd = yield Load(comm + ak.FD)
@@ -146,12 +152,12 @@ def handle_message(fd: int, comm: int, main_comm: int) -> Gen:
     signed = [a - (1 << 32) if a & 0x80000000 else a for a in args]
     if nr == abi.SYS_SIGACTION:
         return (yield from _sigaction(main_comm, *signed[:2]))
-    if nr == abi.SYS_THREAD_EXIT:  # the application thread is gone: free its stack (and a further pair's area)
-        yield from _raw(abi.SYS_MUNMAP, (yield Load(comm + ak.STACK)), abi.STACK_SIZE)
-        if comm != main_comm:
-            yield from _raw(abi.SYS_MUNMAP, comm, PAGE)
+    if nr == abi.SYS_THREAD_EXIT:  # its stack stays until a join; a joiner may now go ahead
+        yield Store(comm + ak.EXITED, 1)
     if nr == abi.SYS_THREAD_CREATE:
         return (yield from _thread_create(fd, main_comm, *signed[:3]))
+    if nr == abi.SYS_THREAD_JOIN:
+        return (yield from _thread_join(fd, comm, main_comm, *args[:2]))
     return (yield from _raw(nr, *signed))
 
 
@@ -175,4 +181,41 @@ def _thread_create(fd: int, main_comm: int, entry: int, arg0: int, arg1: int) ->
         return comm
     yield WriteMem(comm + START_INFO, struct.pack("<5I", fd, entry, arg0 & 0xFFFFFFFF, arg1 & 0xFFFFFFFF, main_comm))
     start = yield CodeAddr(ak_bootstrap_thread)
-    return (yield from _raw(abi.SYS_THREAD_CREATE, start, comm, 0))
+    tid = yield from _raw(abi.SYS_THREAD_CREATE, start, comm, 0)
+    if tid < 0:
+        yield from _raw(abi.SYS_MUNMAP, comm, PAGE)  # nobody else has seen it
+        return tid
+    slot = yield from _pair_slot(main_comm, 0)
+    if slot:
+        yield WriteMem(slot, struct.pack("<2I", tid, comm))
+    return tid
+
+
+def _pair_slot(main_comm: int, tid: int) -> Gen:
+    """The address of the pair table's entry for bootstrap thread `tid` (0: a free one), or 0."""
+    table = yield ReadMem(main_comm + PAIRS, 8 * MAX_PAIRS)
+    for i, (t, _) in enumerate(struct.iter_unpack("<2I", table)):
+        if t == tid:
+            return main_comm + PAIRS + 8 * i
+    return 0
+
+
+def _thread_join(fd: int, comm: int, main_comm: int, tid: int, retval_ptr: int) -> Gen:
+    """Join a further pair under section 4.3's unmap protocol (see the module's docstring)."""
+    slot = (yield from _pair_slot(main_comm, tid)) if tid else 0
+    if not slot:  # not a pair we started (the main pair, or a bad id): the kernel answers
+        return (yield from _raw(abi.SYS_THREAD_JOIN, tid, retval_ptr))
+    pair = yield Load(slot + 4)
+    seen = yield Load((yield ReadTP()) + SIGNALS_SEEN)
+    while not (yield Load(pair + ak.EXITED)):  # wait like Figure 4's loop, interruptibly
+        yield Trap(abi.SYSCALL, abi.SYS_YIELD)
+        if (yield Load((yield ReadTP()) + SIGNALS_SEEN)) != seen:
+            return -abi.EINTR  # as the uniprocessor kernel's join, cut short by a handled signal
+    if (yield from _raw(abi.SYS_DRIVER_CONTROL, fd, ak.APKERN_STOP_THREADS, (yield Load(comm + ak.TCB)))) < 0:
+        return (yield from _raw(abi.SYS_THREAD_JOIN, tid, retval_ptr))  # cannot happen: keep the memory
+    result = yield from _raw(abi.SYS_THREAD_JOIN, tid, retval_ptr)
+    if result == 0:
+        yield from _raw(abi.SYS_MUNMAP, (yield Load(pair + ak.STACK)), abi.STACK_SIZE)
+        yield from _raw(abi.SYS_MUNMAP, pair, PAGE)
+        yield WriteMem(slot, bytes(8))
+    return result
