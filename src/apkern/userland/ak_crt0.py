@@ -63,6 +63,7 @@ def ak_crt0(block_addr: int) -> Gen:
     comm = yield from libc.mmap(PAGE)
     yield Store(MAIN_COMM_WORD, comm)
     entry = yield CodeAddr(ak_app_start)
+    yield WriteMem(comm + PAIRS, struct.pack("<2I", (yield from _raw(abi.SYS_GETTID)), comm))
     tcb = yield from _pair(fd, comm, comm, entry, main_addr, block_addr)
     yield from bootstrap_loop(fd, comm, comm, tcb)
 
@@ -183,12 +184,18 @@ def _thread_create(fd: int, main_comm: int, entry: int, arg0: int, arg1: int) ->
     start = yield CodeAddr(ak_bootstrap_thread)
     tid = yield from _raw(abi.SYS_THREAD_CREATE, start, comm, 0)
     if tid < 0:
-        yield from _raw(abi.SYS_MUNMAP, comm, PAGE)  # nobody else has seen it
+        if (yield from _stop_others(fd, (yield Load((yield ReadTP()) + OWN_COMM)))) == 0:
+            yield from _raw(abi.SYS_MUNMAP, comm, PAGE)  # else it stays mapped, unused
         return tid
     slot = yield from _pair_slot(main_comm, 0)
     if slot:
         yield WriteMem(slot, struct.pack("<2I", tid, comm))
     return tid
+
+
+def _stop_others(fd: int, comm: int) -> Gen:
+    """Stop this process's other application threads until ours is activated (section 4.3)."""
+    return (yield from _raw(abi.SYS_DRIVER_CONTROL, fd, ak.APKERN_STOP_THREADS, (yield Load(comm + ak.TCB))))
 
 
 def _pair_slot(main_comm: int, tid: int) -> Gen:
@@ -201,21 +208,31 @@ def _pair_slot(main_comm: int, tid: int) -> Gen:
 
 
 def _thread_join(fd: int, comm: int, main_comm: int, tid: int, retval_ptr: int) -> Gen:
-    """Join a further pair under section 4.3's unmap protocol (see the module's docstring)."""
+    """Join under section 4.3's unmap protocol (see the module's docstring).
+
+    The kernel's join frees the joined bootstrap thread's stack, so every join re-issued with
+    a thread named runs with the other application threads stopped; first, while they still
+    run, wait until the joined pair's application thread has exited (else stopping them could
+    hold that very thread). A pair missing from the table (a bad id, or a table the program
+    overwrote) is joined stopped all the same: a broken program may hang itself, nobody else.
+    """
     slot = (yield from _pair_slot(main_comm, tid)) if tid else 0
-    if not slot:  # not a pair we started (the main pair, or a bad id): the kernel answers
+    pair = (yield Load(slot + 4)) if slot else 0
+    if pair == comm:  # joining itself: the kernel refuses at once
         return (yield from _raw(abi.SYS_THREAD_JOIN, tid, retval_ptr))
-    pair = yield Load(slot + 4)
-    seen = yield Load((yield ReadTP()) + SIGNALS_SEEN)
-    while not (yield Load(pair + ak.EXITED)):  # wait like Figure 4's loop, interruptibly
-        yield Trap(abi.SYSCALL, abi.SYS_YIELD)
-        if (yield Load((yield ReadTP()) + SIGNALS_SEEN)) != seen:
-            return -abi.EINTR  # as the uniprocessor kernel's join, cut short by a handled signal
-    if (yield from _raw(abi.SYS_DRIVER_CONTROL, fd, ak.APKERN_STOP_THREADS, (yield Load(comm + ak.TCB)))) < 0:
-        return (yield from _raw(abi.SYS_THREAD_JOIN, tid, retval_ptr))  # cannot happen: keep the memory
+    if pair:
+        seen = yield Load((yield ReadTP()) + SIGNALS_SEEN)
+        while not (yield Load(pair + ak.EXITED)):  # wait like Figure 4's loop, interruptibly
+            yield Trap(abi.SYSCALL, abi.SYS_YIELD)
+            if (yield Load((yield ReadTP()) + SIGNALS_SEEN)) != seen:
+                return -abi.EINTR  # as the uniprocessor kernel's join, cut short by a handled signal
+    stopped = yield from _stop_others(fd, comm)
+    if stopped < 0:
+        return stopped
     result = yield from _raw(abi.SYS_THREAD_JOIN, tid, retval_ptr)
-    if result == 0:
+    if result == 0 and pair:
         yield from _raw(abi.SYS_MUNMAP, (yield Load(pair + ak.STACK)), abi.STACK_SIZE)
-        yield from _raw(abi.SYS_MUNMAP, pair, PAGE)
+        if pair != main_comm:  # the main area holds the table and the handlers: it stays
+            yield from _raw(abi.SYS_MUNMAP, pair, PAGE)
         yield WriteMem(slot, bytes(8))
     return result
