@@ -211,6 +211,25 @@ def test_own_enums() -> None:
     assert ref.per_pid[ref.top_pid][2] == "mem\n"
 
 
+def echo(arg: int) -> Generator[Any, Any, int]:
+    yield from libc.print(f"thread got {arg}\n")
+    return arg
+
+
+def thread_words(argv: list[str]) -> Generator[Any, Any, int]:
+    for arg in (Job.FIRST, -5, 0xFFFFFFFF, -(1 << 31), (1 << 31) - 1):
+        tid = yield from libc.thread_create(echo, arg)
+        yield from libc.print(f"joined {(yield from libc.thread_join(tid))}\n")
+    return 0
+
+
+def test_a_thread_argument_is_the_same_signed_word_on_both_kernels() -> None:
+    """The uniprocessor kernel hands the register over as it is, the application kernel as an unsigned message word."""
+    ref, _ = compare_all(thread_words, ["thread_words"], AK_CPUS)
+    values = [20, -5, -1, -(1 << 31), (1 << 31) - 1]
+    assert ref.console == "".join(f"thread got {v}\njoined {v}\n" for v in values)
+
+
 # --- wrong types: a TypeError in the program, before the kernel sees the call ---------------------------------------
 
 

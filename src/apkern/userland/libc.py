@@ -232,15 +232,20 @@ def sleep(n: int) -> Generator[Op, Any, None]:
 
 
 def _thread_start(func_addr: int, arg: int) -> Gen:
-    """Entry of every new thread: call func(arg) and end the thread with its return value."""
-    rv = yield Call(func_addr, arg)
+    """Entry of every new thread: call func(arg) and end the thread with its return value.
+
+    `arg` reached this thread as a register (the uniprocessor kernel) or as a word of the
+    application kernel's message (unsigned): func gets it as a signed 32-bit value either way.
+    """
+    rv = yield Call(func_addr, _s32(arg))
     yield from thread_exit(0 if rv is None else rv)
 
 
 def thread_create(func: Callable[..., Any], arg: int) -> Generator[Op, Any, int]:
     """Start `func(arg)` (a generator function) in a new thread of this process; return its tid.
 
-    `func` receives `arg` as a plain int; its return value (None for 0) is the thread's exit value.
+    `func` receives `arg` as a signed 32-bit int (so 0xFFFFFFFF arrives as -1, as `thread_join`
+    returns values); its return value (None for 0) is the thread's exit value.
     """
     func = _code("thread_create", "func", func)
     arg = _int("thread_create", "arg", arg, bool_ok=True)
