@@ -272,28 +272,38 @@ def test_wrong_types_raise_type_error_in_the_program() -> None:
         assert not {"kill", "sigaction", "sleep"} & set(called), f"{obs.label}: {called}"
 
 
-# --- an uncaught TypeError is the program's crash: #UD, killed by SIGILL, the log says why ------------------------
+# --- an uncaught error is the program's crash: #UD, killed by SIGILL, the log says why ------------------------------
+
+UNCAUGHT = {
+    "float-signal": (
+        lambda me: libc.kill(me, float(signal.SIGKILL)),
+        "TypeError(\"libc.kill(): argument 'sig' must be an integer, not float\")",
+    ),
+    "negative-compute": (  # the machine itself would fail on a negative delay
+        lambda me: libc.compute(-5),
+        "ValueError(\"libc.compute(): argument 'n' must not be negative, not -5\")",
+    ),
+}
 
 
-def uncaught_type_error(argv: list[str]) -> Generator[Any, Any, int]:
-    me = yield from libc.getpid()
-    yield from libc.print("about to kill myself with a float\n")
-    yield from libc.kill(me, float(signal.SIGKILL))
-    yield from libc.print("not reached\n")
-    return 0
+@pytest.mark.parametrize("ignore_sigill", [False, True], ids=["default", "sigill-ignored"])
+@pytest.mark.parametrize("case", list(UNCAUGHT))
+def test_an_uncaught_error_crashes_the_program(case: str, ignore_sigill: bool) -> None:
+    call, logged = UNCAUGHT[case]
 
-
-@pytest.mark.parametrize("handled", [False, True], ids=["no-handler", "sigill-ignored"])
-def test_an_uncaught_type_error_crashes_the_program(handled: bool) -> None:
     def program(argv: list[str]) -> Generator[Any, Any, int]:
-        if handled:  # a fault's SIGILL is not a signal a program can ignore
+        if ignore_sigill:  # a fault's SIGILL is not a signal a program can ignore
             yield from libc.sigaction(signal.SIGILL, signal.SIG_IGN)
-        return (yield from uncaught_type_error(argv))
+        me = yield from libc.getpid()
+        yield from libc.print("about to fail\n")
+        yield from call(me)
+        yield from libc.print("not reached\n")
+        return 0
 
     ref, runs = compare_all(program, ["uncaught"], AK_CPUS, strict=False)
     assert ref.top_status == -signal.SIGILL
-    assert ref.console == "about to kill myself with a float\n"
+    assert ref.console == "about to fail\n"
     for obs in (ref, *runs):
         crashes = [m for m in obs.messages if "user code raised" in m]
         assert len(crashes) == 1, f"{obs.label}: {obs.messages}"
-        assert "TypeError(\"libc.kill(): argument 'sig' must be an integer, not float\")" in crashes[0]
+        assert logged in crashes[0]

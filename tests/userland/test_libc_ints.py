@@ -231,3 +231,11 @@ def test_user_built_open_flags() -> None:
     proc.run(libc.open("/f", Open.WRONLY | Open.CREAT))
     assert proc.calls == [("open", (TLS, abi.O_RDONLY)), ("open", (TLS, abi.O_WRONLY | abi.O_CREAT))]
     assert all(type(v) is int for _, args in proc.calls for v in args)
+
+
+def test_compute_refuses_a_negative_count() -> None:
+    """Time cannot go back: the machine would fail on it, so the program fails instead."""
+    ops: list[Op] = []
+    with pytest.raises(ValueError, match=r"libc\.compute\(\): argument 'n' must not be negative"):
+        FakeProcess().run(_recorded(libc.compute(-1), ops))
+    assert ops == []

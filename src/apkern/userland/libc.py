@@ -395,8 +395,11 @@ def print(text: str) -> Generator[Op, Any, int]:
 
 
 def compute(n: int) -> Generator[Op, Any, None]:
-    """`n` instructions of plain user work."""
-    yield Compute(_int("compute", "n", n))
+    """`n` instructions of plain user work; ValueError if `n` is negative (no instruction takes back time)."""
+    n = _int("compute", "n", n)
+    if n < 0:
+        raise ValueError(f"libc.compute(): argument 'n' must not be negative, not {n}")
+    yield Compute(n)
 
 
 def spin(n: int) -> Generator[Op, Any, None]:
