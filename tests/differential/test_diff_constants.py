@@ -307,3 +307,17 @@ def test_an_uncaught_error_crashes_the_program(case: str, ignore_sigill: bool) -
         crashes = [m for m in obs.messages if "user code raised" in m]
         assert len(crashes) == 1, f"{obs.label}: {obs.messages}"
         assert logged in crashes[0]
+
+
+@pytest.mark.parametrize("value", [2.5, "3"], ids=["float", "str"])
+def test_main_returning_a_non_integer_crashes_it(value: Any) -> None:
+    """crt0 hands main's return value to exit, which takes integers only (it used to truncate or parse it)."""
+
+    def program(argv: list[str]) -> Generator[Any, Any, Any]:
+        yield from libc.print("returning\n")
+        return value
+
+    ref, runs = compare_all(program, ["ret"], AK_CPUS, strict=False)
+    assert ref.top_status == -signal.SIGILL and ref.console == "returning\n"
+    for obs in (ref, *runs):
+        assert any("libc.exit(): argument 'status' must be an integer" in m for m in obs.messages), obs.messages

@@ -58,7 +58,7 @@ def ak_crt0(block_addr: int) -> Gen:
     except OSError:  # no application kernel: run on the bootstrap kernel alone
         main_addr, argv = yield from read_spawn_block(block_addr)
         status = yield Call(main_addr, argv)
-        yield from libc.exit(0 if status is None else int(status))
+        yield from libc.exit(0 if status is None else status)  # libc checks it is an integer
     main_addr = yield Load(block_addr)
     comm = yield from libc.mmap(PAGE)
     yield Store(MAIN_COMM_WORD, comm)
@@ -87,7 +87,7 @@ def ak_app_start(main_addr: int, block_addr: int) -> Gen:
     """The application thread's entry, on an application processor: main(argv), then exit."""
     _, argv = yield from read_spawn_block(block_addr)
     status = yield Call(main_addr, argv)
-    yield from libc.exit(0 if status is None else int(status))
+    yield from libc.exit(0 if status is None else status)  # libc checks it is an integer
 
 
 def ak_bootstrap_thread(comm: int, _unused: int) -> Gen:
