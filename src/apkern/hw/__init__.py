@@ -2,16 +2,20 @@
 
 from .code import CODE_PAGE_MAGIC, CodeStore
 from .cpu import CPU, IVT, Context, Frame, Gate, MachineError, entry_frame
+from .debugger import Debugger
+from .lockcheck import LockChecker, LockViolation
 from .machine import MAX_CPUS, NOMINAL_IPS, Machine
 from .memory import LOW_MEMORY, PAGE_SHIFT, PAGE_SIZE, PhysicalMemory
 from .ops import (
     AtomicAdd,
     Call,
+    CmpXchg,
     CodeAddr,
     Compute,
     CpuId,
     EnablePaging,
     FlushTLB,
+    GuardedBy,
     Halt,
     Illegal,
     InvalidatePage,
@@ -46,11 +50,13 @@ __all__ = [
     "PAGE_SIZE",
     "AtomicAdd",
     "Call",
+    "CmpXchg",
     "entry_frame",
     "CodeAddr",
     "CodeStore",
     "Compute",
     "Context",
+    "Debugger",
     "CpuId",
     "EnablePaging",
     "Fault",
@@ -58,11 +64,14 @@ __all__ = [
     "FlushTLB",
     "Frame",
     "Gate",
+    "GuardedBy",
     "Halt",
     "Illegal",
     "InvalidatePage",
     "Load",
     "LoadCR3",
+    "LockChecker",
+    "LockViolation",
     "Machine",
     "MachineError",
     "Op",

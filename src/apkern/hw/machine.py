@@ -15,7 +15,9 @@ import simpy
 
 from .code import CodeStore
 from .cpu import CPU, Context, MachineError
+from .debugger import Debugger
 from .intc import InterruptController
+from .lockcheck import LockChecker
 from .memory import PhysicalMemory
 from .trace import Tracer
 
@@ -25,7 +27,11 @@ NOMINAL_IPS = 100_000_000  # the paper's own example uses 100 MIPS
 
 
 class Machine:
-    """A machine of `cpus` processors (CPU 0 boots; the others are held in reset) and `memory` bytes."""
+    """A machine of `cpus` processors (CPU 0 boots; the others are held in reset) and `memory` bytes.
+
+    `check_locks` turns on the lock-discipline checker (`LockChecker`, for tests); it costs no
+    simulated time. `debugger` reads memory from outside, for observers.
+    """
 
     def __init__(
         self,
@@ -33,6 +39,7 @@ class Machine:
         memory: int = DEFAULT_MEMORY,
         strict: bool = False,
         trace: bool = False,
+        check_locks: bool = False,
     ) -> None:
         if not isinstance(cpus, int) or not 1 <= cpus <= MAX_CPUS:
             raise ValueError(f"a machine has 1 to {MAX_CPUS} CPUs, not {cpus!r}")
@@ -42,6 +49,8 @@ class Machine:
         self.strict = strict
         self.tracer: Tracer | None = Tracer() if trace else None
         self.messages: list[str] = []
+        self.debugger = Debugger(self.memory)
+        self.locks: LockChecker | None = LockChecker(self.memory) if check_locks else None
         self.cpus = [CPU(self, i) for i in range(cpus)]
         self.intc = InterruptController(self)
 
