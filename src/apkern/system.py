@@ -61,7 +61,10 @@ class ProcessHandle:
 
 
 class System:
-    """A whole simulated system; `kernel` is "up" (the bootstrap kernel alone) or "apkern"."""
+    """A whole simulated system; `kernel` is "up" (the bootstrap kernel alone) or "apkern".
+
+    `check_locks` turns on the machine's lock-discipline checker (for tests; it changes no number).
+    """
 
     def __init__(
         self,
@@ -72,6 +75,7 @@ class System:
         swapper: bool = False,
         trace: bool = False,
         strict: bool = False,
+        check_locks: bool = False,
     ) -> None:
         if kernel not in KERNELS:
             raise ConfigError(f"unknown kernel {kernel!r} (choose from {', '.join(KERNELS)})")
@@ -89,7 +93,7 @@ class System:
         self.kernel_name = kernel
         self.seed = seed
         self.random = random.Random(seed)
-        self.machine = Machine(cpus=cpus, memory=memory, strict=strict, trace=trace)
+        self.machine = Machine(cpus=cpus, memory=memory, strict=strict, trace=trace, check_locks=check_locks)
         drivers: list[Any] = []
         self._crt0: Callable[..., Any] = crt0
         if kernel == "apkern":
@@ -160,5 +164,5 @@ class System:
         }
         out.update(self.kernel.stats())
         if self.appkernel is not None:
-            out.update(self.appkernel.stats())
+            out.update(self.appkernel.stats(self.machine.debugger))
         return out
