@@ -53,8 +53,8 @@ def observe(
     files: dict[str, bytes] | None = None,
     limit: int = RUN_LIMIT,
 ) -> Observation:
-    """Run `program argv` alone on a fresh strict system and record everything comparable."""
-    sim = apkern.System(kernel=kernel, cpus=cpus, strict=True)
+    """Run `program argv` alone on a fresh strict system, lock checker on, and record everything comparable."""
+    sim = apkern.System(kernel=kernel, cpus=cpus, strict=True, check_locks=True)
     for path, data in (files or {}).items():
         sim.fs.write_file(path, data)
     proc = sim.spawn(program, argv)
