@@ -387,6 +387,7 @@ class AppKernel:
         """Lock held: `tcb` is leaving its CPU; faulting threads that waited only for it may post."""
         yield from self.update_flags(tcb, clear=STOP_REQUESTED)
         for waiter in tcb.stop_waiters:
+            yield Compute(costs.LIST_VISIT)
             waiter.stops_pending -= 1
             if waiter.stops_pending == 0 and waiter.state != DEAD:
                 self._to_post.append(waiter)
@@ -430,14 +431,15 @@ class AppKernel:
             if tcb.state == DEAD:
                 yield from self.leave_dead(cid, tcb)
         sigs, tcb.pending_signals = tcb.pending_signals, 0
-        for sig in range(1, 32):
-            if sigs & (1 << sig):
-                handler = yield from self.traps.try_load(tcb.handlers + 4 * sig)
-                if handler is None or handler in (0, 1):
-                    continue
-                yield Compute(costs.SIGNAL_DELIVER)
-                self.signals_delivered += 1
-                yield PushFrame(signal_trampoline(handler, sig))
+        while sigs:  # the pending signals, lowest first (bsf): no signal, no iteration
+            sig = (sigs & -sigs).bit_length() - 1
+            sigs &= sigs - 1
+            handler = yield from self.traps.try_load(tcb.handlers + 4 * sig)
+            if handler is None or handler in (0, 1):
+                continue
+            yield Compute(costs.SIGNAL_DELIVER)
+            self.signals_delivered += 1
+            yield PushFrame(signal_trampoline(handler, sig))
         return cid
 
     def mark(self, cid: int, name: str, tcb: TCB | None) -> None:
