@@ -27,6 +27,7 @@ from apkern.appkernel.tcb import (
     SIBLING_LINKS,
     SLOT_FLAGS,
     SLOT_ID,
+    SLOT_LINKS,
     SLOT_ON_CPU,
     SLOT_PID,
     SLOT_STATE,
@@ -74,7 +75,7 @@ def _list_in_memory(sim: System, head_kva: int, kind: int) -> list[int]:
     head, tail, length = _words(sim, head_kva, 3)
     ids, prev, cur = [], 0, head
     while cur:
-        nxt, back = _words(sim, ak.tcbs.kva(cur) + 32 + 8 * kind, 2)
+        nxt, back = _words(sim, ak.tcbs.kva(cur) + SLOT_LINKS + 8 * kind, 2)
         assert back == prev, "a broken back link"
         ids.append(cur)
         prev, cur = cur, nxt
