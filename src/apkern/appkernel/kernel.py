@@ -3,12 +3,12 @@
 Everything here runs in kernel mode: `apkern_init` and the driver entry points
 on the bootstrap processor (inside the bootstrap kernel's driver calls), the
 rest on the APs. Kernel data lives in kernel memory and changes through memory
-operations; the Python objects mirror it. What guards what (the machine's lock
-checker verifies the first three, `Machine(check_locks=True)`):
+operations; the Python objects mirror it. What guards what:
 - the spinlock (`lock`): the ready queue, every TCB slot (state, flags, ON_CPU,
-  links), the process records, the slot free lists; also, in Python only, the
-  stop bookkeeping (`stop_waiters`, `stops_pending`, `_to_post`) and the passes
-  folded from dead threads;
+  links), the process records, the slot free lists (annotated with `GuardedBy`:
+  the machine's lock checker fails any write to them by a CPU not holding the
+  lock); also, in Python only, the stop bookkeeping (`stop_waiters`,
+  `stops_pending`, `_to_post`) and the passes folded from dead threads;
 - a CPU's own: `current[cid]`, `prev[cid]`, `idle_ctx[cid]`, a running TCB's `ticks`;
 - atomic operations: the start-up counter (`AtomicAdd`), a TCB's pending signals
   (set under the lock, taken whole by its CPU);
