@@ -164,13 +164,26 @@ def _block_marking_before_the_lock(self: AppKernel, cid: int, tcb: Any) -> Any:
     return (yield from _real_block(self, cid, tcb))
 
 
-PLANTS = {
+def _destroy_current_posting_late(self: AppKernel, cid: int, tcb: Any) -> Any:
+    """`destroy_current` with the stop bookkeeping (`post_waiting`) done after the lock is dropped."""
+    yield from self.lock.acquire(cid)
+    yield from self.kill(tcb)
+    yield from self.lock.release()
+    yield from self.post_waiting()
+
+
+PLANTS = {  # what it changes without the lock, and how the checker names it
     "ready queue push": (
         "finish_switch",
         _finish_switch_queueing_first,
         r"cpu[1-9] wrote the ready queue .* without holding",
     ),
     "TCB state": ("block", _block_marking_before_the_lock, r"cpu[1-9] wrote the TCB table .* without holding"),
+    "stop bookkeeping": (
+        "destroy_current",
+        _destroy_current_posting_late,
+        r"cpu[1-9] changed the stop bookkeeping without holding",
+    ),
 }
 
 

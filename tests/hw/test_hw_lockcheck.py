@@ -7,6 +7,7 @@ from hwkit import DATA, URW, PageTables, boot, park, start_ap
 
 from apkern.hw import (
     PAGE_SIZE,
+    AssertHeld,
     AtomicAdd,
     CmpXchg,
     Compute,
@@ -158,6 +159,25 @@ def test_the_checker_is_off_by_default_and_costs_no_time() -> None:
     assert on.memory.read_u32(DATA + 0x100) == 1  # checked: stopped before it
     # the same instructions up to the violation: CR3, paging, CpuId, CmpXchg, two stores (GuardedBy is free)
     assert on.now == 6 and on.stats()["cpus"][0]["instructions"] == 6
+
+
+def test_assert_held_passes_for_the_holder_only_and_costs_nothing() -> None:
+    m, pt = _machine(1)
+    seen: list[int] = []
+
+    def kernel():
+        yield from _on(pt)
+        yield from _acquire()
+        yield AssertHeld(LOCK, "the bookkeeping")
+        seen.append(m.now)
+        yield Store(LOCK, 0)
+        yield AssertHeld(LOCK, "the bookkeeping", "book_lock")
+        yield from park()
+
+    boot(m, kernel())
+    with pytest.raises(LockViolation, match=r"cpu0 changed the bookkeeping without holding book_lock \(free\)"):
+        m.run(until=100)
+    assert seen == [4] and m.now == 5  # CR3, paging, CpuId, CmpXchg; then the release
 
 
 def test_debugger_reads_without_side_effects() -> None:

@@ -135,6 +135,7 @@ class ApkernDriver(Driver):
         if tcb.state == DEAD:
             yield from ak.lock.release()
             return -sys_abi.ESRCH
+        yield from ak.held("a TCB's pending signals")
         tcb.pending_signals |= sigs
         if sigs and tcb.state == RUNNING and not tcb.waiting:
             yield SendIPI(tcb.cpu, "fixed", vec.IPI_RESCHEDULE)

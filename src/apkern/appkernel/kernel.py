@@ -8,10 +8,11 @@ operations; the Python objects mirror it. What guards what:
   links), the process records, the slot free lists (annotated with `GuardedBy`:
   the machine's lock checker fails any write to them by a CPU not holding the
   lock); also, in Python only, the stop bookkeeping (`stop_waiters`,
-  `stops_pending`, `_to_post`) and the passes folded from dead threads;
+  `stops_pending`, `_to_post`), the passes folded from dead threads and the
+  signals the driver passes on (where they change: `held`, an `AssertHeld`);
 - a CPU's own: `current[cid]`, `prev[cid]`, `idle_ctx[cid]`, a running TCB's `ticks`;
-- atomic operations: the start-up counter (`AtomicAdd`), a TCB's pending signals
-  (set under the lock, taken whole by its CPU);
+- atomic operations: the start-up counter (`AtomicAdd`); a TCB's pending signals
+  are taken whole by its CPU (an xchg in C);
 - the message protocol, not a lock: a communication area's STATE word orders its
   body between the two sides (trap.py).
 Invariants:
@@ -35,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from ..hw import (
     CODE_PAGE_MAGIC,
     PAGE_SHIFT,
+    AssertHeld,
     AtomicAdd,
     CodeAddr,
     Compute,
@@ -198,6 +200,10 @@ class AppKernel:
 
     # --- the setters: the one way a TCB's scheduling words change (lock held) ---------------------------
 
+    def held(self, what: str) -> Gen:
+        """Lockdep's assertion, for data kept in Python only (no instruction; checked in test mode)."""
+        yield AssertHeld(self.lock.kva, what, self.lock.name)
+
     def set_state(self, tcb: TCB, state: str) -> Gen:
         tcb._state = state
         yield Store(tcb.slot_kva + SLOT_STATE, STATE_CODES[state])
@@ -360,6 +366,7 @@ class AppKernel:
             return
         passes = yield from self.traps.try_load(tcb.comm + abi.PASSES)
         busy = yield from self.traps.try_load(tcb.comm + abi.BUSY_PASSES)
+        yield from self.held("the folded loop counters")
         self.passes_done.passes += passes or 0
         self.passes_done.busy += busy or 0
 
@@ -367,6 +374,7 @@ class AppKernel:
 
     def stop_siblings(self, cid: int, tcb: TCB) -> Gen:
         """Lock held: hold every other thread of `tcb`'s process; returns how many must still stop."""
+        yield from self.held("the stop bookkeeping")
         for other in tcb.proc.threads:
             yield Compute(costs.LIST_VISIT)
             if other is tcb or other.state == DEAD:
@@ -386,6 +394,7 @@ class AppKernel:
     def _stopped(self, tcb: TCB) -> Gen:
         """Lock held: `tcb` is leaving its CPU; faulting threads that waited only for it may post."""
         yield from self.update_flags(tcb, clear=STOP_REQUESTED)
+        yield from self.held("the stop bookkeeping")
         for waiter in tcb.stop_waiters:
             yield Compute(costs.LIST_VISIT)
             waiter.stops_pending -= 1
@@ -394,7 +403,8 @@ class AppKernel:
         tcb.stop_waiters.clear()
 
     def post_waiting(self) -> Gen:
-        """Post the messages of faulting threads whose siblings have all stopped (same address space)."""
+        """Lock held: post the messages of faulting threads whose siblings have all stopped (same address space)."""
+        yield from self.held("the stop bookkeeping")
         while self._to_post:
             waiter = self._to_post.pop()
             if (yield from self.traps.try_store(waiter.comm + abi.STATE, abi.POSTED)):

@@ -7,6 +7,7 @@ from .lockcheck import LockChecker, LockViolation
 from .machine import MAX_CPUS, NOMINAL_IPS, Machine
 from .memory import LOW_MEMORY, PAGE_SHIFT, PAGE_SIZE, PhysicalMemory
 from .ops import (
+    AssertHeld,
     AtomicAdd,
     Call,
     CmpXchg,
@@ -48,6 +49,7 @@ __all__ = [
     "NOMINAL_IPS",
     "PAGE_SHIFT",
     "PAGE_SIZE",
+    "AssertHeld",
     "AtomicAdd",
     "Call",
     "CmpXchg",

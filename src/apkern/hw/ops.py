@@ -424,10 +424,30 @@ class GuardedBy(Op):
         _priv(frame, "lock annotation")
         locks = cpu.machine.locks
         if locks is not None:
-            lock_pa = cpu.machine.debugger.translate(cpu.mmu.cr3, self.lock_vaddr) if cpu.mmu.paging else None
-            if lock_pa is None:
-                raise Fault(GP, 0, self.lock_vaddr, "lock word not mapped")
-            locks.guard(self.vaddr, self.size, lock_pa, self.what, self.lock)
+            locks.guard(cpu, self.vaddr, self.size, self.lock_vaddr, self.what, self.lock)
+        return 0
+
+
+class AssertHeld(Op):
+    """Annotation, no instruction: the code here changes `what`, which needs the spinlock at `lock_vaddr` held.
+
+    Lockdep's `lockdep_assert_held`, for data the lock checker cannot watch in memory.
+    Only the machine's lock checker (`Machine(check_locks=True)`) looks at it.
+    """
+
+    __slots__ = ("lock_vaddr", "what", "lock")
+    privileged = True
+
+    def __init__(self, lock_vaddr: int, what: str, lock: str = "spinlock") -> None:
+        self.lock_vaddr = lock_vaddr
+        self.what = what
+        self.lock = lock
+
+    def run(self, cpu: CPU, frame: Frame) -> int:
+        _priv(frame, "lock annotation")
+        locks = cpu.machine.locks
+        if locks is not None:
+            locks.assert_held(cpu, self.lock_vaddr, self.what, self.lock)
         return 0
 
 
