@@ -67,6 +67,10 @@ class System:
     `check_tlb`: the machine compares every TLB hit with the page tables and raises
     `StaleTLB` on a stale translation (a test setting: it costs host time only).
     `check_locks` turns on the machine's lock-discipline checker (for tests; it changes no number).
+    `swapper` builds the bootstrap kernel with its swapper; under "apkern" it comes with the
+    section 4.3 patch (`tlb_patch`, on unless told otherwise) and the application kernel's
+    TLB shoot-down. `tlb_patch=False` there shows what the paper warns of: APs using stale
+    translations of pages the swapper took.
     """
 
     def __init__(
@@ -80,6 +84,7 @@ class System:
         strict: bool = False,
         check_tlb: bool = False,
         check_locks: bool = False,
+        tlb_patch: bool | None = None,
     ) -> None:
         if kernel not in KERNELS:
             raise ConfigError(f"unknown kernel {kernel!r} (choose from {', '.join(KERNELS)})")
@@ -87,11 +92,8 @@ class System:
             raise ConfigError(f"a machine has 1 to {MAX_CPUS} CPUs, not {cpus!r}")
         if kernel == "apkern" and cpus < 2:
             raise ConfigError("kernel 'apkern' needs at least 2 CPUs: with one there is no application processor")
-        if kernel == "apkern" and swapper:
-            raise ConfigError(
-                "the swapper unmaps pages behind the application processors' backs: it needs the section 4.3 "
-                "TLB shoot-down, which this application kernel does not implement yet"
-            )
+        if tlb_patch is None:
+            tlb_patch = kernel == "apkern" and swapper
         if isinstance(memory, bool) or not isinstance(memory, int) or memory < (4 << 20) or memory % 4096:
             raise ConfigError("memory must be at least 4 MiB and a multiple of 4096")
         self.kernel_name = kernel
@@ -108,7 +110,7 @@ class System:
 
             drivers.append(ApkernDriver())
             self._crt0 = ak_crt0
-        self.kernel = BootKernel(self.machine, drivers=drivers, swapper=swapper)
+        self.kernel = BootKernel(self.machine, drivers=drivers, swapper=swapper, tlb_patch=bool(tlb_patch))
         self.appkernel = drivers[0] if drivers else None
         for path, data in bin_files(self.machine.code.address_of).items():
             self.kernel.fs.write_file(path, data)

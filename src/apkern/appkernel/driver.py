@@ -246,6 +246,7 @@ class ApkernDriver(Driver):
             "ak_signals_delivered": ak.signals_delivered,
             "ak_preemptions": ak.preemptions,
             "ak_switches": ak.switches,
+            **ak.shootdown.stats(),
             "tcbs_live": len(ak.tcbs.live),
             "tcbs_created": ak.tcbs.created,
             "tcbs_freed": ak.tcbs.freed,

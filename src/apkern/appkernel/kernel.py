@@ -61,6 +61,7 @@ from ..hw import traps as vec
 from . import abi, costs
 from .process import PROC_SIZE, AKProcess
 from .ready_queue import ReadyQueue
+from .shootdown import Shootdown
 from .slots import SlotTable
 from .spinlock import Spinlock
 from .tcb import (
@@ -144,6 +145,9 @@ class AppKernel:
         yield GuardedBy(shared + SHARED_FREE_TCBS, 16, lock.kva, "the free lists", lock.name)
         yield GuardedBy(self.tcbs.base, MAX_TCBS * TCB_SIZE, lock.kva, "the TCB table", lock.name)
         yield GuardedBy(self.proc_slots.base, MAX_TCBS * PROC_SIZE, lock.kva, "the process records", lock.name)
+        # section 4.3: with the bootstrap kernel's patch, its swapper's unmaps are shot down on the APs
+        self.shootdown = Shootdown(svc, self.cpus)
+        self.tlb_hook = svc.register_tlb_hook(self.shootdown.begin, self.shootdown.end)
         if self.cpus < 2:
             return
         # section 3.2: start-up code must sit below 1 MiB; the bootstrap kernel hands out such a page
@@ -165,7 +169,7 @@ class AppKernel:
         yield Compute(costs.AP_START)
         cid = yield CpuId()
         yield SetIVT(self.traps.ivt())  # requirement 4: this AP's own handlers
-        yield LoadCR3(self.svc.kernel_cr3)
+        yield LoadCR3(self.svc.kernel_cr3)  # paging is off: nothing to shoot down yet
         yield EnablePaging()
         yield SetTimer(costs.TICK)  # requirement 2: its own timer
         idle = Context([Frame(self.idle(cid), user=False, intr=True, acct="idle")], name=f"ak-idle{cid}")
@@ -239,12 +243,12 @@ class AppKernel:
             nxt = None
         if nxt is None:
             if cr3 != self.svc.kernel_cr3:
-                yield LoadCR3(self.svc.kernel_cr3)
+                yield from self.shootdown.load_cr3(cid, self.svc.kernel_cr3)
             target = self.idle_ctx[cid]
         else:
             if cr3 != nxt.cr3 or nxt.pt_changed:
                 nxt.pt_changed = False
-                yield LoadCR3(nxt.cr3)
+                yield from self.shootdown.load_cr3(cid, nxt.cr3)
             nxt.ticks = 0
             target = nxt.ctx
         self.current[cid] = nxt
@@ -298,7 +302,7 @@ class AppKernel:
             yield from self.lock.release()
             if tcb.pt_changed:  # and its page table changed meanwhile
                 tcb.pt_changed = False
-                yield LoadCR3(tcb.cr3)
+                yield from self.shootdown.load_cr3(cid, tcb.cr3)
             return cid
         yield from self.set_state(tcb, BLOCKED)
         yield from self._stopped(tcb)

@@ -56,6 +56,7 @@ class APTraps:
                 vec.TIMER: Gate(self.timer),
                 vec.IPI_RESCHEDULE: Gate(self.ipi),
                 vec.IPI_STOP: Gate(self.ipi),
+                vec.IPI_TLB_SHOOTDOWN: Gate(self.ak.shootdown.ipi),
             }
         )
 
