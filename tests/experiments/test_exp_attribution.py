@@ -1,0 +1,80 @@
+"""The path attribution of the bootstrap processor's instructions: exact, independent of K where it must be."""
+
+from __future__ import annotations
+
+import pytest
+
+from apkern.experiments.attribution import CALL, PARTS, Attribution
+from apkern.experiments.throughput import measure, user_instructions
+from apkern.system import System
+
+PROCS = 4
+WARMUP, WINDOW = 150_000, 300_000
+UP_WARMUP = 500_000  # the uniprocessor starts one process per 100,000-instruction quantum
+
+
+def point(k: int, n: int, p: float = 90.0):
+    return measure(k, p, n, procs=PROCS, warmup=UP_WARMUP if n == 1 else WARMUP, window=WINDOW)
+
+
+@pytest.fixture(scope="module")
+def points():
+    return {(k, n): point(k, n) for k in (151, 451) for n in (1, 3)}
+
+
+def per_call(r) -> dict[str, float]:
+    calls = r.forwarded_calls if r.cpus > 1 else r.loops
+    return {part: v / calls for part, v in r.bsp_parts.items()}
+
+
+def test_the_parts_sum_to_the_processors_instructions_exactly(points) -> None:
+    for r in points.values():
+        assert set(r.bsp_parts) == set(PARTS)
+        assert sum(r.bsp_parts.values()) == r.bsp_instructions
+        assert r.forwarded_calls or r.cpus == 1
+
+
+def test_a_window_that_cuts_passes_still_sums_exactly() -> None:
+    for window in (1_001, 7_777, 50_003):
+        r = measure(151, 80.0, 2, procs=PROCS, warmup=WARMUP, window=window)
+        assert sum(r.bsp_parts.values()) == r.bsp_instructions
+
+
+def test_the_call_part_grows_by_exactly_the_calls_length(points) -> None:
+    # everything K adds is the re-issued call's; no other path may see it
+    for n in (1, 3):
+        a, b = per_call(points[(151, n)]), per_call(points[(451, n)])
+        assert b[CALL] - a[CALL] == pytest.approx(451 - 151, abs=1.0), n
+
+
+def test_the_loops_own_paths_do_not_depend_on_the_calls_length(points) -> None:
+    a, b = per_call(points[(151, 3)]), per_call(points[(451, 3)])
+    for part in ("busy_pass", "activation"):
+        assert a[part] > 0 and b[part] == pytest.approx(a[part], rel=0.02), part
+    assert a["empty_pass"] > 0 and b["empty_pass"] > 0
+
+
+def test_the_reissued_call_costs_what_the_program_s_own_call_costs_on_the_uniprocessor(points) -> None:
+    for k in (151, 451):
+        assert per_call(points[(k, 3)])[CALL] == pytest.approx(per_call(points[(k, 1)])[CALL], rel=0.01)
+
+
+def test_the_uniprocessor_runs_only_the_programs(points) -> None:
+    for k in (151, 451):
+        parts = points[(k, 1)].bsp_parts
+        assert parts["user"] > 0 and parts["interrupts"] > 0
+        assert parts["busy_pass"] == parts["empty_pass"] == parts["activation"] == parts["spin"] == 0
+
+
+def test_watching_changes_nothing_the_system_does() -> None:
+    def run(watch: bool) -> dict:
+        sim = System(kernel="apkern", cpus=3, seed=1)
+        if watch:
+            sim.machine.profile(Attribution(start=50_000, end=150_000))
+        u = user_instructions(151, 90.0)
+        for _ in range(PROCS):
+            sim.spawn("loop", ["loop", str(u), "151", "0", str(sim.random.randrange(u + 152))])
+        sim.run(until=200_000)
+        return sim.stats
+
+    assert run(True) == run(False)
