@@ -61,7 +61,12 @@ class ProcessHandle:
 
 
 class System:
-    """A whole simulated system; `kernel` is "up" (the bootstrap kernel alone) or "apkern"."""
+    """A whole simulated system; `kernel` is "up" (the bootstrap kernel alone) or "apkern".
+
+    `strict`: a program's Python exception propagates instead of crashing it with #UD.
+    `check_tlb`: the machine compares every TLB hit with the page tables and raises
+    `StaleTLB` on a stale translation (a test setting: it costs host time only).
+    """
 
     def __init__(
         self,
@@ -72,6 +77,7 @@ class System:
         swapper: bool = False,
         trace: bool = False,
         strict: bool = False,
+        check_tlb: bool = False,
     ) -> None:
         if kernel not in KERNELS:
             raise ConfigError(f"unknown kernel {kernel!r} (choose from {', '.join(KERNELS)})")
@@ -89,7 +95,7 @@ class System:
         self.kernel_name = kernel
         self.seed = seed
         self.random = random.Random(seed)
-        self.machine = Machine(cpus=cpus, memory=memory, strict=strict, trace=trace)
+        self.machine = Machine(cpus=cpus, memory=memory, strict=strict, trace=trace, check_tlb=check_tlb)
         drivers: list[Any] = []
         self._crt0: Callable[..., Any] = crt0
         if kernel == "apkern":

@@ -99,3 +99,53 @@ def test_a_killed_process_with_pages_in_swap_leaves_nothing_behind() -> None:
     assert sim.stats["pages_evicted"] > 0
     assert sim.kernel.swap_store.pages == {}
     assert sim.stats["frames_in_use"] == at_boot
+
+
+# --- on-demand reclaim: a fault that finds no free frame evicts, then retries ---------------------------------
+
+SMALL = 4 << 20  # the smallest machine: 1024 frames, about 900 of them for user pages
+
+
+def _bigger_than_memory(pages: int):
+    """Write a distinct word into each of `pages` pages, then read them all back."""
+
+    def main(argv):
+        base = yield from libc.mmap(pages * PAGE_SIZE)
+        for p in range(pages):
+            yield from libc.store(base + p * PAGE_SIZE + (p % 64) * 4, 0x1000_0000 + p)
+        bad = 0
+        for p in range(pages):
+            bad += (yield from libc.load(base + p * PAGE_SIZE + (p % 64) * 4)) != 0x1000_0000 + p
+        yield from libc.print(f"{pages} pages, {bad} bad\n")
+        return 1 if bad else 0
+
+    return main
+
+
+def test_a_program_bigger_than_memory_runs_with_the_swapper() -> None:
+    sim, proc = run(_bigger_than_memory(1400), memory=SMALL, swapper=True)
+    stats = sim.stats
+    assert (proc.exit_status, sim.console(proc.pid)) == (0, "1400 pages, 0 bad\n")
+    assert stats["reclaims"] > 0 and stats["pages_evicted"] >= 1400 - SMALL // PAGE_SIZE  # at least the overflow
+    assert stats["swap_ins"] > 0
+    assert stats["frames_in_use"] <= SMALL // PAGE_SIZE
+
+
+def test_without_a_swapper_a_program_bigger_than_memory_is_killed() -> None:
+    sim, proc = run(_bigger_than_memory(1400), memory=SMALL, swapper=False)
+    assert proc.exit_status == -abi.SIGKILL and sim.console(proc.pid) == ""
+    assert sim.stats["reclaims"] == 0
+
+
+def test_reclaim_charges_the_clock_and_the_copies() -> None:
+    """Each eviction costs a page copy and an unmap; the clock's look at each page costs too."""
+    from apkern.bootkernel import costs
+
+    sim, proc = run(_bigger_than_memory(1100), memory=SMALL, swapper=True)
+    small, _ = run(_bigger_than_memory(100), memory=SMALL, swapper=True)
+    assert proc.exit_status == 0
+    kernel = [s.stats["per_cpu"][0]["kernel_instructions"] for s in (sim, small)]
+    per_page_kernel = (kernel[0] - kernel[1]) / 1000
+    # a zero-filled fault for every page, plus copy-out and copy-in for those evicted and read back
+    floor = costs.PAGE_FAULT + costs.ZERO_PAGE + costs.COPY_PAGE * 2 * sim.stats["swap_ins"] / 1000
+    assert per_page_kernel > floor

@@ -74,11 +74,15 @@ class Traps:
             raise MachineError(f"kernel page fault outside any thread: {flt!r}")
         self.page_faults += 1
         yield Compute(costs.PAGE_FAULT)
-        try:
-            outcome = t.proc.aspace.resolve_fault(flt.addr, flt.write) if flt.addr < abi.USER_TOP else "segv"
-        except OutOfMemory:
-            outcome = "oom"
-        if outcome == "oom":  # no frame left: the process that needs one dies, nobody else
+        while True:
+            try:
+                outcome = t.proc.aspace.resolve_fault(flt.addr, flt.write) if flt.addr < abi.USER_TOP else "segv"
+            except OutOfMemory:
+                outcome = "oom"
+            # no frame left: make room by evicting (with a swapper), then try again
+            if outcome != "oom" or k.swapper is None or not (yield from k.swapper.reclaim()):
+                break
+        if outcome == "oom":  # nothing could be freed: the process that needs a frame dies, nobody else
             if not flt.from_user:
                 return Fixup(UserAccessFault(flt.addr))
             yield from k.exit_process(t, -abi.SIGKILL)

@@ -147,6 +147,7 @@ class AddressSpace:
         vpn = vaddr >> PAGE_SHIFT
         if vpn in self.resident:
             return "segv" if write and not r.writable else "spurious"
+        self._pte_addr(vaddr, True)  # the page table first: a failed allocation then leaks nothing
         if self.swap is not None and self.swap.holds(self, vpn):
             pfn = self.frames.alloc(zero=False)
             self.mem.write(pfn << PAGE_SHIFT, self.swap.take(self, vpn))

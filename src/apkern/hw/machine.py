@@ -26,7 +26,12 @@ NOMINAL_IPS = 100_000_000  # the paper's own example uses 100 MIPS
 
 
 class Machine:
-    """A machine of `cpus` processors (CPU 0 boots; the others are held in reset) and `memory` bytes."""
+    """A machine of `cpus` processors (CPU 0 boots; the others are held in reset) and `memory` bytes.
+
+    `strict`: a user program's Python exception propagates instead of becoming #UD.
+    `check_tlb`: every TLB hit is compared with a walk of the current page tables; a
+    stale translation raises `StaleTLB` (for tests: it costs host time, not simulated time).
+    """
 
     def __init__(
         self,
@@ -34,6 +39,7 @@ class Machine:
         memory: int = DEFAULT_MEMORY,
         strict: bool = False,
         trace: bool = False,
+        check_tlb: bool = False,
     ) -> None:
         if not isinstance(cpus, int) or not 1 <= cpus <= MAX_CPUS:
             raise ValueError(f"a machine has 1 to {MAX_CPUS} CPUs, not {cpus!r}")
@@ -41,6 +47,7 @@ class Machine:
         self.memory = PhysicalMemory(memory)
         self.code = CodeStore()
         self.strict = strict
+        self.check_tlb = check_tlb  # every TLB hit is checked against the tables (`mmu.CheckingMMU`)
         self.tracer: Tracer | None = Tracer() if trace else None
         self.profiler: Profiler | None = None
         self.messages: list[str] = []
