@@ -23,7 +23,7 @@ def points():
 
 
 def per_call(r) -> dict[str, float]:
-    calls = r.forwarded_calls if r.cpus > 1 else r.loops
+    calls = r.busy_passes if r.cpus > 1 else r.loops
     return {part: v / calls for part, v in r.bsp_parts.items()}
 
 

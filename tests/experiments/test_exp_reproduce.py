@@ -98,8 +98,13 @@ def test_the_attributed_parts_sum_to_the_bootstrap_processors_instructions(grid)
 def test_the_reissued_call_costs_what_the_call_costs_on_the_uniprocessor(grid) -> None:
     _, s = grid
     for r in s["throughput"]:
-        if r["saturated"]:
-            assert r["parts_per_call"][CALL] == pytest.approx(r["ipsc"], rel=0.02)
+        if r["cpus"] > 1 and r["busy_passes"]:
+            # the bootstrap processor serves one call at a time: a window edge cuts at most one call at each end
+            assert abs(r["bsp_parts"][CALL] - r["ipsc"] * r["busy_passes"]) <= 2 * r["ipsc"], (
+                r["syscall_instr"],
+                r["user_pct"],
+                r["cpus"],
+            )
 
 
 def test_derived_and_attributed_overheads_agree(grid) -> None:

@@ -239,7 +239,8 @@ def write_report(summary: dict[str, Any], path: Path) -> None:
             "instruction the bootstrap processor executes in the window with one path, from the frame "
             "stack it runs on: which system call a kernel frame serves (its trap registers), whether a "
             "bootstrap thread is handling a message. The parts sum to the processor's instructions exactly. "
-            "Instructions per forwarded call at the saturated curves, one column per path:",
+            "Instructions per forwarded call (per message the bootstrap threads handled in the window) at the "
+            "saturated curves, one column per path:",
             "",
             "| K | curves (P: CPUs) | " + " | ".join(PART_NAMES[q] for q in shown) + " | total | overhead "
             "(all but the call) | derived the paper's way | differ |",

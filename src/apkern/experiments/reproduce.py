@@ -150,7 +150,9 @@ def _row(r: dict[str, Any], up: dict[str, Any]) -> dict[str, Any]:
     row["ipsc"] = up["bsp_parts"][CALL] / up["loops"]
     row["up_kernel_per_call"] = up["kernel_instructions_per_call"]  # all kernel work per loop, ticks included
     row["ideal_bound"] = (n - 1) * row["t_up"] / r["user_instr"] if n > 1 else 1.0
-    calls = r["forwarded_calls"] if n > 1 else r["loops"]
+    # per forwarded call the bootstrap processor handled in the window (its busy passes; the
+    # application processors' count of calls posted runs ahead of it while a queue builds up)
+    calls = r["busy_passes"] if n > 1 else r["loops"]
     row["parts_per_call"] = {part: v / calls for part, v in r["bsp_parts"].items()} if calls else None
     row["attributed_overhead"] = (
         sum(v for part, v in row["parts_per_call"].items() if part != CALL) if calls and n > 1 else None
@@ -182,7 +184,7 @@ def _evidence(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             if not pts:
                 continue
             plateau = statistics.fmean(r["speedup"] for r in pts)
-            calls = sum(r["forwarded_calls"] for r in pts)
+            calls = sum(r["busy_passes"] for r in pts)
             parts = {part: sum(r["bsp_parts"][part] for r in pts) / calls for part in pts[0]["bsp_parts"]}
             out.append(
                 {
