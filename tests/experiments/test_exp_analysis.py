@@ -84,7 +84,9 @@ def grid(opsc: dict[int, float] | None = None, bsp_call_extra: int = 0, seeds: i
             for n in NS:
                 for s in range(seeds if n <= 2 else 1):
                     r = point(k, p, n, s, opsc.get(k, 400.0), bsp_call_extra)
-                    out.append(("point", (k, p, n, 0, WINDOW, s), r))
+                    if s:  # as the reproduction runs them: the noise's runs are not attributed
+                        r["bsp_parts"] = {}
+                    out.append(("point", (k, p, n, 0, WINDOW, s, s == 0), r))
     return out
 
 
