@@ -66,6 +66,7 @@ class System:
     `strict`: a program's Python exception propagates instead of crashing it with #UD.
     `check_tlb`: the machine compares every TLB hit with the page tables and raises
     `StaleTLB` on a stale translation (a test setting: it costs host time only).
+    `check_locks` turns on the machine's lock-discipline checker (for tests; it changes no number).
     """
 
     def __init__(
@@ -78,6 +79,7 @@ class System:
         trace: bool = False,
         strict: bool = False,
         check_tlb: bool = False,
+        check_locks: bool = False,
     ) -> None:
         if kernel not in KERNELS:
             raise ConfigError(f"unknown kernel {kernel!r} (choose from {', '.join(KERNELS)})")
@@ -95,7 +97,9 @@ class System:
         self.kernel_name = kernel
         self.seed = seed
         self.random = random.Random(seed)
-        self.machine = Machine(cpus=cpus, memory=memory, strict=strict, trace=trace, check_tlb=check_tlb)
+        self.machine = Machine(
+            cpus=cpus, memory=memory, strict=strict, trace=trace, check_tlb=check_tlb, check_locks=check_locks
+        )
         drivers: list[Any] = []
         self._crt0: Callable[..., Any] = crt0
         if kernel == "apkern":
@@ -166,5 +170,5 @@ class System:
         }
         out.update(self.kernel.stats())
         if self.appkernel is not None:
-            out.update(self.appkernel.stats())
+            out.update(self.appkernel.stats(self.machine.debugger))
         return out

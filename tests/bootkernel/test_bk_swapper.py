@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import random
 
-from bkkit import HandBuilt, run
+import pytest
+from bkkit import LIMIT, HandBuilt, errno_of, run
 
-from apkern import libc
+from apkern import System, libc
 from apkern.bootkernel import abi
 from apkern.hw import PAGE_SIZE
 
@@ -149,3 +150,68 @@ def test_reclaim_charges_the_clock_and_the_copies() -> None:
     # a zero-filled fault for every page, plus copy-out and copy-in for those evicted and read back
     floor = costs.PAGE_FAULT + costs.ZERO_PAGE + costs.COPY_PAGE * 2 * sim.stats["swap_ins"] / 1000
     assert per_page_kernel > floor
+
+
+# --- mlock: pages the swapper leaves alone ------------------------------------------------------------------
+
+
+def _locker(lock: bool, results: list):
+    """Lock 8 of 24 pages, then push memory hard; report which of the 8 were ever evicted."""
+
+    def main(argv):
+        base = yield from libc.mmap(24 * PAGE_SIZE)
+        if lock:
+            yield from libc.mlock(base, 8 * PAGE_SIZE)
+        for p in range(24):
+            yield from libc.store(base + p * PAGE_SIZE, p + 1)
+        hog = yield from libc.mmap(1000 * PAGE_SIZE)
+        for p in range(1000):
+            yield from libc.store(hog + p * PAGE_SIZE, p)
+        values = []
+        for p in range(24):
+            values.append((yield from libc.load(base + p * PAGE_SIZE)))
+        results.append(values)
+        return 0
+
+    return main
+
+
+@pytest.mark.parametrize("lock", [True, False])
+def test_locked_pages_stay_resident_under_pressure(lock: bool) -> None:
+    results: list = []
+    sim = System(kernel="up", strict=True, swapper=True, memory=SMALL)
+    evictions: list[int] = []
+    evict = sim.kernel.swapper.evict
+
+    def spy(aspace, vpn):
+        evictions.append(vpn)
+        return evict(aspace, vpn)
+
+    sim.kernel.swapper.evict = spy
+    proc = sim.spawn(_locker(lock, results))
+    sim.run(limit=LIMIT)
+    assert proc.exit_status == 0 and results == [list(range(1, 25))]
+    base_vpn = abi.MMAP_BASE >> 12
+    locked_evicted = [v for v in evictions if base_vpn <= v < base_vpn + 8]
+    assert (locked_evicted == []) == lock, locked_evicted
+    assert sim.stats["reclaims"] > 0
+
+
+def test_mlock_checks_its_range_and_limit() -> None:
+    from apkern.bootkernel import costs
+
+    got: list = []
+
+    def main(argv):
+        base = yield from libc.mmap(4 * PAGE_SIZE)
+        big = yield from libc.mmap((costs.MLOCK_LIMIT + 1) * PAGE_SIZE)
+        for addr, n in ((base, 4 * PAGE_SIZE), (base, 5 * PAGE_SIZE), (0x7000_0000, PAGE_SIZE), (base, 0),
+                        (big, (costs.MLOCK_LIMIT + 1) * PAGE_SIZE)):
+            got.append((yield from errno_of(libc.mlock(addr, n))))
+        got.append((yield from errno_of(libc.munlock(base, 4 * PAGE_SIZE))))
+        yield from libc.munmap(base, 4 * PAGE_SIZE)
+        return 0
+
+    sim, proc = run(main)
+    assert proc.exit_status == 0
+    assert got == [None, abi.ENOMEM, abi.ENOMEM, abi.ENOMEM, abi.ENOMEM, None]

@@ -47,6 +47,8 @@ CALLS: dict[str, tuple[Callable[..., Any], dict[str, Any], dict[str, bool]]] = {
     "thread_exit": (libc.thread_exit, {"value": 4}, {"value": True}),
     "mmap": (libc.mmap, {"length": 8192}, {"length": False}),
     "munmap": (libc.munmap, {"addr": 0x20000000, "length": 4096}, {"addr": False, "length": False}),
+    "mlock": (libc.mlock, {"addr": 0x20000000, "length": 4096}, {"addr": False, "length": False}),
+    "munlock": (libc.munlock, {"addr": 0x20000000, "length": 4096}, {"addr": False, "length": False}),
     "load": (libc.load, {"addr": ADDR}, {"addr": False}),
     "store": (libc.store, {"addr": ADDR, "value": 1}, {"addr": False, "value": True}),
     "read_mem": (libc.read_mem, {"addr": ADDR, "n": 8}, {"addr": False, "n": False}),
@@ -95,6 +97,8 @@ def _run(name: str, args: dict[str, Any]) -> list[tuple[Any, ...]]:
     proc = FakeProcess({"/f": b"abc"})
     proc.run(libc.open("/f"))  # fd 3
     for nr in (abi.SYS_KILL, abi.SYS_SIGACTION, abi.SYS_SLEEP, abi.SYS_MUNMAP, abi.SYS_SPIN):
+        proc.results[nr] = 0
+    for nr in (abi.SYS_MLOCK, abi.SYS_MUNLOCK):
         proc.results[nr] = 0
     proc.results[abi.SYS_WAITPID] = lambda pid, ptr: pid
     proc.results[abi.SYS_THREAD_CREATE] = 2

@@ -51,7 +51,7 @@ class AddressSpace:
         self.regions: list[Region] = []
         self.mmap_next = abi.MMAP_BASE
         self.destroyed = False
-        self.pinned: set[int] = set()  # pages the swapper must leave alone
+        self.pinned: set[int] = set()  # pages the swapper must leave alone (mlock)
 
     @property
     def cr3(self) -> int:
@@ -86,6 +86,7 @@ class AddressSpace:
         self.regions.remove(r)
         gone = []
         for vpn in range(r.start >> PAGE_SHIFT, r.end >> PAGE_SHIFT):
+            self.pinned.discard(vpn)
             if vpn in self.resident:
                 self.frames.release(self.unmap(vpn))
                 gone.append(vpn)

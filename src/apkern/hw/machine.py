@@ -15,7 +15,9 @@ import simpy
 
 from .code import CodeStore
 from .cpu import CPU, Context, MachineError
+from .debugger import Debugger
 from .intc import InterruptController
+from .lockcheck import LockChecker
 from .memory import PhysicalMemory
 from .profiler import Profiler
 from .trace import Tracer
@@ -31,6 +33,8 @@ class Machine:
     `strict`: a user program's Python exception propagates instead of becoming #UD.
     `check_tlb`: every TLB hit is compared with a walk of the current page tables; a
     stale translation raises `StaleTLB` (for tests: it costs host time, not simulated time).
+    `check_locks` turns on the lock-discipline checker (`LockChecker`, for tests); it costs no
+    simulated time. `debugger` reads memory from outside, for observers.
     """
 
     def __init__(
@@ -40,6 +44,7 @@ class Machine:
         strict: bool = False,
         trace: bool = False,
         check_tlb: bool = False,
+        check_locks: bool = False,
     ) -> None:
         if not isinstance(cpus, int) or not 1 <= cpus <= MAX_CPUS:
             raise ValueError(f"a machine has 1 to {MAX_CPUS} CPUs, not {cpus!r}")
@@ -51,6 +56,8 @@ class Machine:
         self.tracer: Tracer | None = Tracer() if trace else None
         self.profiler: Profiler | None = None
         self.messages: list[str] = []
+        self.debugger = Debugger(self.memory)
+        self.locks: LockChecker | None = LockChecker(self.memory) if check_locks else None
         self.cpus = [CPU(self, i) for i in range(cpus)]
         self.intc = InterruptController(self)
 

@@ -282,6 +282,16 @@ def munmap(addr: int, length: int) -> Generator[Op, Any, None]:
     yield from syscall(abi.SYS_MUNMAP, _int("munmap", "addr", addr), _int("munmap", "length", length))
 
 
+def mlock(addr: int, length: int) -> Generator[Op, Any, None]:
+    """Bring `length` bytes at `addr` into memory and keep them there (the swapper leaves them)."""
+    yield from syscall(abi.SYS_MLOCK, _int("mlock", "addr", addr), _int("mlock", "length", length))
+
+
+def munlock(addr: int, length: int) -> Generator[Op, Any, None]:
+    """Let the swapper evict `length` bytes at `addr` again."""
+    yield from syscall(abi.SYS_MUNLOCK, _int("munlock", "addr", addr), _int("munlock", "length", length))
+
+
 def load(addr: int) -> Generator[Op, Any, int]:
     """Read the 32-bit word at `addr`."""
     return (yield Load(_int("load", "addr", addr)))
