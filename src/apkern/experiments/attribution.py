@@ -64,9 +64,10 @@ class Attribution:
     cpu: int = 0
     start: int = 0
     end: int | None = None
-    parts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(PARTS, 0))
-    _passes: dict[Any, _Pass] = field(default_factory=dict)
-    _loops: dict[Frame, tuple[Any, bool, _Pass]] = field(default_factory=dict)  # user frame -> its loop
+    parts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(PARTS, 0), init=False)
+    _passes: dict[Any, _Pass] = field(default_factory=dict, init=False, repr=False)
+    # a user frame -> the loop it runs, whether it is above the loop's frame, the loop's pass
+    _loops: dict[Frame, tuple[Any, bool, _Pass]] = field(default_factory=dict, init=False, repr=False)
 
     @property
     def total(self) -> int:
