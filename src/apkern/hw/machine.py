@@ -19,6 +19,7 @@ from .debugger import Debugger
 from .intc import InterruptController
 from .lockcheck import LockChecker
 from .memory import PhysicalMemory
+from .profiler import Profiler
 from .trace import Tracer
 
 MAX_CPUS = 64
@@ -53,6 +54,7 @@ class Machine:
         self.strict = strict
         self.check_tlb = check_tlb  # every TLB hit is checked against the tables (`mmu.CheckingMMU`)
         self.tracer: Tracer | None = Tracer() if trace else None
+        self.profiler: Profiler | None = None
         self.messages: list[str] = []
         self.debugger = Debugger(self.memory)
         self.locks: LockChecker | None = LockChecker(self.memory) if check_locks else None
@@ -70,6 +72,15 @@ class Machine:
     def power_on(self, boot: Context) -> None:
         """Start the bootstrap processor in `boot`; the APs stay in reset."""
         self.bsp.power_on(boot)
+
+    def profile(self, profiler: Profiler) -> None:
+        """Attach `profiler` (see `hw.profiler`): from the first instruction on, it hears of every charge.
+
+        Only before the machine first runs: a profiler sees the whole run or none of it.
+        """
+        if self.env.now > 0 or any(c.ops for c in self.cpus):
+            raise MachineError("attach a profiler before the machine runs")
+        self.profiler = profiler
 
     def run(self, until: int | None = None) -> None:
         """Run until time `until` (or until nothing is left to do), or until `stop()`."""
