@@ -35,13 +35,12 @@ def test_bootstrap_kernel_never_imports_the_application_kernel_or_anything_above
 
 def test_every_line_of_the_bootstrap_kernel_patch_is_marked_and_counted() -> None:
     """The report counts the section 4.3 patch by its marks: a line that reaches the patch must carry one."""
+    import io
     import pathlib
+    import tokenize
 
     from apkern import bootkernel
     from apkern.experiments.report import PATCH_MARK, patch_lines
-
-    import io
-    import tokenize
 
     unmarked = []
     for path in pathlib.Path(bootkernel.__file__).parent.glob("*.py"):
