@@ -58,16 +58,26 @@ def observe(
     files: dict[str, bytes] | None = None,
     limit: int = RUN_LIMIT,
     strict: bool = True,
+    extensions: tuple[str, ...] = (),
     **system: Any,
 ) -> Observation:
     """Run `program argv` alone on a fresh system (strict unless told) and record everything comparable.
 
-    `system`: further `System` settings (memory, swapper, tlb_patch, ...).
+    `extensions`: section 4.3 extensions, for the application kernel only. `system`: further
+    `System` settings (memory, swapper, tlb_patch, ...).
 
     The machine checks every TLB hit against the page tables (a stale translation fails the run)
     and the application kernel's lock discipline.
     """
-    sim = apkern.System(kernel=kernel, cpus=cpus, strict=strict, check_tlb=True, check_locks=True, **system)
+    sim = apkern.System(
+        kernel=kernel,
+        cpus=cpus,
+        strict=strict,
+        check_tlb=True,
+        check_locks=True,
+        extensions=extensions if kernel == "apkern" else (),
+        **system,
+    )
     for path, data in (files or {}).items():
         sim.fs.write_file(path, data)
     proc = sim.spawn(program, argv)

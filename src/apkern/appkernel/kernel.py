@@ -59,6 +59,7 @@ from ..hw import (
 )
 from ..hw import traps as vec
 from . import abi, costs
+from .local_calls import LocalCalls
 from .process import PROC_SIZE, AKProcess
 from .ready_queue import ReadyQueue
 from .shootdown import Shootdown
@@ -96,6 +97,7 @@ SHARED_STARTED = 4
 SHARED_READY = 16  # the ready queue: head, tail, length
 SHARED_FREE_TCBS = 32  # the TCB table's free-list head and high-water mark
 SHARED_FREE_PROCS = 40  # the process records' free-list head and high-water mark
+SHARED_SLEEPERS = 48  # the sleep list of the local_calls extension: head, tail, length
 
 
 class _Passes:
@@ -109,8 +111,10 @@ class _Passes:
 class AppKernel:
     """State shared by the application processors and the driver."""
 
-    def __init__(self, services: DriverServices) -> None:
+    def __init__(self, services: DriverServices, extensions: frozenset[str] = frozenset()) -> None:
         self.svc = services
+        self.extensions = extensions
+        self.local: LocalCalls | None = None
         self.cpus = services.cpu_count
         self.current: list[TCB | None] = [None] * self.cpus
         self.prev: list[TCB | None] = [None] * self.cpus  # what a CPU left in its last switch
@@ -145,6 +149,9 @@ class AppKernel:
         yield GuardedBy(shared + SHARED_FREE_TCBS, 16, lock.kva, "the free lists", lock.name)
         yield GuardedBy(self.tcbs.base, MAX_TCBS * TCB_SIZE, lock.kva, "the TCB table", lock.name)
         yield GuardedBy(self.proc_slots.base, MAX_TCBS * PROC_SIZE, lock.kva, "the process records", lock.name)
+        if "local_calls" in self.extensions:
+            self.local = LocalCalls(self, shared + SHARED_SLEEPERS)
+            yield GuardedBy(shared + SHARED_SLEEPERS, LIST_WORDS * 4, lock.kva, "the sleep list", lock.name)
         # section 4.3: with the bootstrap kernel's patch, its swapper's unmaps are shot down on the APs
         self.shootdown = Shootdown(svc, self.cpus)
         self.tlb_hook = svc.register_tlb_hook(self.shootdown.begin, self.shootdown.end)
@@ -309,13 +316,13 @@ class AppKernel:
         yield from self.post_waiting()
         return (yield from self.schedule_next(cid, tcb))
 
-    def preempt(self, cid: int, tcb: TCB) -> Gen:
-        """Timer preemption among ready threads: the running one goes to the back of the queue."""
+    def preempt(self, cid: int, tcb: TCB, voluntary: bool = False) -> Gen:
+        """Timer preemption (or a yield) among ready threads: the running one goes to the back of the queue."""
         yield from self.lock.acquire(cid)
         if len(self.ready) == 0 or tcb.state != RUNNING or tcb.stop_requested:
             yield from self.lock.release()
             return cid
-        self.preemptions += 1
+        self.preemptions += not voluntary
         yield from self.set_state(tcb, READY)  # queued by finish_switch once this CPU has left it
         return (yield from self.schedule_next(cid, tcb))
 
@@ -334,6 +341,8 @@ class AppKernel:
         yield from self.fold_passes(tcb)
         if tcb in self.ready:
             yield from self.ready.remove(tcb)
+        if self.local is not None:
+            yield from self.local.forget(tcb)
         yield from self.set_state(tcb, DEAD)
         yield from self.update_flags(tcb, clear=WAITING | FAULT)
         yield from self._stopped(tcb)
