@@ -107,9 +107,7 @@ def run(
                 pass
         except OSError as e:
             fail(f"cannot write {trace_file}: {e.strerror}")
-    sim = System(
-        kernel=kernel, cpus=_cpus(kernel, cpus), seed=seed, trace=trace_file is not None, extensions=_ext(ext)
-    )
+    sim = System(kernel=kernel, cpus=_cpus(kernel, cpus), seed=seed, trace=trace_file is not None, extensions=_ext(ext))
     for spec in files:
         path, sep, host = spec.partition("=")
         if not sep or not path.startswith("/"):
@@ -174,6 +172,22 @@ def latency(kernel: str, cpus: int | None, ext: str, iterations: int, seed: int,
     )
     for stage, v in r.breakdown.items():
         click.echo(f"  {stage:<32} {v:10.1f}")
+
+
+@bench.command("extensions")
+@click.option(
+    "--cpus", type=click.IntRange(2, 64), default=4, show_default=True, help="processors for latency and swap"
+)
+@click.option("--json", "as_json", is_flag=True)
+def extensions_cmd(cpus: int, as_json: bool) -> None:
+    """Section 4.3's extensions built so far, each off and on: latency, throughput, the shoot-down's cost."""
+    from .experiments.extensions import format_table, measure
+
+    rep = measure(cpus=cpus)
+    if as_json:
+        click.echo(json.dumps(rep.to_dict()))
+        return
+    click.echo(format_table(rep))
 
 
 @bench.command("throughput")

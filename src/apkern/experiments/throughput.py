@@ -83,21 +83,28 @@ def measure(
     window: int = DEFAULT_WINDOW,
     seed: int = 0,
     attribute: bool = True,
+    extensions: tuple[str, ...] = (),
+    getpids: int = 0,
 ) -> ThroughputPoint:
     """One point of Figures 6-8 (speedup left unset: it needs the one-CPU point).
 
     With `attribute` the bootstrap processor's instructions in the window are tagged by
     path (`bsp_parts`); without, `bsp_parts` is empty and the run is quicker on the host.
+    `extensions` (section 4.3) apply from two CPUs on; `getpids` adds that many getpid
+    calls to each loop, after its compute.
     """
     if k < 0 or procs < 1 or warmup < 0 or window < 1:
         raise ValueError("need K >= 0, procs >= 1, warmup >= 0 and window >= 1")
     u = user_instructions(k, p)
-    sim = System(kernel="up" if cpus == 1 else "apkern", cpus=cpus, seed=seed)
+    sim = System(
+        kernel="up" if cpus == 1 else "apkern", cpus=cpus, seed=seed, extensions=extensions if cpus > 1 else ()
+    )
     parts = Attribution(cpu=0, start=warmup, end=warmup + window)
     if attribute:
         sim.machine.profile(parts)
     for _ in range(procs):
-        sim.spawn("loop", ["loop", str(u), str(k), "0", str(sim.random.randrange(u + k + 1))])
+        args = ["loop", str(u), str(k), "0", str(sim.random.randrange(u + k + 1))]
+        sim.spawn("loop", args + [str(getpids)] if getpids else args)
     sim.run(until=warmup)
     a = _counters(sim)
     sim.run(until=warmup + window)

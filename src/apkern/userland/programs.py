@@ -372,15 +372,17 @@ def loop(argv: list[str]) -> Generator[Op, Any, int]:
     """The throughput program: N times (0: forever) compute(U) then the spin(K) system call.
 
     An optional fifth argument computes that many instructions first, so that many
-    copies started together do not run in lock step.
+    copies started together do not run in lock step; a sixth makes that many getpid
+    calls after each compute (calls the application kernel may serve itself).
     """
     try:
-        if len(argv) > 5:
+        if len(argv) > 6:
             raise _Usage
         u = _int_arg(argv, 1, 1000)
         k = _int_arg(argv, 2, 151)
         n = _int_arg(argv, 3, 1000)
         skew = _int_arg(argv, 4, 0)
+        extra = _int_arg(argv, 5, 0)
     except _Usage:
         return (yield from _usage("loop"))
     if skew:
@@ -388,6 +390,8 @@ def loop(argv: list[str]) -> Generator[Op, Any, int]:
     i = 0
     while n == 0 or i < n:
         yield from libc.compute(u)
+        for _ in range(extra):
+            yield from libc.getpid()
         yield from libc.spin(k)
         i += 1
     yield from libc.print(f"loop: {n} iterations\n")
@@ -441,7 +445,7 @@ USAGE: dict[str, str] = {
     "threads": "threads [N]",
     "segv": "segv",
     "illegal": "illegal",
-    "loop": "loop [U K N [SKEW]]",
+    "loop": "loop [U K N [SKEW [GETPIDS]]]",
     "gettid": "gettid [N]",
 }
 

@@ -1,0 +1,174 @@
+"""`apkern bench extensions`: what each part of section 4.3 built so far buys, off and on.
+
+- `local_calls`: the latency of `gettid` (uniprocessor, forwarded, served on the
+  AP), and the throughput of the loop benchmark when each loop also calls getpid:
+  forwarded, those calls load the bootstrap processor; served on the AP, they do not.
+- the TLB shoot-down (the swapper under the application kernel): the memory-pressure
+  workload (`swap_pressure`) run with the section 4.3 patch, and without it; the
+  evictions, shoot-downs, IPIs and instructions per shoot-down on both sides.
+Every figure comes from a run; nothing is computed from constants.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..hw import StaleTLB
+from ..system import System
+from . import latency, swap_pressure, throughput
+
+LOCAL = ("local_calls",)
+
+
+@dataclass
+class Row:
+    extension: str
+    measure: str
+    off: float | str
+    on: float | str
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class ExtensionsReport:
+    rows: list[Row] = field(default_factory=list)
+    shootdown: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rows": [r.to_dict() for r in self.rows], "shootdown": self.shootdown}
+
+
+def local_calls_rows(
+    cpus: int = 4,
+    iterations: int = 300,
+    k: int = 151,
+    p: float = 95.0,
+    tput_cpus: int = 8,
+    getpids: int = 2,
+    warmup: int = 400_000,
+    window: int = 1_500_000,
+) -> list[Row]:
+    up = latency.measure("up", 1, iterations)
+    off = latency.measure("apkern", cpus, iterations)
+    on = latency.measure("apkern", cpus, iterations, extensions=LOCAL)
+    rows = [
+        Row(
+            "local_calls",
+            f"gettid latency on {cpus} CPUs (instructions)",
+            round(off.mean_instructions, 1),
+            round(on.mean_instructions, 1),
+            f"uniprocessor: {up.mean_instructions:.1f}",
+        ),
+    ]
+    base = throughput.measure(k, p, 1, warmup=warmup, window=window, attribute=False, getpids=getpids)
+    points = {}
+    for name, ext in (("off", ()), ("on", LOCAL)):
+        pt = throughput.measure(
+            k, p, tput_cpus, warmup=warmup, window=window, attribute=False, extensions=ext, getpids=getpids
+        )
+        points[name] = throughput.with_speedup(pt, base)
+    what = f"loop K={k} P={p:g}% + {getpids} getpid per loop, {tput_cpus} CPUs"
+    rows.append(Row("local_calls", f"{what}: speedup", round(points["off"].speedup, 3), round(points["on"].speedup, 3)))
+    rows.append(
+        Row("local_calls", f"{what}: bootstrap load", round(points["off"].bsp_load, 3), round(points["on"].bsp_load, 3))
+    )
+    rows.append(
+        Row(
+            "local_calls",
+            f"{what}: forwarded calls per loop",
+            round(points["off"].forwarded_calls / points["off"].loops, 2),
+            round(points["on"].forwarded_calls / points["on"].loops, 2),
+        )
+    )
+    return rows
+
+
+def _pressure(cpus: int, tlb_patch: bool) -> System:
+    sim = System(
+        kernel="apkern",
+        cpus=cpus,
+        memory=swap_pressure.MEMORY,
+        swapper=True,
+        tlb_patch=tlb_patch,
+        check_tlb=not tlb_patch,
+    )
+    sim.spawn(swap_pressure.pressure, swap_pressure.ARGV)
+    return sim
+
+
+def shootdown_rows(cpus: int = 4) -> tuple[list[Row], dict[str, Any]]:
+    """The pressure workload with the patch (and its cost), and without (what goes wrong)."""
+    sim = _pressure(cpus, tlb_patch=True)
+    sim.run(limit=4_000_000_000)
+    st = sim.stats
+    ok = sim.console().strip()
+    n = st["tlb_shootdowns"]
+    cost = {
+        "cpus": cpus,
+        "pages_evicted": st["pages_evicted"],
+        "reclaims": st["reclaims"],
+        "tlb_shootdowns": n,
+        "shootdowns_per_eviction": n / st["pages_evicted"] if st["pages_evicted"] else None,
+        "ipis_per_shootdown": st["tlb_shootdown_ipis"] / n if n else None,
+        "bsp_instructions_per_shootdown": st["tlb_shootdown_bsp_instructions"] / n if n else None,
+        "ap_instructions_per_shootdown": st["tlb_shootdown_ap_instructions"] / n if n else None,
+        "ap_instructions_per_ipi": (
+            st["tlb_shootdown_ap_instructions"] / st["tlb_shootdown_ipis"] if st["tlb_shootdown_ipis"] else None
+        ),
+        "time": st["time"],
+        "console": ok,
+    }
+    checked = _pressure(cpus, tlb_patch=False)  # the TLB checker on: the first stale translation used stops it
+    try:
+        checked.run(limit=4_000_000_000)
+        stale = "none used"
+    except StaleTLB as e:
+        stale = str(e).split(": ", 1)[0] + " used a stale translation"
+    plain = System(kernel="apkern", cpus=cpus, memory=swap_pressure.MEMORY, swapper=True, tlb_patch=False)
+    plain.spawn(swap_pressure.pressure, swap_pressure.ARGV)
+    plain.run(limit=4_000_000_000)
+    wrong = plain.console().strip()
+    rows = [
+        Row(
+            "TLB shoot-down (swapper)",
+            f"memory pressure on {cpus} CPUs: the workload's statuses",
+            wrong,
+            ok,
+            f"without the patch: {stale}",
+        ),
+        Row(
+            "TLB shoot-down (swapper)",
+            "shoot-downs per eviction / IPIs per shoot-down",
+            "-",
+            f"{cost['shootdowns_per_eviction']:.2f} / {cost['ipis_per_shootdown']:.2f}",
+        ),
+        Row(
+            "TLB shoot-down (swapper)",
+            "instructions per shoot-down: bootstrap processor / APs",
+            "-",
+            f"{cost['bsp_instructions_per_shootdown']:.0f} / {cost['ap_instructions_per_shootdown']:.0f}",
+            f"{cost['ap_instructions_per_ipi']:.0f} per AP interrupted (parked while the page is copied out)",
+        ),
+    ]
+    return rows, cost
+
+
+def measure(cpus: int = 4) -> ExtensionsReport:
+    rep = ExtensionsReport()
+    rep.rows += local_calls_rows(cpus=cpus)
+    rows, cost = shootdown_rows(cpus=cpus)
+    rep.rows += rows
+    rep.shootdown = cost
+    return rep
+
+
+def format_table(rep: ExtensionsReport) -> str:
+    head = ("extension", "measure", "off", "on", "note")
+    body = [(r.extension, r.measure, str(r.off), str(r.on), r.note) for r in rep.rows]
+    widths = [max(len(x[i]) for x in (head, *body)) for i in range(len(head))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in (head, *body)]
+    return "\n".join(lines)

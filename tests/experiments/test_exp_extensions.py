@@ -1,0 +1,46 @@
+"""`apkern bench extensions`: each figure is measured, and each extension buys what it should."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from apkern.cli import cli
+
+
+@pytest.fixture(scope="module")
+def report() -> dict:
+    result = CliRunner().invoke(cli, ["bench", "extensions", "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+def _row(report: dict, start: str) -> dict:
+    (row,) = [r for r in report["rows"] if r["measure"].startswith(start)]
+    return row
+
+
+def test_a_local_gettid_costs_what_the_uniprocessor_one_does(report: dict) -> None:
+    row = _row(report, "gettid latency")
+    up = float(row["note"].split(": ")[1])
+    assert row["on"] == pytest.approx(up, abs=1.0)
+    assert row["off"] > 4 * row["on"]
+
+
+def test_serving_getpid_on_the_aps_takes_load_off_the_bootstrap_processor(report: dict) -> None:
+    speed = _row(report, "loop K=151 P=95% + 2 getpid per loop, 8 CPUs: speedup")
+    calls = _row(report, "loop K=151 P=95% + 2 getpid per loop, 8 CPUs: forwarded calls per loop")
+    assert calls["off"] == pytest.approx(3.0, abs=0.05) and calls["on"] == pytest.approx(1.0, abs=0.05)
+    assert speed["on"] > 1.5 * speed["off"]
+
+
+def test_the_shootdown_keeps_the_workload_right_and_its_cost_is_counted(report: dict) -> None:
+    statuses = _row(report, "memory pressure")
+    assert statuses["on"] == "statuses [0, 0, 0, 0]" and statuses["off"] != statuses["on"]
+    assert "stale translation" in statuses["note"]
+    sd = report["shootdown"]
+    assert sd["pages_evicted"] > 0 and sd["shootdowns_per_eviction"] == 1.0
+    assert 0 < sd["ipis_per_shootdown"] <= 3  # at most the APs of a 4-CPU machine
+    assert sd["bsp_instructions_per_shootdown"] > 0 and sd["ap_instructions_per_ipi"] > 1024  # parked for the copy
