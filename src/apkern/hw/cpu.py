@@ -372,14 +372,15 @@ class CPU:
                     if not f.user or self.machine.strict:
                         raise
                     # A program's own Python error is its crash: an invalid instruction.
-                    self.machine.log(f"cpu{self.id}: user code raised {exc!r}; raising #UD")
-                    f.gen = _dead()
-                    self._fault(f, _DEAD_OP, Fault(UD, 0, 0, repr(exc)))
+                    self._crash(f, f"user code raised {exc!r}")
                     continue
             self.ops += 1
             if op.__class__ is Compute:
                 n = op.n
                 if f.intr:
+                    if f.user and (n.__class__ is not int or n < 0):
+                        self._crash(f, f"user code yielded {op!r} with n={n!r}, not an instruction count")
+                        continue
                     f.remaining = n  # interruptible: the top of the loop runs it
                 elif n:  # kernel code: nothing can split it
                     yield env.timeout(n)
@@ -394,6 +395,11 @@ class CPU:
                     pa = self.mmu.translate(op.vaddr, False, f.user)
                 except Fault as flt:
                     self._fault(f, op, flt)
+                    continue
+                except (TypeError, ValueError, OverflowError) as exc:
+                    if not f.user:
+                        raise
+                    self._crash(f, f"user code yielded a malformed {type(op).__name__}: {exc}")
                     continue
                 value = self.machine.memory.read_u32(pa)
                 start = env.now
@@ -433,7 +439,16 @@ class CPU:
             except AttributeError:
                 if isinstance(op, Op):
                     raise
-                raise MachineError(f"cpu{self.id}: code yielded {op!r}, which is not an operation") from None
+                if not f.user:
+                    raise MachineError(f"cpu{self.id}: code yielded {op!r}, which is not an operation") from None
+                self._crash(f, f"user code yielded {op!r}, which is not an operation")
+                continue
+            except (TypeError, ValueError, OverflowError) as exc:
+                if not f.user:
+                    raise
+                # a malformed operand (an address that is not a number, say) is an invalid instruction
+                self._crash(f, f"user code yielded a malformed {type(op).__name__}: {exc}")
+                continue
             if cost:
                 yield env.timeout(cost)
                 acct[f.acct] += cost
@@ -441,6 +456,12 @@ class CPU:
                     tracer.slice(self, f.acct, env.now - cost, env.now)
                 if profiler is not None:
                     profiler.charge(self, f, f.acct, cost)
+
+    def _crash(self, f: Frame, why: str) -> None:
+        """User code did something no instruction does: #UD, and it never runs again (its kernel kills it)."""
+        self.machine.log(f"cpu{self.id}: {why}; raising #UD")
+        f.gen = _dead()
+        self._fault(f, _DEAD_OP, Fault(UD, 0, 0, why))
 
     def _return(self, frames: list[Frame], f: Frame, value: Any) -> None:
         frames.pop()
