@@ -181,13 +181,19 @@ def test_benchmark_programs_parse_arguments() -> None:
     proc = FakeProcess()
     proc.results[abi.SYS_SPIN] = 0
     proc.results[abi.SYS_GETTID] = 1
+    proc.results[abi.SYS_GETPID] = 7
     assert _run_main(proc, programs.loop, ["loop", "10", "5", "3"]) == 0
     assert [c for c in proc.calls if c[0] == "spin"] == [("spin", (5,))] * 3
+    assert not [c for c in proc.calls if c[0] == "getpid"]
+    assert _run_main(proc, programs.loop, ["loop", "10", "5", "2", "0", "3"]) == 0  # three getpid calls a loop
+    assert [c[0] for c in proc.calls if c[0] in ("spin", "getpid")][3:] == ["getpid"] * 3 + ["spin"] + [
+        "getpid"
+    ] * 3 + ["spin"]
     assert _run_main(proc, programs.gettid, ["gettid", "4"]) == 0
     assert _run_main(proc, programs.loop, ["loop", "x"]) == 2
     assert _run_main(proc, programs.gettid, ["gettid", "-1"]) == 2
-    assert bytes(proc.out[1]) == b"loop: 3 iterations\ngettid: 4 calls, mean 1.00 instructions\n"
-    assert bytes(proc.out[2]) == b"usage: loop [U K N [SKEW]]\nusage: gettid [N]\n"
+    assert bytes(proc.out[1]) == b"loop: 3 iterations\nloop: 2 iterations\ngettid: 4 calls, mean 1.00 instructions\n"
+    assert bytes(proc.out[2]) == b"usage: loop [U K N [SKEW [GETPIDS]]]\nusage: gettid [N]\n"
 
 
 def test_registry_is_complete() -> None:
