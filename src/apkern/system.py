@@ -14,7 +14,7 @@ from typing import Any
 
 from .bootkernel import BootKernel
 from .bootkernel.proc import Process
-from .hw import MAX_CPUS, Machine
+from .hw import MAX_CPUS, Machine, Perturbation
 from .hw.machine import DEFAULT_MEMORY
 from .userland import PROGRAMS
 from .userland.crt0 import crt0
@@ -61,7 +61,12 @@ class ProcessHandle:
 
 
 class System:
-    """A whole simulated system; `kernel` is "up" (the bootstrap kernel alone) or "apkern"."""
+    """A whole simulated system; `kernel` is "up" (the bootstrap kernel alone) or "apkern".
+
+    `perturb`: a seed (or a `Perturbation`) to vary path costs, IPI and timer delivery
+    within stated bounds and so explore other interleavings; None (the default) keeps
+    the machine's fixed costs, as every experiment does.
+    """
 
     def __init__(
         self,
@@ -72,6 +77,7 @@ class System:
         swapper: bool = False,
         trace: bool = False,
         strict: bool = False,
+        perturb: int | Perturbation | None = None,
     ) -> None:
         if kernel not in KERNELS:
             raise ConfigError(f"unknown kernel {kernel!r} (choose from {', '.join(KERNELS)})")
@@ -89,7 +95,11 @@ class System:
         self.kernel_name = kernel
         self.seed = seed
         self.random = random.Random(seed)
-        self.machine = Machine(cpus=cpus, memory=memory, strict=strict, trace=trace)
+        if isinstance(perturb, bool) or not (perturb is None or isinstance(perturb, int | Perturbation)):
+            raise ConfigError(f"perturb is a seed or a Perturbation, not {perturb!r}")
+        if isinstance(perturb, int):
+            perturb = Perturbation(perturb)
+        self.machine = Machine(cpus=cpus, memory=memory, strict=strict, trace=trace, perturb=perturb)
         drivers: list[Any] = []
         self._crt0: Callable[..., Any] = crt0
         if kernel == "apkern":
@@ -158,6 +168,8 @@ class System:
             "per_cpu": m["cpus"],
             "ipis": m["ipis"],
         }
+        if "perturb" in m:
+            out["perturb"] = m["perturb"]
         out.update(self.kernel.stats())
         if self.appkernel is not None:
             out.update(self.appkernel.stats())

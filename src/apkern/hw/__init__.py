@@ -33,6 +33,7 @@ from .ops import (
     WriteMem,
     Xchg,
 )
+from .perturb import Perturbation
 from .traps import Fault, Fixup, UserAccessFault
 
 __all__ = [
@@ -66,6 +67,7 @@ __all__ = [
     "Machine",
     "MachineError",
     "Op",
+    "Perturbation",
     "PhysicalMemory",
     "PushFrame",
     "ReadCR3",

@@ -288,6 +288,7 @@ class CPU:
         env = self.env
         acct = self.acct
         tracer = self.machine.tracer
+        perturb = self.machine.perturb
         while True:
             if self.state != RUNNING or self.halt_requested and not self.pending:
                 start = self._halt_start = env.now
@@ -348,6 +349,8 @@ class CPU:
             self.ops += 1
             if op.__class__ is Compute:
                 n = op.n
+                if perturb is not None and n and not f.user:
+                    n = perturb.cost(n)
                 if f.intr:
                     f.remaining = n  # interruptible: the top of the loop runs it
                 elif n:  # kernel code: nothing can split it

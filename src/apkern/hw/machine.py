@@ -17,6 +17,7 @@ from .code import CodeStore
 from .cpu import CPU, Context, MachineError
 from .intc import InterruptController
 from .memory import PhysicalMemory
+from .perturb import Perturbation
 from .trace import Tracer
 
 MAX_CPUS = 64
@@ -25,7 +26,11 @@ NOMINAL_IPS = 100_000_000  # the paper's own example uses 100 MIPS
 
 
 class Machine:
-    """A machine of `cpus` processors (CPU 0 boots; the others are held in reset) and `memory` bytes."""
+    """A machine of `cpus` processors (CPU 0 boots; the others are held in reset) and `memory` bytes.
+
+    `perturb`: a `Perturbation` that varies kernel path costs, IPI delivery and timer
+    intervals within its bounds, to explore other interleavings (off by default).
+    """
 
     def __init__(
         self,
@@ -33,6 +38,7 @@ class Machine:
         memory: int = DEFAULT_MEMORY,
         strict: bool = False,
         trace: bool = False,
+        perturb: Perturbation | None = None,
     ) -> None:
         if not isinstance(cpus, int) or not 1 <= cpus <= MAX_CPUS:
             raise ValueError(f"a machine has 1 to {MAX_CPUS} CPUs, not {cpus!r}")
@@ -41,6 +47,7 @@ class Machine:
         self.code = CodeStore()
         self.strict = strict
         self.tracer: Tracer | None = Tracer() if trace else None
+        self.perturb = perturb  # read by the CPUs, the interrupt controller and the timers
         self.messages: list[str] = []
         self.cpus = [CPU(self, i) for i in range(cpus)]
         self.intc = InterruptController(self)
@@ -83,7 +90,7 @@ class Machine:
         self.messages.append(f"[{self.now}] {text}")
 
     def stats(self) -> dict[str, Any]:
-        return {
+        out = {
             "time": self.now,
             "cpus": [
                 {
@@ -101,3 +108,6 @@ class Machine:
             ],
             "ipis": self.intc.ipis_sent,
         }
+        if self.perturb is not None:
+            out["perturb"] = self.perturb.stats()
+        return out
