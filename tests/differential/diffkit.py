@@ -9,6 +9,11 @@ program on one configuration and records what a user can see of the run:
 - every process the run created: pid, name, exit status (signals as -SIG);
 - the file system after the run (`fs.snapshot()`).
 
+`perturb` runs a configuration on a perturbed machine (`System(perturb=seed)`: kernel
+path costs, IPI and timer delivery vary within stated bounds, so other interleavings
+are tried); `perturb_seeds` says which seeds a case gets: a few in the ordinary run,
+N with the environment variable APKERN_PERTURB_SEEDS=N (the long job, run by hand).
+
 `assert_same` compares two observations field by field with a readable message;
 `assert_ak_clean` checks what an application-kernel run must leave behind (no
 live TCB) and that it really went through the application kernel (calls were
@@ -17,6 +22,8 @@ forwarded).
 
 from __future__ import annotations
 
+import os
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +31,21 @@ from typing import Any
 import apkern
 
 RUN_LIMIT = 2_000_000_000  # instructions: far above any test program, far below "forever"
+PERTURB_SEEDS_ENV = "APKERN_PERTURB_SEEDS"
+
+
+def long_job() -> int:
+    """N when the environment asks for the long job (APKERN_PERTURB_SEEDS=N), else 0."""
+    return int(os.environ.get(PERTURB_SEEDS_ENV, "0") or 0)
+
+
+def perturb_seeds(ci: int, case: str) -> list[int]:
+    """Perturbation seeds for one case: `ci` of them, different for each `case` name; 1..N in the long job."""
+    n = long_job()
+    if n:
+        return list(range(1, n + 1))
+    base = zlib.crc32(case.encode()) % 100_000 * 100
+    return [base + k for k in range(ci)]
 
 
 @dataclass
@@ -39,10 +61,12 @@ class Observation:
     procs: dict[int, tuple[str, int | None]]  # pid -> (name, exit status)
     files: dict[str, bytes]
     stats: dict[str, Any] = field(repr=False)
+    perturb: int | None = None
 
     @property
     def label(self) -> str:
-        return f"{self.kernel}/{self.cpus}cpu"
+        seed = "" if self.perturb is None else f"/perturb={self.perturb}"
+        return f"{self.kernel}/{self.cpus}cpu{seed}"
 
 
 def observe(
@@ -52,9 +76,10 @@ def observe(
     cpus: int,
     files: dict[str, bytes] | None = None,
     limit: int = RUN_LIMIT,
+    perturb: int | None = None,
 ) -> Observation:
-    """Run `program argv` alone on a fresh strict system and record everything comparable."""
-    sim = apkern.System(kernel=kernel, cpus=cpus, strict=True)
+    """Run `program argv` alone on a fresh strict system (perturbed by seed `perturb`) and record what it shows."""
+    sim = apkern.System(kernel=kernel, cpus=cpus, strict=True, perturb=perturb)
     for path, data in (files or {}).items():
         sim.fs.write_file(path, data)
     proc = sim.spawn(program, argv)
@@ -73,6 +98,7 @@ def observe(
         procs=procs,
         files=sim.fs.snapshot(),
         stats=sim.stats,
+        perturb=perturb,
     )
 
 
