@@ -288,7 +288,7 @@ class CPU:
         env = self.env
         acct = self.acct
         tracer = self.machine.tracer
-        perturb = self.machine.perturb
+        perturb = None if self.machine.perturb is None else self.machine.perturb.for_cpu(self.id)
         while True:
             if self.state != RUNNING or self.halt_requested and not self.pending:
                 start = self._halt_start = env.now
