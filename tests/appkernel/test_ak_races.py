@@ -235,5 +235,6 @@ def test_switch_to_a_sibling_after_unmap_reloads_cr3(monkeypatch: pytest.MonkeyP
     assert (proc.exit_status, sim.console(proc.pid)) == (-abi.SIGSEGV, "")
     assert_clean(sim)
     # the window was reached: the toucher's CPU switched straight from the toucher to main
-    toucher_to_main = [s for s in sim.machine.tracer.switches if s[2] == "1:app2" and s[3] == "1:app1"]
+    names = (f"{proc.pid}:app2", f"{proc.pid}:app1")
+    toucher_to_main = [s for s in sim.machine.tracer.switches if (s[2], s[3]) == names]
     assert delayed == [2] and len(toucher_to_main) == 1

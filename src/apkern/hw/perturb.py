@@ -19,7 +19,8 @@ schedule fuzzer or KCSAN's random delays, a `Perturbation` changes the timing
   times a factor drawn uniformly from [1 - timer_jitter, 1 + timer_jitter] (at least 1).
 
 Each CPU's costs, the IPIs and the timers have their own random streams, drawn in
-the machine's event order, so the same seed gives the same run, bit for bit. Off by default (`Machine(perturb=None)`).
+the machine's event order, so the same seed gives the same run, bit for bit. Off by
+default (`Machine(perturb=None)`): experiments and the reproduction keep fixed costs.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ COST_SCALE = 2.0  # a kernel path may take from half to twice its stated cost
 STALL = 0.05  # a CPU's stall probability per kernel Compute is drawn from [0, STALL]
 STALL_MAX = 5000  # 50 us at 100 MIPS: longer than any application-kernel path plus a bootstrap-side call
 IPI_DELAY = 1000  # 10 us: far above a real APIC's microsecond, to reach late deliveries
-TIMER_JITTER = 0.5
+TIMER_JITTER = 0.5  # a tick comes after half to one and a half periods
 
 
 @dataclass
