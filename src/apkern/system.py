@@ -63,6 +63,9 @@ class ProcessHandle:
 class System:
     """A whole simulated system; `kernel` is "up" (the bootstrap kernel alone) or "apkern".
 
+    `strict`: a program's Python exception propagates instead of crashing it with #UD.
+    `check_tlb`: the machine compares every TLB hit with the page tables and raises
+    `StaleTLB` on a stale translation (a test setting: it costs host time only).
     `perturb`: a seed (or a `Perturbation`) to vary path costs, IPI and timer delivery
     within stated bounds and so explore other interleavings; None (the default) keeps
     the machine's fixed costs, as every experiment does.
@@ -77,6 +80,7 @@ class System:
         swapper: bool = False,
         trace: bool = False,
         strict: bool = False,
+        check_tlb: bool = False,
         perturb: int | Perturbation | None = None,
     ) -> None:
         if kernel not in KERNELS:
@@ -99,7 +103,9 @@ class System:
             raise ConfigError(f"perturb is a seed or a Perturbation, not {perturb!r}")
         if isinstance(perturb, int):
             perturb = Perturbation(perturb)
-        self.machine = Machine(cpus=cpus, memory=memory, strict=strict, trace=trace, perturb=perturb)
+        self.machine = Machine(
+            cpus=cpus, memory=memory, strict=strict, trace=trace, perturb=perturb, check_tlb=check_tlb
+        )
         drivers: list[Any] = []
         self._crt0: Callable[..., Any] = crt0
         if kernel == "apkern":

@@ -37,6 +37,8 @@ INNOCENTS: dict[str, tuple[Any, list[str]]] = {
 
 
 def ak_system(cpus: int, **kw: Any) -> System:
+    """A strict application-kernel system whose machine checks every TLB hit against the page tables."""
+    kw.setdefault("check_tlb", True)
     return System(kernel="apkern", cpus=cpus, strict=True, **kw)
 
 

@@ -270,6 +270,7 @@ def _create_block(comm: int, entry: int, tls: int, handlers: int) -> bytes:
 def test_driver_control_checks() -> None:
     results: dict[str, Any] = {}
     acts: list[tuple[int, int, Any, Any]] = []
+    stops: list[tuple[int, int, Any, Any]] = []
     holder: dict[str, Any] = {}
 
     def owners() -> dict[int, tuple[int, int]]:
@@ -287,7 +288,9 @@ def test_driver_control_checks() -> None:
             before = owners().get(tid)
             r = yield from errno_of(libc.syscall(abi.SYS_DRIVER_CONTROL, fd, ak.APKERN_ACTIVATE_THREAD, tid))
             acts.append((tid, r, before, owners().get(tid)))
-        for op in (0, 3, 99, -1, 1 << 31):
+            r = yield from errno_of(libc.syscall(abi.SYS_DRIVER_CONTROL, fd, ak.APKERN_STOP_THREADS, tid))
+            stops.append((tid, r, before, owners().get(tid)))
+        for op in (0, 4, 99, -1, 1 << 31):
             results[f"op {op}"] = yield from errno_of(libc.syscall(abi.SYS_DRIVER_CONTROL, fd, op, 0))
         good = yield from libc.mmap(2 * PAGE)
         yield Store(good, 0)
@@ -348,7 +351,20 @@ def test_driver_control_checks() -> None:
             verdicts["EPERM own sibling"] += 1
     assert verdicts["EPERM other process"] >= 1 and verdicts["EPERM own sibling"] == 1, verdicts
     assert verdicts["own"] == 1 and verdicts["ESRCH"] >= 10, verdicts
-    for op in (0, 3, 99, -1, 1 << 31):
+    # the unmap protocol's stop: only the bootstrap thread that owns a thread may stop its siblings
+    stop_verdicts = {"EPERM": 0, "own": 0, "ESRCH": 0}
+    for tid, r, before, after in stops:
+        if before is None and after is None:
+            assert r == -abi.ESRCH, (tid, r)
+            stop_verdicts["ESRCH"] += 1
+        elif before is not None and before == after and tid == results["mine"]:
+            assert r == 0, (tid, r)  # its own thread, while its message is handled: holds its own siblings
+            stop_verdicts["own"] += 1
+        elif before is not None and before == after:
+            assert r == -abi.EPERM, (tid, r, before)
+            stop_verdicts["EPERM"] += 1
+    assert stop_verdicts["EPERM"] >= 2 and stop_verdicts["own"] == 1 and stop_verdicts["ESRCH"] >= 10, stop_verdicts
+    for op in (0, 4, 99, -1, 1 << 31):
         assert results[f"op {op}"] == -abi.EINVAL
     for name in (
         "comm in kernel",

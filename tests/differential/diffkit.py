@@ -9,6 +9,10 @@ program on one configuration and records what a user can see of the run:
 - every process the run created: pid, name, exit status (signals as -SIG);
 - the file system after the run (`fs.snapshot()`).
 
+A run is strict by default (a program's own Python exception stops the test);
+`strict=False` lets it crash the program (#UD, SIGILL) as it would for a user, and
+the machine's log (`messages`, not compared: it names CPUs and times) says why.
+
 `perturb` runs a configuration on a perturbed machine (`System(perturb=seed)`: kernel
 path costs, IPI and timer delivery vary within stated bounds, so other interleavings
 are tried); `perturb_seeds` says which seeds a case gets: a few in the ordinary run,
@@ -61,6 +65,7 @@ class Observation:
     procs: dict[int, tuple[str, int | None]]  # pid -> (name, exit status)
     files: dict[str, bytes]
     stats: dict[str, Any] = field(repr=False)
+    messages: list[str] = field(default_factory=list, repr=False)  # the machine's log
     perturb: int | None = None
 
     @property
@@ -76,10 +81,14 @@ def observe(
     cpus: int,
     files: dict[str, bytes] | None = None,
     limit: int = RUN_LIMIT,
+    strict: bool = True,
     perturb: int | None = None,
 ) -> Observation:
-    """Run `program argv` alone on a fresh strict system (perturbed by seed `perturb`) and record what it shows."""
-    sim = apkern.System(kernel=kernel, cpus=cpus, strict=True, perturb=perturb)
+    """Run `program argv` alone on a fresh system (strict unless told; perturbed by seed `perturb`) and record it.
+
+    The machine checks every TLB hit against the page tables: a stale translation fails the run.
+    """
+    sim = apkern.System(kernel=kernel, cpus=cpus, strict=strict, check_tlb=True, perturb=perturb)
     for path, data in (files or {}).items():
         sim.fs.write_file(path, data)
     proc = sim.spawn(program, argv)
@@ -98,6 +107,7 @@ def observe(
         procs=procs,
         files=sim.fs.snapshot(),
         stats=sim.stats,
+        messages=list(sim.machine.messages),
         perturb=perturb,
     )
 
@@ -177,12 +187,13 @@ def compare_all(
     cpus_list: Iterable[int],
     files: dict[str, bytes] | None = None,
     normalize: Callable[[str], str] = str,
+    strict: bool = True,
 ) -> tuple[Observation, list[Observation]]:
     """Run on "up" once and on "apkern" with each CPU count; assert every run agrees with the UP run."""
-    ref = observe(program, argv, "up", 1, files)
+    ref = observe(program, argv, "up", 1, files, strict=strict)
     runs = []
     for cpus in cpus_list:
-        got = observe(program, argv, "apkern", cpus, files)
+        got = observe(program, argv, "apkern", cpus, files, strict=strict)
         assert_same(ref, got, normalize)
         assert_ak_clean(got)
         runs.append(got)

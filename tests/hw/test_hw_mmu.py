@@ -6,7 +6,7 @@ import contextlib
 from itertools import pairwise
 
 import pytest
-from hwkit import DATA, URW, PageTables, Trapped, boot, fault_ivt, machine, park, start_ap, user_ctx
+from hwkit import DATA, MEMORY, URW, PageTables, Trapped, boot, fault_ivt, machine, park, start_ap, user_ctx
 
 from apkern.hw import (
     IVT,
@@ -21,6 +21,7 @@ from apkern.hw import (
     InvalidatePage,
     Load,
     LoadCR3,
+    Machine,
     ReadCR3,
     ReadMem,
     SendIPI,
@@ -32,7 +33,7 @@ from apkern.hw import (
     WriteMem,
     Xchg,
 )
-from apkern.hw.mmu import PTE_A, PTE_ADDR, PTE_D, PTE_P, PTE_U, PTE_W
+from apkern.hw.mmu import PTE_A, PTE_ADDR, PTE_D, PTE_P, PTE_U, PTE_W, StaleTLB
 from apkern.hw.traps import IPI_TLB_SHOOTDOWN, PF, PF_PRESENT, PF_USER, PF_WRITE
 
 UVA = 0x40000000  # user pages
@@ -455,6 +456,52 @@ def test_stale_entry_survives_unmapping_and_writes_into_the_old_frame() -> None:
     boot(m, kernel())
     m.run(until=1000)
     assert got == [0xDEAD, ("fault", KVA, False)]
+
+
+@pytest.mark.parametrize("change", ["remap", "unmap", "write-protect"])
+def test_tlb_checker_fails_loudly_on_a_stale_hit(change: str) -> None:
+    m = Machine(cpus=1, memory=MEMORY, strict=True, check_tlb=True)
+    pt = PageTables(m)
+    pt.map(KVA, FRAME_A)
+    got: list = []
+
+    def kernel():
+        yield from paging_on(pt, None)
+        got.append((yield Load(KVA)))  # fills the TLB
+        got.append((yield Load(KVA + 8)))  # a hit that agrees with the tables: fine
+        pt.set_pte(KVA, {"remap": FRAME_B | URW, "unmap": 0, "write-protect": FRAME_A | PTE_P | PTE_U}[change])
+        got.append((yield Load(KVA)))  # the stale hit
+        yield from park()
+
+    boot(m, kernel())
+    with pytest.raises(StaleTLB, match=r"cpu0: stale TLB entry for page"):
+        m.run(until=1000)
+    assert len(got) == 2
+
+
+def test_tlb_checker_accepts_a_hit_with_fewer_rights_and_invalidated_entries() -> None:
+    m = Machine(cpus=1, memory=MEMORY, strict=True, check_tlb=True)
+    pt = PageTables(m)
+    pt.map(KVA, FRAME_A)
+    pt.set_pte(KVA, FRAME_A | PTE_P | PTE_U)  # read-only first
+    m.memory.write_u32(FRAME_A, 0xAAAA)
+    m.memory.write_u32(FRAME_B, 0xBBBB)
+    got: list = []
+
+    def kernel():
+        yield from paging_on(pt, None)
+        got.append((yield Load(KVA)))  # cached read-only
+        pt.set_pte(KVA, FRAME_A | URW)  # an upgrade: the cached entry grants less, which is harmless
+        got.append((yield Load(KVA)))
+        pt.set_pte(KVA, FRAME_B | URW)
+        yield InvalidatePage(KVA)  # the kernel did its duty: the next access walks again
+        got.append((yield Load(KVA)))
+        yield from park()
+
+    boot(m, kernel())
+    m.run(until=1000)
+    assert got == [0xAAAA, 0xAAAA, 0xBBBB]
+    assert m.cpus[0].mmu.checked == 1  # the one hit was checked, and agreed
 
 
 def test_each_cpu_has_its_own_tlb() -> None:

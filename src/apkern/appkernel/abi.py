@@ -15,6 +15,11 @@ DEVICE = "/dev/apkern"
 # driver_control operations
 APKERN_CREATE_THREAD = 1  # arg: address of a create block; result: the application thread's id
 APKERN_ACTIVATE_THREAD = 2  # arg: application thread id
+# arg: the caller's own application thread id, whose message the caller is handling. Holds every
+# other application thread of the process until that thread's activation, and returns once none
+# of them is on a CPU: section 4.3's unmap protocol, for a bootstrap thread about to re-issue a
+# call that removes mappings (a thread join frees the joined thread's stack).
+APKERN_STOP_THREADS = 3
 
 # create block: little-endian words
 CREATE_COMM = 0  # the thread pair's communication area
@@ -39,7 +44,8 @@ TCB = 0x34  # the application thread's id
 PASSES = 0x38  # bootstrap-loop passes
 BUSY_PASSES = 0x3C  # passes that handled a message
 FD = 0x40  # the driver descriptor of this process
-STACK = 0x44  # the application thread's stack (mmapped by crt0; freed when the thread ends)
+STACK = 0x44  # the application thread's stack (mmapped by crt0; freed when the thread is joined)
+EXITED = 0x48  # set by the bootstrap thread once its application thread has exited (crt0's own word)
 HANDLERS = 0x80  # 32 words: the application's signal handlers (used in the main area only)
 COMM_SIZE = 0x100
 

@@ -53,6 +53,8 @@ class ApkernDriver(Driver):
             return (yield from self.apkern_create_thread(file, caller, arg))
         if op == abi.APKERN_ACTIVATE_THREAD:
             return (yield from self.apkern_activate_thread(caller, arg))
+        if op == abi.APKERN_STOP_THREADS:
+            return (yield from self.apkern_stop_threads(caller, arg))
         return -sys_abi.EINVAL
 
     # --- apkern_create_thread (Figure 3, steps 3-5) --------------------------------------------------
@@ -124,6 +126,36 @@ class ApkernDriver(Driver):
                     yield from ak.make_ready(tcb)
             ak.mark(BSP, "ak_activated", tcb)
         yield from ak.lock.release()
+        return 0
+
+    # --- section 4.3's unmap protocol, asked for by a bootstrap thread ------------------------------------
+
+    def apkern_stop_threads(self, caller: Caller, tid: int) -> Gen:
+        """Hold every other application thread of the caller's process until `tid` is activated.
+
+        The bootstrap thread of `tid` calls this while it handles `tid`'s message and before it
+        re-issues a call that removes mappings behind the other threads' backs: when this returns,
+        none of them is on a CPU, and each reloads CR3 before it runs again. The activation that
+        ends the message releases them, as it does after a forwarded page fault.
+        """
+        ak = self.ak
+        yield Compute(costs.DRIVER_CHECKS)
+        tcb = ak.tcbs.live.get(tid)
+        if tcb is None or tcb.state == DEAD:
+            return -sys_abi.ESRCH
+        if tcb.pid != caller.pid or tcb.owner != caller.tid:
+            return -sys_abi.EPERM
+        yield from ak.lock.acquire(BSP)
+        if not tcb.waiting:  # only while its own message is being handled
+            yield from ak.lock.release()
+            return -sys_abi.EINVAL
+        tcb.fault = True  # until its activation: siblings made ready meanwhile are held instead
+        running = yield from ak.stop_siblings(tcb, notify=False)
+        yield from ak.lock.release()
+        for t, cpu in running:  # until that CPU has left it (ON_CPU is cleared once it runs another context)
+            on_cpu = yield Load(t.on_cpu_kva)
+            while on_cpu == cpu + 1:
+                on_cpu = yield SpinWhile(t.on_cpu_kva, on_cpu)
         return 0
 
     # --- death: the descriptor is closed (explicitly or by process exit) ----------------------------------

@@ -284,21 +284,31 @@ class AppKernel:
     def fault_in_flight(self, pid: int) -> bool:
         return any(t.pid == pid and t.fault and t.state != DEAD for t in self.tcbs.live.values())
 
-    def stop_siblings(self, cid: int, tcb: TCB) -> Gen:
-        """Lock held: hold every other thread of `tcb`'s process; returns how many must still stop."""
+    def stop_siblings(self, tcb: TCB, notify: bool = True) -> Gen:
+        """Lock held: hold every other thread of `tcb`'s process; returns the (TCB, CPU) pairs still on a CPU.
+
+        Each will reload CR3 before it runs user code again. A running one is held on its way
+        back to user mode (an IPI sends it there); one already forwarding leaves by blocking,
+        or is held on its way back if its activation overtakes it. With `notify`, `tcb`'s
+        message is posted by whichever CPU stops the last of them (`tcb.stops_pending`).
+        """
+        running = []
         for other in list(self.tcbs.live.values()):
             if other is tcb or other.pid != tcb.pid or other.state == DEAD:
                 continue
-            other.pt_changed = True  # its CPU may cache what is about to change: reload CR3 before it runs
+            other.pt_changed = True
             if other.state == READY:
                 yield from self.ready.remove(other)
                 other.state = HELD
-            elif other.state == RUNNING and not other.waiting:
+            elif other.state == RUNNING:
                 other.stop_requested = True
-                other.stop_waiters.append(tcb)
-                tcb.stops_pending += 1
-                yield SendIPI(other.cpu, "fixed", vec.IPI_RESCHEDULE)
-        return tcb.stops_pending
+                running.append((other, other.cpu))
+                if notify:
+                    other.stop_waiters.append(tcb)
+                    tcb.stops_pending += 1
+                if not other.waiting:
+                    yield SendIPI(other.cpu, "fixed", vec.IPI_RESCHEDULE)
+        return running
 
     def _stopped(self, tcb: TCB) -> None:
         """Lock held: `tcb` is leaving its CPU; faulting threads that waited only for it may post."""

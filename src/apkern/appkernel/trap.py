@@ -119,7 +119,8 @@ class APTraps:
         if pt_change:
             tcb.fault = True
             tcb.pt_changed = True
-            pending = yield from ak.stop_siblings(cid, tcb)
+            yield from ak.stop_siblings(tcb)
+            pending = tcb.stops_pending
         posted = yield from self.try_store(tcb.comm + abi.STATE, abi.PENDING if pending else abi.POSTED)
         yield from ak.lock.release()
         if not posted:

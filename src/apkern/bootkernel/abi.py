@@ -39,6 +39,8 @@ SYS_CLOSE = 18  # (fd)
 SYS_PIPE = 19  # (fds_ptr) -> 0; fds_ptr[0] read end, fds_ptr[1] write end
 SYS_DRIVER_CONTROL = 20  # (fd, op, arg) -> driver's result
 SYS_SPIN = 21  # (n): the benchmark call, spins n instructions in the kernel
+SYS_MLOCK = 22  # (address, length): fault the pages in and keep them resident (the swapper leaves them)
+SYS_MUNLOCK = 23  # (address, length): let the swapper have them again
 
 SYSCALL_NAMES = {v: k[4:].lower() for k, v in globals().items() if k.startswith("SYS_")}
 

@@ -33,6 +33,10 @@ ZERO_PAGE = 1024  # zero-fill a 4 KiB frame: 1024 stosd
 COPY_PAGE = 1024  # copy a 4 KiB frame (swap in/out): 1024 movsd
 MAP_REGION = 60  # create a region descriptor
 UNMAP_PAGE = 30  # clear one PTE, free its frame, invlpg
+CLOCK_STEP = 12  # the swapper's clock: read a PTE, test and clear its accessed bit, advance the hand
+MLOCK_PAGE = 20  # look a page up, set its locked flag (after faulting it in if it is not resident)
+MLOCK_LIMIT = 256  # pages a process may lock (1 MiB; Linux's default RLIMIT_MEMLOCK is 64 KiB, or 8 MiB lately)
+RECLAIM_BATCH = 8  # pages a fault short of frames evicts before it retries (Linux's SWAP_CLUSTER_MAX is 32)
 
 # --- processes and threads -------------------------------------------------------------------
 SPAWN = 900  # allocate process, page directory, regions, file table, first thread (xv6 fork/exec setup)

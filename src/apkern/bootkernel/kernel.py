@@ -239,6 +239,7 @@ class BootKernel:
             "zero_fills": self.traps.zero_fills,
             "swap_ins": self.traps.swap_ins,
             "pages_evicted": self.swapper.evicted if self.swapper else 0,
+            "reclaims": self.swapper.reclaims if self.swapper else 0,
             "context_switches": self.sched.switches,
             "signals_sent": self.signals.sent,
             "signals_delivered": self.signals.delivered,

@@ -1,10 +1,12 @@
-"""The swapper: evicts resident user pages asynchronously (off unless the kernel is built with it).
+"""The swapper: evicts resident user pages (off unless the kernel is built with it).
 
-Every `period` timer ticks it runs a clock over the processes' resident pages:
-a page whose accessed bit is set gets a second chance (the bit is cleared), the
-others are copied to the swap store, their PTE cleared and their frame freed.
-Being a uniprocessor kernel it invalidates only its own CPU's TLB, and only when
-the address space is the one loaded. A later fault brings the page back.
+It runs a clock over the processes' resident pages: a page whose accessed bit is
+set gets a second chance (the bit is cleared), the others are copied to the swap
+store, their PTE cleared and their frame freed. It runs every `period` timer
+ticks, and on demand when a page fault finds no free frame (`reclaim`: evict,
+then the fault retries its allocation). Being a uniprocessor kernel it
+invalidates only its own CPU's TLB, and only when the address space is the one
+loaded. A later fault brings the page back.
 """
 
 from __future__ import annotations
@@ -54,22 +56,39 @@ class Swapper:
         self.evicted = 0
         self._hand: tuple[int, int] = (0, -1)  # (pid, vpn) where the clock hand stands
 
+        self.reclaims = 0  # page faults that found no free frame and evicted to make room
+
     def on_tick(self) -> Gen:
         if self.k.ticks % self.period:
             return
-        for aspace, vpn in self._victims():
-            yield from self.evict(aspace, vpn)
+        yield from self.sweep(self.batch)
 
-    def _victims(self) -> list[tuple[AddressSpace, int]]:
+    def reclaim(self) -> Gen:
+        """Evict a batch of pages now, for an allocation that found no frame; returns how many."""
+        self.reclaims += 1
+        return (yield from self.sweep(costs.RECLAIM_BATCH))
+
+    def sweep(self, want: int) -> Gen:
+        """Run the clock until `want` pages are evicted or every page had its chance; returns how many."""
+        victims, examined = self._victims(want)
+        yield Compute(examined * costs.CLOCK_STEP)
+        for aspace, vpn in victims:
+            yield from self.evict(aspace, vpn)
+        return len(victims)
+
+    def _victims(self, want: int) -> tuple[list[tuple[AddressSpace, int]], int]:
+        """The pages the clock picks, and how many entries it looked at."""
         cands = []
         for p in sorted(self.k.live_processes(), key=lambda p: p.pid):
             a = p.aspace
             cands += [((p.pid, vpn), a, vpn) for vpn in sorted(a.resident) if vpn not in a.pinned]
         if not cands:
-            return []
+            return [], 0
         start = next((i for i, c in enumerate(cands) if c[0] > self._hand), 0)
         out: list[tuple[AddressSpace, int]] = []
+        examined = 0
         for i in range(2 * len(cands)):
+            examined += 1
             key, a, vpn = cands[(start + i) % len(cands)]
             if vpn not in a.resident or (a, vpn) in out:
                 continue
@@ -77,9 +96,9 @@ class Swapper:
             if a.clear_accessed(vpn):
                 continue
             out.append((a, vpn))
-            if len(out) == self.batch:
+            if len(out) == want:
                 break
-        return out
+        return out, examined
 
     def evict(self, aspace: AddressSpace, vpn: int) -> Gen:
         """Write one page out and unmap it."""

@@ -35,6 +35,8 @@ TABLE: dict[int, tuple[Callable[..., Gen], int]] = {
     abi.SYS_MMAP: (sysproc.sys_mmap, 1),
     abi.SYS_MUNMAP: (sysproc.sys_munmap, 2),
     abi.SYS_SPIN: (sysproc.sys_spin, 1),
+    abi.SYS_MLOCK: (sysproc.sys_mlock, 2),
+    abi.SYS_MUNLOCK: (sysproc.sys_munlock, 2),
     abi.SYS_OPEN: (sysfile.sys_open, 2),
     abi.SYS_READ: (sysfile.sys_read, 3),
     abi.SYS_WRITE: (sysfile.sys_write, 3),

@@ -156,3 +156,41 @@ def sys_munmap(k: BootKernel, addr: int, length: int) -> Gen:
         yield Compute(costs.UNMAP_PAGE)
         yield InvalidatePage(vpn << PAGE_SHIFT)
     return 0
+
+
+def _locked_range(k: BootKernel, addr: int, length: int) -> range | None:
+    """The pages of [addr, addr+length) if every one lies in a region of the caller, else None."""
+    if length <= 0 or addr < 0 or addr + length > abi.USER_TOP:
+        return None
+    aspace = k.sched.current.proc.aspace
+    pages = range(addr >> PAGE_SHIFT, (addr + length + 4095) >> PAGE_SHIFT)
+    if any(aspace.find(vpn << PAGE_SHIFT) is None for vpn in pages):
+        return None
+    return pages
+
+
+def sys_mlock(k: BootKernel, addr: int, length: int) -> Gen:
+    t = k.sched.current
+    aspace = t.proc.aspace
+    pages = _locked_range(k, addr, length)
+    if pages is None or len(aspace.pinned | set(pages)) > costs.MLOCK_LIMIT:
+        return -abi.ENOMEM
+    for vpn in pages:
+        yield Compute(costs.MLOCK_PAGE)
+        if vpn not in aspace.resident:
+            r = aspace.find(vpn << PAGE_SHIFT)
+            if (yield from k.traps.resolve(t, vpn << PAGE_SHIFT, r.writable)) == "oom":
+                return -abi.ENOMEM
+        aspace.pinned.add(vpn)
+    return 0
+
+
+def sys_munlock(k: BootKernel, addr: int, length: int) -> Gen:
+    pages = _locked_range(k, addr, length)
+    if pages is None:
+        return -abi.ENOMEM
+    aspace = k.sched.current.proc.aspace
+    for vpn in pages:
+        yield Compute(costs.MLOCK_PAGE)
+        aspace.pinned.discard(vpn)
+    return 0

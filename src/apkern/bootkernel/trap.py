@@ -74,21 +74,12 @@ class Traps:
             raise MachineError(f"kernel page fault outside any thread: {flt!r}")
         self.page_faults += 1
         yield Compute(costs.PAGE_FAULT)
-        try:
-            outcome = t.proc.aspace.resolve_fault(flt.addr, flt.write) if flt.addr < abi.USER_TOP else "segv"
-        except OutOfMemory:
-            outcome = "oom"
-        if outcome == "oom":  # no frame left: the process that needs one dies, nobody else
+        outcome = (yield from self.resolve(t, flt.addr, flt.write)) if flt.addr < abi.USER_TOP else "segv"
+        if outcome == "oom":  # nothing could be freed: the process that needs a frame dies, nobody else
             if not flt.from_user:
                 return Fixup(UserAccessFault(flt.addr))
             yield from k.exit_process(t, -abi.SIGKILL)
-        if outcome == "zero":
-            self.zero_fills += 1
-            yield Compute(costs.ZERO_PAGE)
-        elif outcome == "swap":
-            self.swap_ins += 1
-            yield Compute(costs.COPY_PAGE)
-        elif outcome == "spurious":
+        if outcome == "spurious":
             yield InvalidatePage(flt.addr)  # a stale TLB entry of this CPU
         if outcome != "segv":
             if flt.from_user:
@@ -97,6 +88,27 @@ class Traps:
         if not flt.from_user:
             return Fixup(UserAccessFault(flt.addr))
         yield from k.exit_process(t, -abi.SIGSEGV)
+
+    def resolve(self, t: Thread, vaddr: int, write: bool) -> Gen:
+        """Make a user page of `t`'s process present; the outcome of `AddressSpace.resolve_fault`, or "oom".
+
+        A fault that finds no free frame makes room by evicting (with a swapper), then tries again.
+        """
+        k = self.k
+        while True:
+            try:
+                outcome = t.proc.aspace.resolve_fault(vaddr, write)
+            except OutOfMemory:
+                outcome = "oom"
+            if outcome != "oom" or k.swapper is None or not (yield from k.swapper.reclaim()):
+                break
+        if outcome == "zero":
+            self.zero_fills += 1
+            yield Compute(costs.ZERO_PAGE)
+        elif outcome == "swap":
+            self.swap_ins += 1
+            yield Compute(costs.COPY_PAGE)
+        return outcome
 
     def fatal(self, sig: int) -> Any:
         def handler(cpu: CPU, flt: Fault) -> Gen:

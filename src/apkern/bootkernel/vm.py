@@ -51,7 +51,7 @@ class AddressSpace:
         self.regions: list[Region] = []
         self.mmap_next = abi.MMAP_BASE
         self.destroyed = False
-        self.pinned: set[int] = set()  # pages the swapper must leave alone
+        self.pinned: set[int] = set()  # pages the swapper must leave alone (mlock)
 
     @property
     def cr3(self) -> int:
@@ -86,6 +86,7 @@ class AddressSpace:
         self.regions.remove(r)
         gone = []
         for vpn in range(r.start >> PAGE_SHIFT, r.end >> PAGE_SHIFT):
+            self.pinned.discard(vpn)
             if vpn in self.resident:
                 self.frames.release(self.unmap(vpn))
                 gone.append(vpn)
@@ -147,6 +148,7 @@ class AddressSpace:
         vpn = vaddr >> PAGE_SHIFT
         if vpn in self.resident:
             return "segv" if write and not r.writable else "spurious"
+        self._pte_addr(vaddr, True)  # the page table first: a failed allocation then leaks nothing
         if self.swap is not None and self.swap.holds(self, vpn):
             pfn = self.frames.alloc(zero=False)
             self.mem.write(pfn << PAGE_SHIFT, self.swap.take(self, vpn))

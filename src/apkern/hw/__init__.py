@@ -4,6 +4,7 @@ from .code import CODE_PAGE_MAGIC, CodeStore
 from .cpu import CPU, IVT, Context, Frame, Gate, MachineError, entry_frame
 from .machine import MAX_CPUS, NOMINAL_IPS, Machine
 from .memory import LOW_MEMORY, PAGE_SHIFT, PAGE_SIZE, PhysicalMemory
+from .mmu import StaleTLB
 from .ops import (
     AtomicAdd,
     Call,
@@ -78,6 +79,7 @@ __all__ = [
     "SetIVT",
     "SetTimer",
     "SpinWhile",
+    "StaleTLB",
     "Store",
     "Switch",
     "Trap",

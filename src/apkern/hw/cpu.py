@@ -20,9 +20,9 @@ import simpy
 
 from .code import CODE_PAGE_MAGIC
 from .memory import PAGE_SHIFT, PAGE_SIZE
-from .mmu import MMU
+from .mmu import MMU, CheckingMMU
 from .ops import Compute, Op, SpinWhile
-from .traps import GP, TIMER, UD, Fault, Fixup
+from .traps import GP, TIMER, UD, Fault, Fixup, MachineError
 
 if TYPE_CHECKING:
     from .machine import Machine
@@ -33,10 +33,6 @@ RUNNING = "running"
 SHUTDOWN = "shutdown"  # triple fault: stopped for good
 
 Handler = Callable[["CPU", Any], Generator[Op, Any, Any]]
-
-
-class MachineError(RuntimeError):
-    """The machine reached a state no correct kernel can produce (a kernel bug)."""
 
 
 @dataclass(frozen=True)
@@ -107,7 +103,7 @@ class CPU:
         self.machine = machine
         self.env: simpy.Environment = machine.env
         self.id = cid
-        self.mmu = MMU(machine.memory)
+        self.mmu = (CheckingMMU if machine.check_tlb else MMU)(machine.memory, cid)
         self.timer = LocalTimer(self)
         self.ivt: IVT | None = None
         self.state = RESET

@@ -28,6 +28,9 @@ NOMINAL_IPS = 100_000_000  # the paper's own example uses 100 MIPS
 class Machine:
     """A machine of `cpus` processors (CPU 0 boots; the others are held in reset) and `memory` bytes.
 
+    `strict`: a user program's Python exception propagates instead of becoming #UD.
+    `check_tlb`: every TLB hit is compared with a walk of the current page tables; a
+    stale translation raises `StaleTLB` (for tests: it costs host time, not simulated time).
     `perturb`: a `Perturbation` that varies kernel path costs, IPI delivery and timer
     intervals within its bounds, to explore other interleavings (off by default).
     """
@@ -38,6 +41,7 @@ class Machine:
         memory: int = DEFAULT_MEMORY,
         strict: bool = False,
         trace: bool = False,
+        check_tlb: bool = False,
         perturb: Perturbation | None = None,
     ) -> None:
         if not isinstance(cpus, int) or not 1 <= cpus <= MAX_CPUS:
@@ -46,6 +50,7 @@ class Machine:
         self.memory = PhysicalMemory(memory)
         self.code = CodeStore()
         self.strict = strict
+        self.check_tlb = check_tlb  # every TLB hit is checked against the tables (`mmu.CheckingMMU`)
         self.tracer: Tracer | None = Tracer() if trace else None
         self.perturb = perturb  # read by the CPUs, the interrupt controller and the timers
         self.messages: list[str] = []

@@ -10,7 +10,7 @@ really reads the old frame.
 from __future__ import annotations
 
 from .memory import PAGE_SHIFT, PhysicalMemory
-from .traps import PF, PF_PRESENT, PF_USER, PF_WRITE, Fault
+from .traps import PF, PF_PRESENT, PF_USER, PF_WRITE, Fault, MachineError
 
 PTE_P = 0x001  # present
 PTE_W = 0x002  # writable
@@ -86,13 +86,32 @@ def walk(mem: PhysicalMemory, cr3: int, vaddr: int, write: bool, user: bool) -> 
     return (pte >> PAGE_SHIFT, writable, user_ok, bool(new & PTE_D))
 
 
+def lookup(mem: PhysicalMemory, cr3: int, vaddr: int) -> tuple[int, bool, bool] | None:
+    """What the tables under `cr3` say of `vaddr` now: (frame, writable, user), or None if unmapped.
+
+    A debugger's walk: it sets no accessed or dirty bit and takes no fault.
+    """
+    pde = mem.read_u32((cr3 & PTE_ADDR) + pde_index(vaddr) * 4)
+    if not pde & PTE_P:
+        return None
+    pte = mem.read_u32((pde & PTE_ADDR) + pte_index(vaddr) * 4)
+    if not pte & PTE_P:
+        return None
+    return (pte >> PAGE_SHIFT, bool(pde & pte & PTE_W), bool(pde & pte & PTE_U))
+
+
+class StaleTLB(MachineError):
+    """A TLB hit disagreed with the page tables: the CPU used a translation its kernel had removed."""
+
+
 class MMU:
     """One CPU's address translation: CR3, the paging switch, and its TLB."""
 
-    __slots__ = ("mem", "cr3", "paging", "tlb")
+    __slots__ = ("mem", "cr3", "paging", "tlb", "cpu_id")
 
-    def __init__(self, mem: PhysicalMemory) -> None:
+    def __init__(self, mem: PhysicalMemory, cpu_id: int = 0) -> None:
         self.mem = mem
+        self.cpu_id = cpu_id
         self.cr3 = 0
         self.paging = False
         self.tlb = TLB()
@@ -126,3 +145,33 @@ class MMU:
         e = walk(self.mem, self.cr3, vaddr, write, user)
         tlb.fill(vpn, e)
         return (e[0] << PAGE_SHIFT) | (vaddr & 0xFFF)
+
+
+class CheckingMMU(MMU):
+    """An MMU that checks every TLB hit against a walk of the current tables (`Machine(check_tlb=True)`).
+
+    The invariant of section 4.3: no CPU ever uses a translation that its kernels
+    have changed or removed. A hit on a stale entry raises `StaleTLB` naming the CPU,
+    the page and both frames, instead of silently reading another process's memory.
+    """
+
+    __slots__ = ("checked",)
+
+    def __init__(self, mem: PhysicalMemory, cpu_id: int = 0) -> None:
+        super().__init__(mem, cpu_id)
+        self.checked = 0
+
+    def translate(self, vaddr: int, write: bool, user: bool) -> int:
+        if self.paging:
+            e = self.tlb.entries.get(vaddr >> PAGE_SHIFT)
+            if e is not None:
+                self.checked += 1
+                now = lookup(self.mem, self.cr3, vaddr)
+                # fewer rights than the tables grant is harmless (the access refaults); more is not
+                if now is None or now[0] != e[0] or (e[1] and not now[1]) or (e[2] and not now[2]):
+                    raise StaleTLB(
+                        f"cpu{self.cpu_id}: stale TLB entry for page {vaddr >> PAGE_SHIFT:#x} under CR3 {self.cr3:#x}: "
+                        f"cached frame {e[0]:#x} (w={e[1]}, u={e[2]}), tables say "
+                        + ("not mapped" if now is None else f"frame {now[0]:#x} (w={now[1]}, u={now[2]})")
+                    )
+        return super().translate(vaddr, write, user)

@@ -24,6 +24,10 @@ PF_WRITE = 2
 PF_USER = 4
 
 
+class MachineError(RuntimeError):
+    """The machine reached a state no correct kernel can produce (a kernel bug)."""
+
+
 class Fault(Exception):
     """An exception raised by an operation: vector, error code and (for #PF) the CR2 address."""
 

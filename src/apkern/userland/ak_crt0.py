@@ -36,9 +36,13 @@ MAIN_COMM_WORD = abi.DATA_BASE + 0x40  # the main thread pair's communication ar
 # Each bootstrap thread keeps its own pair's communication area in the last word of its local
 # storage (bootstrap threads never stage large buffers through libc, which would reach it).
 OWN_COMM = abi.TLS_SIZE - 4
+SIGNALS_SEEN = abi.TLS_SIZE - 8  # signals this bootstrap thread's handler passed on (a join's EINTR)
 PAGE = 0x1000
 START_INFO = ak.COMM_SIZE  # in a new bootstrap thread's page: fd, entry, arg0, arg1, main comm
 LOOP_STEP = 6  # the loop's own compare-and-branch instructions per pass
+# The main pair's page holds, after its area, the table of further pairs: (bootstrap tid, area) words.
+PAIRS = 0x200
+MAX_PAIRS = 64  # the bootstrap kernel's threads per process
 
 
 def _raw(nr: int, *args: int) -> Gen:
@@ -54,11 +58,12 @@ def ak_crt0(block_addr: int) -> Gen:
     except OSError:  # no application kernel: run on the bootstrap kernel alone
         main_addr, argv = yield from read_spawn_block(block_addr)
         status = yield Call(main_addr, argv)
-        yield from libc.exit(0 if status is None else int(status))
+        yield from libc.exit(0 if status is None else status)  # libc checks it is an integer
     main_addr = yield Load(block_addr)
     comm = yield from libc.mmap(PAGE)
     yield Store(MAIN_COMM_WORD, comm)
     entry = yield CodeAddr(ak_app_start)
+    yield WriteMem(comm + PAIRS, struct.pack("<2I", (yield from _raw(abi.SYS_GETTID)), comm))
     tcb = yield from _pair(fd, comm, comm, entry, main_addr, block_addr)
     yield from bootstrap_loop(fd, comm, comm, tcb)
 
@@ -82,7 +87,7 @@ def ak_app_start(main_addr: int, block_addr: int) -> Gen:
     """The application thread's entry, on an application processor: main(argv), then exit."""
     _, argv = yield from read_spawn_block(block_addr)
     status = yield Call(main_addr, argv)
-    yield from libc.exit(0 if status is None else int(status))
+    yield from libc.exit(0 if status is None else status)  # libc checks it is an integer
 
 
 def ak_bootstrap_thread(comm: int, _unused: int) -> Gen:
@@ -98,7 +103,9 @@ def bt_signal_handler(sig: int) -> Gen:
     It runs in whichever bootstrap thread the bootstrap kernel picked, and passes the signal
     to that thread's own application thread.
     """
-    comm = yield Load((yield ReadTP()) + OWN_COMM)
+    tp = yield ReadTP()
+    comm = yield Load(tp + OWN_COMM)
+    yield AtomicAdd(tp + SIGNALS_SEEN, 1)
     pending = yield Load(comm + ak.SIGNALS)
     yield Store(comm + ak.SIGNALS, pending | (1 << sig))
     fd = yield Load(comm + ak.FD)
@@ -146,12 +153,12 @@ def handle_message(fd: int, comm: int, main_comm: int) -> Gen:
     signed = [a - (1 << 32) if a & 0x80000000 else a for a in args]
     if nr == abi.SYS_SIGACTION:
         return (yield from _sigaction(main_comm, *signed[:2]))
-    if nr == abi.SYS_THREAD_EXIT:  # the application thread is gone: free its stack (and a further pair's area)
-        yield from _raw(abi.SYS_MUNMAP, (yield Load(comm + ak.STACK)), abi.STACK_SIZE)
-        if comm != main_comm:
-            yield from _raw(abi.SYS_MUNMAP, comm, PAGE)
+    if nr == abi.SYS_THREAD_EXIT:  # its stack stays until a join; a joiner may now go ahead
+        yield Store(comm + ak.EXITED, 1)
     if nr == abi.SYS_THREAD_CREATE:
         return (yield from _thread_create(fd, main_comm, *signed[:3]))
+    if nr == abi.SYS_THREAD_JOIN:
+        return (yield from _thread_join(fd, comm, main_comm, *args[:2]))
     return (yield from _raw(nr, *signed))
 
 
@@ -175,4 +182,57 @@ def _thread_create(fd: int, main_comm: int, entry: int, arg0: int, arg1: int) ->
         return comm
     yield WriteMem(comm + START_INFO, struct.pack("<5I", fd, entry, arg0 & 0xFFFFFFFF, arg1 & 0xFFFFFFFF, main_comm))
     start = yield CodeAddr(ak_bootstrap_thread)
-    return (yield from _raw(abi.SYS_THREAD_CREATE, start, comm, 0))
+    tid = yield from _raw(abi.SYS_THREAD_CREATE, start, comm, 0)
+    if tid < 0:
+        if (yield from _stop_others(fd, (yield Load((yield ReadTP()) + OWN_COMM)))) == 0:
+            yield from _raw(abi.SYS_MUNMAP, comm, PAGE)  # else it stays mapped, unused
+        return tid
+    slot = yield from _pair_slot(main_comm, 0)
+    if slot:
+        yield WriteMem(slot, struct.pack("<2I", tid, comm))
+    return tid
+
+
+def _stop_others(fd: int, comm: int) -> Gen:
+    """Stop this process's other application threads until ours is activated (section 4.3)."""
+    return (yield from _raw(abi.SYS_DRIVER_CONTROL, fd, ak.APKERN_STOP_THREADS, (yield Load(comm + ak.TCB))))
+
+
+def _pair_slot(main_comm: int, tid: int) -> Gen:
+    """The address of the pair table's entry for bootstrap thread `tid` (0: a free one), or 0."""
+    table = yield ReadMem(main_comm + PAIRS, 8 * MAX_PAIRS)
+    for i, (t, _) in enumerate(struct.iter_unpack("<2I", table)):
+        if t == tid:
+            return main_comm + PAIRS + 8 * i
+    return 0
+
+
+def _thread_join(fd: int, comm: int, main_comm: int, tid: int, retval_ptr: int) -> Gen:
+    """Join under section 4.3's unmap protocol (see the module's docstring).
+
+    The kernel's join frees the joined bootstrap thread's stack, so every join re-issued with
+    a thread named runs with the other application threads stopped; first, while they still
+    run, wait until the joined pair's application thread has exited (else stopping them could
+    hold that very thread). A pair missing from the table (a bad id, or a table the program
+    overwrote) is joined stopped all the same: a broken program may hang itself, nobody else.
+    """
+    slot = (yield from _pair_slot(main_comm, tid)) if tid else 0
+    pair = (yield Load(slot + 4)) if slot else 0
+    if pair == comm:  # joining itself: the kernel refuses at once
+        return (yield from _raw(abi.SYS_THREAD_JOIN, tid, retval_ptr))
+    if pair:
+        seen = yield Load((yield ReadTP()) + SIGNALS_SEEN)
+        while not (yield Load(pair + ak.EXITED)):  # wait like Figure 4's loop, interruptibly
+            yield Trap(abi.SYSCALL, abi.SYS_YIELD)
+            if (yield Load((yield ReadTP()) + SIGNALS_SEEN)) != seen:
+                return -abi.EINTR  # as the uniprocessor kernel's join, cut short by a handled signal
+    stopped = yield from _stop_others(fd, comm)
+    if stopped < 0:
+        return stopped
+    result = yield from _raw(abi.SYS_THREAD_JOIN, tid, retval_ptr)
+    if result == 0 and pair:
+        yield from _raw(abi.SYS_MUNMAP, (yield Load(pair + ak.STACK)), abi.STACK_SIZE)
+        if pair != main_comm:  # the main area holds the table and the handlers: it stays
+            yield from _raw(abi.SYS_MUNMAP, pair, PAGE)
+        yield WriteMem(slot, bytes(8))
+    return result

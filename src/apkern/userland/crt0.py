@@ -55,4 +55,4 @@ def crt0(block_addr: int) -> Generator[Op, Any, None]:
     yield Store(CRT0_WORD, (yield CodeAddr(crt0)))
     main_addr, argv = yield from read_spawn_block(block_addr)
     status = yield Call(main_addr, argv)  # a nested call: main's own exceptions do not come back here
-    yield from libc.exit(0 if status is None else int(status))
+    yield from libc.exit(0 if status is None else status)  # libc checks it is an integer

@@ -4,6 +4,16 @@ Use every function with `yield from`; a failed call raises `OSError(errno, strer
 A system call is `Trap(SYSCALL, nr, *args)` with integer arguments; the kernel
 returns a non-negative value or `-errno` (see `apkern.bootkernel.abi`).
 
+Integer arguments: a register holds a number, and the kernels take nothing but a
+plain `int` (anything else is EINVAL). libc therefore accepts any integer the way
+Python does (`int` subclasses such as `signal.SIGKILL`, `signal.SIG_IGN` or an
+`IntFlag`, and types with `__index__`) and passes plain ints on. Anything else
+(a float, a str, None) raises `TypeError` naming the function and the argument,
+in the program, before any instruction of the call. `bool` is refused where it
+can only be a mistake (descriptors, pids, signal numbers, sizes, addresses,
+flags) and taken as 0/1 where the argument is a value (exit statuses, thread
+arguments and return values, a stored word), as `sys.exit(True)` is.
+
 Per-thread memory: `ReadTP` gives the address of this thread's TLS_SIZE-byte local
 storage. libc keeps its small scratch (status words, a path) in the first
 SCRATCH_SIZE bytes and stages `write_bytes`, `read_bytes` and spawn blocks
@@ -18,6 +28,7 @@ static data from PROGRAM_DATA on.
 from __future__ import annotations
 
 import errno
+import operator
 import os
 import re
 import struct
@@ -50,6 +61,25 @@ def _s32(value: int) -> int:
     """A 32-bit word read from memory, as a signed int."""
     value &= 0xFFFFFFFF
     return value - (1 << 32) if value & 0x80000000 else value
+
+
+def _int(func: str, name: str, value: Any, bool_ok: bool = False) -> int:
+    """`value` as a plain int for argument `name` of libc's `func`; TypeError if it is not an integer."""
+    if value.__class__ is int:
+        return value  # the common case, unchanged
+    if isinstance(value, bool) and not bool_ok:
+        raise TypeError(f"libc.{func}(): argument {name!r} must be an integer, not bool")
+    try:
+        return operator.index(value)  # an int subclass becomes its plain value (its own __index__ is not called)
+    except TypeError:
+        raise TypeError(f"libc.{func}(): argument {name!r} must be an integer, not {type(value).__name__}") from None
+
+
+def _code(func: str, name: str, value: Any) -> Callable[..., Any]:
+    """`value` if it is callable (code whose address libc takes); TypeError otherwise."""
+    if not callable(value):
+        raise TypeError(f"libc.{func}(): argument {name!r} must be a generator function, not {type(value).__name__}")
+    return value
 
 
 def _pad4(n: int) -> int:
@@ -89,8 +119,13 @@ def parse_bin_image(data: bytes) -> int:
 
 
 def syscall(nr: int, *args: int) -> Gen:
-    """Trap into the kernel; return its non-negative result or raise OSError(-result)."""
-    rv = yield Trap(SYSCALL, nr, *args)
+    """Trap into the kernel; return its non-negative result or raise OSError(-result).
+
+    `nr` and `args` may be any integers (bool only among `args`, which libc cannot interpret).
+    """
+    words = [_int("syscall", "nr", nr)]
+    words += [_int("syscall", f"args[{i}]", a, bool_ok=True) for i, a in enumerate(args)]
+    rv = yield Trap(SYSCALL, *words)
     if rv < 0:
         raise _error(-rv)
     return rv
@@ -110,8 +145,8 @@ def gettid() -> Generator[Op, Any, int]:
 
 
 def exit(status: int) -> Generator[Op, Any, None]:
-    """End the process with `status`; never returns."""
-    yield from syscall(abi.SYS_EXIT, status)
+    """End the process with `status` (True and False are 1 and 0, as for `sys.exit`); never returns."""
+    yield from syscall(abi.SYS_EXIT, _int("exit", "status", status, bool_ok=True))
     while True:  # the kernel never returns from exit; if it did, crash
         yield Illegal()
 
@@ -142,7 +177,7 @@ def spawn(program: Callable[..., Any] | str, argv: list[str]) -> Generator[Op, A
     if isinstance(program, str):
         main_addr = yield from _program_address(program)
     else:
-        main_addr = yield CodeAddr(program)
+        main_addr = yield CodeAddr(_code("spawn", "program", program))
     block = encode_spawn_block(main_addr, list(argv))
     if len(block) > STAGING_SIZE:
         raise _error(errno.E2BIG)
@@ -154,19 +189,32 @@ def spawn(program: Callable[..., Any] | str, argv: list[str]) -> Generator[Op, A
 
 def waitpid(pid: int = -1) -> Generator[Op, Any, int]:
     """Wait for a child (any child if -1) to end; return its exit status (-SIG if a signal killed it)."""
+    pid = _int("waitpid", "pid", pid)
     status_ptr = yield ReadTP()
     yield from syscall(abi.SYS_WAITPID, pid, status_ptr)
     return _s32((yield Load(status_ptr)))
 
 
 def kill(pid: int, sig: int) -> Generator[Op, Any, None]:
-    """Send signal `sig` to process `pid`."""
-    yield from syscall(abi.SYS_KILL, pid, sig)
+    """Send signal `sig` (a number or a `signal.Signals`) to process `pid`."""
+    yield from syscall(abi.SYS_KILL, _int("kill", "pid", pid), _int("kill", "sig", sig))
 
 
 def sigaction(sig: int, handler: Callable[..., Any] | int) -> Generator[Op, Any, int]:
-    """Set the handler of `sig` (a generator function `handler(sig)`, SIG_DFL or SIG_IGN); return the previous one."""
-    addr = handler if isinstance(handler, int) else (yield CodeAddr(handler))
+    """Set the handler of `sig`; return the previous one (a code address, SIG_DFL or SIG_IGN).
+
+    `handler` is a generator function `handler(sig)`, or an integer: SIG_DFL, SIG_IGN
+    (`signal.SIG_DFL` and `signal.SIG_IGN` have the same values) or a code address a
+    previous call returned.
+    """
+    sig = _int("sigaction", "sig", sig)
+    if callable(handler):
+        addr = yield CodeAddr(handler)
+    elif isinstance(handler, bool) or not hasattr(handler, "__index__"):
+        what = type(handler).__name__
+        raise TypeError(f"libc.sigaction(): argument 'handler' must be a generator function or an integer, not {what}")
+    else:
+        addr = _int("sigaction", "handler", handler)
     return (yield from syscall(abi.SYS_SIGACTION, sig, addr))
 
 
@@ -177,20 +225,30 @@ def yield_() -> Generator[Op, Any, None]:
 
 def sleep(n: int) -> Generator[Op, Any, None]:
     """Sleep for `n` instructions of machine time."""
-    yield from syscall(abi.SYS_SLEEP, n)
+    yield from syscall(abi.SYS_SLEEP, _int("sleep", "n", n))
 
 
 # --- threads ---------------------------------------------------------------------------
 
 
 def _thread_start(func_addr: int, arg: int) -> Gen:
-    """Entry of every new thread: call func(arg) and end the thread with its return value."""
-    rv = yield Call(func_addr, arg)
-    yield from thread_exit(rv or 0)
+    """Entry of every new thread: call func(arg) and end the thread with its return value.
+
+    `arg` reached this thread as a register (the uniprocessor kernel) or as a word of the
+    application kernel's message (unsigned): func gets it as a signed 32-bit value either way.
+    """
+    rv = yield Call(func_addr, _s32(arg))
+    yield from thread_exit(0 if rv is None else rv)
 
 
 def thread_create(func: Callable[..., Any], arg: int) -> Generator[Op, Any, int]:
-    """Start `func(arg)` (a generator function) in a new thread of this process; return its tid."""
+    """Start `func(arg)` (a generator function) in a new thread of this process; return its tid.
+
+    `func` receives `arg` as a signed 32-bit int (so 0xFFFFFFFF arrives as -1, as `thread_join`
+    returns values); its return value (None for 0) is the thread's exit value.
+    """
+    func = _code("thread_create", "func", func)
+    arg = _int("thread_create", "arg", arg, bool_ok=True)
     entry = yield CodeAddr(_thread_start)
     func_addr = yield CodeAddr(func)
     return (yield from syscall(abi.SYS_THREAD_CREATE, entry, func_addr, arg))
@@ -198,14 +256,15 @@ def thread_create(func: Callable[..., Any], arg: int) -> Generator[Op, Any, int]
 
 def thread_join(tid: int) -> Generator[Op, Any, int]:
     """Wait for thread `tid` to end; return its return value."""
+    tid = _int("thread_join", "tid", tid)
     retval_ptr = yield ReadTP()
     yield from syscall(abi.SYS_THREAD_JOIN, tid, retval_ptr)
     return _s32((yield Load(retval_ptr)))
 
 
 def thread_exit(value: int) -> Generator[Op, Any, None]:
-    """End the calling thread with `value`; never returns."""
-    yield from syscall(abi.SYS_THREAD_EXIT, value)
+    """End the calling thread with `value` (an integer; True and False are 1 and 0); never returns."""
+    yield from syscall(abi.SYS_THREAD_EXIT, _int("thread_exit", "value", value, bool_ok=True))
     while True:
         yield Illegal()
 
@@ -215,39 +274,53 @@ def thread_exit(value: int) -> Generator[Op, Any, None]:
 
 def mmap(length: int) -> Generator[Op, Any, int]:
     """Map `length` bytes of zero-filled memory; return its address."""
-    return (yield from syscall(abi.SYS_MMAP, length))
+    return (yield from syscall(abi.SYS_MMAP, _int("mmap", "length", length)))
 
 
 def munmap(addr: int, length: int) -> Generator[Op, Any, None]:
     """Unmap `length` bytes at `addr`."""
-    yield from syscall(abi.SYS_MUNMAP, addr, length)
+    yield from syscall(abi.SYS_MUNMAP, _int("munmap", "addr", addr), _int("munmap", "length", length))
+
+
+def mlock(addr: int, length: int) -> Generator[Op, Any, None]:
+    """Bring `length` bytes at `addr` into memory and keep them there (the swapper leaves them)."""
+    yield from syscall(abi.SYS_MLOCK, _int("mlock", "addr", addr), _int("mlock", "length", length))
+
+
+def munlock(addr: int, length: int) -> Generator[Op, Any, None]:
+    """Let the swapper evict `length` bytes at `addr` again."""
+    yield from syscall(abi.SYS_MUNLOCK, _int("munlock", "addr", addr), _int("munlock", "length", length))
 
 
 def load(addr: int) -> Generator[Op, Any, int]:
     """Read the 32-bit word at `addr`."""
-    return (yield Load(addr))
+    return (yield Load(_int("load", "addr", addr)))
 
 
 def store(addr: int, value: int) -> Generator[Op, Any, None]:
-    """Write the 32-bit word `value` at `addr`."""
-    yield Store(addr, value)
+    """Write the 32-bit word `value` at `addr` (True and False are 1 and 0)."""
+    yield Store(_int("store", "addr", addr), _int("store", "value", value, bool_ok=True))
 
 
 def read_mem(addr: int, n: int) -> Generator[Op, Any, bytes]:
     """Read `n` bytes at `addr`."""
-    return (yield ReadMem(addr, n))
+    return (yield ReadMem(_int("read_mem", "addr", addr), _int("read_mem", "n", n)))
 
 
 def write_mem(addr: int, data: bytes) -> Generator[Op, Any, None]:
     """Write `data` at `addr`."""
-    yield WriteMem(addr, data)
+    yield WriteMem(_int("write_mem", "addr", addr), data)
 
 
 # --- files ---------------------------------------------------------------------------------
 
 
-def open(path: str, flags: int = os.O_RDONLY) -> Generator[Op, Any, int]:
-    """Open `path`; return a file descriptor."""
+def open(path: str, flags: int = abi.O_RDONLY) -> Generator[Op, Any, int]:
+    """Open `path`; return a file descriptor.
+
+    `flags` are `abi.O_*` (the host's `os.O_*` values) combined with `|`, a plain int or an `IntFlag`.
+    """
+    flags = _int("open", "flags", flags)
     raw = os.fsencode(path)
     if b"\0" in raw:
         raise _error(errno.EINVAL)
@@ -260,17 +333,19 @@ def open(path: str, flags: int = os.O_RDONLY) -> Generator[Op, Any, int]:
 
 def read(fd: int, buf_addr: int, n: int) -> Generator[Op, Any, int]:
     """Read up to `n` bytes from `fd` into user memory at `buf_addr`; return the count (0 at end of file)."""
+    fd, buf_addr, n = _int("read", "fd", fd), _int("read", "buf_addr", buf_addr), _int("read", "n", n)
     return (yield from syscall(abi.SYS_READ, fd, buf_addr, n))
 
 
 def write(fd: int, buf_addr: int, n: int) -> Generator[Op, Any, int]:
     """Write up to `n` bytes from user memory at `buf_addr` to `fd`; return the count written."""
+    fd, buf_addr, n = _int("write", "fd", fd), _int("write", "buf_addr", buf_addr), _int("write", "n", n)
     return (yield from syscall(abi.SYS_WRITE, fd, buf_addr, n))
 
 
 def close(fd: int) -> Generator[Op, Any, None]:
     """Close `fd`."""
-    yield from syscall(abi.SYS_CLOSE, fd)
+    yield from syscall(abi.SYS_CLOSE, _int("close", "fd", fd))
 
 
 def pipe() -> Generator[Op, Any, tuple[int, int]]:
@@ -294,6 +369,7 @@ def _write_all(fd: int, buf: int, n: int) -> Generator[Op, Any, None]:
 
 def write_bytes(fd: int, data: bytes) -> Generator[Op, Any, int]:
     """Write all of `data` to `fd`, staged through this thread's buffer; return the count written."""
+    fd = _int("write_bytes", "fd", fd)
     data = bytes(data)
     buf = (yield ReadTP()) + STAGING_OFFSET
     for off in range(0, len(data), STAGING_SIZE):
@@ -305,6 +381,7 @@ def write_bytes(fd: int, data: bytes) -> Generator[Op, Any, int]:
 
 def read_bytes(fd: int, n: int) -> Generator[Op, Any, bytes]:
     """Read up to `n` bytes from `fd`; stops early at a short read or end of file."""
+    fd, n = _int("read_bytes", "fd", fd), _int("read_bytes", "n", n)
     buf = (yield ReadTP()) + STAGING_OFFSET
     parts: list[bytes] = []
     left = n
@@ -328,13 +405,16 @@ def print(text: str) -> Generator[Op, Any, int]:
 
 
 def compute(n: int) -> Generator[Op, Any, None]:
-    """`n` instructions of plain user work."""
+    """`n` instructions of plain user work; ValueError if `n` is negative (no instruction takes back time)."""
+    n = _int("compute", "n", n)
+    if n < 0:
+        raise ValueError(f"libc.compute(): argument 'n' must not be negative, not {n}")
     yield Compute(n)
 
 
 def spin(n: int) -> Generator[Op, Any, None]:
     """The benchmark system call: the kernel spins `n` instructions."""
-    yield from syscall(abi.SYS_SPIN, n)
+    yield from syscall(abi.SYS_SPIN, _int("spin", "n", n))
 
 
 def illegal() -> Generator[Op, Any, None]:
