@@ -31,7 +31,7 @@ from akkit import assert_clean
 from apkern import System, libc
 from apkern.appkernel.kernel import AppKernel
 from apkern.bootkernel import abi
-from apkern.hw import Compute, Load, Perturbation
+from apkern.hw import Compute, Load, Perturbation, ReadTP
 
 Gen = Generator[Any, Any, Any]
 PAGE = 4096
@@ -191,7 +191,7 @@ def test_unmap_on_the_fast_path_reached_by_perturbation() -> None:
     assert reached >= 10
 
 
-# main unmaps R while its sibling, whose CPU holds R in its TLB, is slow to block; that CPU then resumes main.
+# main unmaps R while its sibling, whose CPU holds R in its TLB, is slow to block.
 # shared page: +0 the sibling has touched R, +4 R's address
 
 
@@ -224,17 +224,59 @@ def unmap_while_sibling_blocks(argv: list[str]) -> Gen:
     return 98
 
 
-def test_switch_to_a_sibling_after_unmap_reloads_cr3(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Constructed: the toucher's CPU is slow to block it; meanwhile main unmaps R (and blocks, so main
-    is ready when the toucher's CPU finally picks a thread). That CPU goes from the toucher to main with
-    the same CR3 and a TLB entry for R: it must reload, and main's touch must fault."""
+def test_sibling_slow_to_block_during_an_unmap(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Constructed: the toucher's CPU is slow to block it while main unmaps R; main's touch must fault.
+
+    Two defences, and removing either alone keeps this passing: the unmap waits for a sibling
+    that is still forwarding to leave its CPU (`stop_siblings`), and a CPU that switches to a
+    thread whose tables changed reloads CR3 even when it holds the same one (`switch`). Without
+    the first, the toucher's CPU goes straight from the toucher to main, same CR3, R in its TLB.
+    """
     delayed = slow_block(monkeypatch, 20_000, lambda tcb: tcb.id == 2)  # the toucher: main is 1, the spinner 3
     sim = ak(3)
     proc = sim.spawn(unmap_while_sibling_blocks, ["unmap_while_sibling_blocks"])
     sim.run(limit=LIMIT)
     assert (proc.exit_status, sim.console(proc.pid)) == (-abi.SIGSEGV, "")
     assert_clean(sim)
-    # the window was reached: the toucher's CPU switched straight from the toucher to main
-    names = (f"{proc.pid}:app2", f"{proc.pid}:app1")
-    toucher_to_main = [s for s in sim.machine.tracer.switches if (s[2], s[3]) == names]
-    assert delayed == [2] and len(toucher_to_main) == 1
+    assert delayed == [2]
+
+
+# the joining thread's activation overtakes its CPU; the join has unmapped the joined thread's stack
+
+WORD_ADDR = libc.PROGRAM_DATA + 0x80  # where the worker publishes the address of a word of its stack
+
+
+def _publish(arg: int) -> Gen:
+    word = (yield ReadTP()) - 512
+    yield from libc.store(word, arg)
+    yield from libc.store(WORD_ADDR, word)
+    return arg + 1
+
+
+def reads_stack_across_join(argv: list[str]) -> Gen:
+    tid = yield from libc.thread_create(_publish, 41)
+    while (yield from libc.load(WORD_ADDR)) == 0:
+        yield from libc.compute(200)
+    word = yield from libc.load(WORD_ADDR)
+    v = yield from libc.load(word)  # this CPU's TLB now holds the worker's stack
+    rv = yield from libc.thread_join(tid)
+    yield from libc.print(f"read {v:#x}, joined {rv}\n")
+    v = yield Load(word)  # the stack went at the join: SIGSEGV, as on the uniprocessor kernel
+    yield from libc.print(f"stale read {v:#x}\n")
+    return 98
+
+
+@pytest.mark.parametrize("cpus", [2, 3])
+def test_join_on_the_fast_path_reloads_cr3(monkeypatch: pytest.MonkeyPatch, cpus: int) -> None:
+    """Constructed: the join's activation comes before the joiner's CPU blocks it; the stack it read is gone."""
+    up = System(kernel="up", strict=True)
+    up_proc = up.spawn(reads_stack_across_join, ["reads_stack_across_join"])
+    up.run(limit=LIMIT)
+    assert (up_proc.exit_status, up.console()) == (-abi.SIGSEGV, "read 0x29, joined 42\n")
+    slow_block(monkeypatch, 5000, lambda tcb: True)
+    sim = ak(cpus)
+    proc = sim.spawn(reads_stack_across_join, ["reads_stack_across_join"])
+    sim.run(limit=LIMIT)
+    assert (proc.exit_status, sim.console(proc.pid)) == (up_proc.exit_status, up.console())
+    assert activations_before_block(sim) >= 2  # the join's among them
+    assert_clean(sim)
