@@ -75,12 +75,16 @@ def main() -> None:
     r = measure(args.warmup, args.window)
     bare = bare_simpy()
     print(f"point: {CPUS} CPUs, K={K}, P={P:g}%, {PROCS} processes, window {args.window:,} instructions")
-    print(f"machine    : {r['seconds']:.2f} s, {r['calls']} forwarded calls: {r['calls_per_s']:,.0f} calls/s, "
-          f"{r['ops_per_s']:,.0f} machine ops/s, {r['events_per_s']:,.0f} SimPy events/s, "
-          f"{r['instructions_per_s'] / 1e6:.2f} M simulated instructions/s")
+    print(
+        f"machine    : {r['seconds']:.2f} s, {r['calls']} forwarded calls: {r['calls_per_s']:,.0f} calls/s, "
+        f"{r['ops_per_s']:,.0f} machine ops/s, {r['events_per_s']:,.0f} SimPy events/s, "
+        f"{r['instructions_per_s'] / 1e6:.2f} M simulated instructions/s"
+    )
     print(f"bare SimPy : {bare:,.0f} timeouts/s")
-    print(f"ratio      : the machine runs {r['events_per_s'] / bare:.2f} of bare SimPy's event rate "
-          f"({bare / r['events_per_s']:.1f}x slower per event: the rest is the machine and the kernels)")
+    print(
+        f"ratio      : the machine runs {r['events_per_s'] / bare:.2f} of bare SimPy's event rate "
+        f"({bare / r['events_per_s']:.1f}x slower per event: the rest is the machine and the kernels)"
+    )
     if args.profile:
         prof = cProfile.Profile()
         sim = build()

@@ -66,6 +66,7 @@ class System:
     `strict`: a program's Python exception propagates instead of crashing it with #UD.
     `check_tlb`: the machine compares every TLB hit with the page tables and raises
     `StaleTLB` on a stale translation (a test setting: it costs host time only).
+    `check_locks` turns on the machine's lock-discipline checker (for tests; it changes no number).
     `perturb`: a seed (or a `Perturbation`) to vary path costs, IPI and timer delivery
     within stated bounds and so explore other interleavings; None (the default) keeps
     the machine's fixed costs, as every experiment does.
@@ -81,6 +82,7 @@ class System:
         trace: bool = False,
         strict: bool = False,
         check_tlb: bool = False,
+        check_locks: bool = False,
         perturb: int | Perturbation | None = None,
     ) -> None:
         if kernel not in KERNELS:
@@ -104,7 +106,13 @@ class System:
         if isinstance(perturb, int):
             perturb = Perturbation(perturb)
         self.machine = Machine(
-            cpus=cpus, memory=memory, strict=strict, trace=trace, perturb=perturb, check_tlb=check_tlb
+            cpus=cpus,
+            memory=memory,
+            strict=strict,
+            trace=trace,
+            perturb=perturb,
+            check_tlb=check_tlb,
+            check_locks=check_locks,
         )
         drivers: list[Any] = []
         self._crt0: Callable[..., Any] = crt0
@@ -178,5 +186,5 @@ class System:
             out["perturb"] = m["perturb"]
         out.update(self.kernel.stats())
         if self.appkernel is not None:
-            out.update(self.appkernel.stats())
+            out.update(self.appkernel.stats(self.machine.debugger))
         return out

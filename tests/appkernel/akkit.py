@@ -2,9 +2,10 @@
 
 Programs are generator functions `main(argv)`; closures may append what they see
 to a list of the test (they run inside the simulation, on an application
-processor, but they are still Python). Every system here is strict, so a Python
-error in a program or a `MachineError` (e.g. an AP still running in a freed
-address space, `Machine.frame_released`) propagates out of `run`.
+processor, but they are still Python). Every system here is strict and checks
+lock discipline, so a Python error in a program or a `MachineError` (e.g. an AP
+still running in a freed address space, `Machine.frame_released`, or a guarded
+write without the lock, `LockViolation`) propagates out of `run`.
 """
 
 from __future__ import annotations
@@ -37,8 +38,9 @@ INNOCENTS: dict[str, tuple[Any, list[str]]] = {
 
 
 def ak_system(cpus: int, **kw: Any) -> System:
-    """A strict application-kernel system whose machine checks every TLB hit against the page tables."""
+    """A strict application-kernel system whose machine checks every TLB hit and the lock discipline."""
     kw.setdefault("check_tlb", True)
+    kw.setdefault("check_locks", True)
     return System(kernel="apkern", cpus=cpus, strict=True, **kw)
 
 

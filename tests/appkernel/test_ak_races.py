@@ -41,7 +41,9 @@ MAGIC = 0x5EC12E7
 
 
 def ak(cpus: int, perturb: Any = None) -> System:
-    return System(kernel="apkern", cpus=cpus, strict=True, trace=True, check_tlb=True, perturb=perturb)
+    return System(
+        kernel="apkern", cpus=cpus, strict=True, trace=True, check_tlb=True, check_locks=True, perturb=perturb
+    )
 
 
 def activations_before_block(sim: System) -> int:

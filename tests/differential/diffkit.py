@@ -86,9 +86,10 @@ def observe(
 ) -> Observation:
     """Run `program argv` alone on a fresh system (strict unless told; perturbed by seed `perturb`) and record it.
 
-    The machine checks every TLB hit against the page tables: a stale translation fails the run.
+    The machine checks every TLB hit against the page tables (a stale translation fails the run)
+    and the application kernel's lock discipline.
     """
-    sim = apkern.System(kernel=kernel, cpus=cpus, strict=strict, check_tlb=True, perturb=perturb)
+    sim = apkern.System(kernel=kernel, cpus=cpus, strict=strict, check_tlb=True, check_locks=True, perturb=perturb)
     for path, data in (files or {}).items():
         sim.fs.write_file(path, data)
     proc = sim.spawn(program, argv)

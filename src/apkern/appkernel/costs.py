@@ -3,7 +3,9 @@
 The trap, switch and timer paths do the same work as the bootstrap kernel's and
 take the same estimates (see `apkern.bootkernel.costs`); the rest are small
 bookkeeping steps estimated from their C equivalents. Message traffic, locking,
-spinning, CR3 loads and IPIs are not here: they cost what their ops cost.
+spinning, CR3 loads, IPIs and the stores that update kernel data (TCB slots,
+lists, process records) are not here: they cost what their ops cost; the
+constants below are the loads, compares and branches around them.
 """
 
 from ..bootkernel import costs as boot
@@ -12,11 +14,13 @@ TRAP_ENTRY = boot.SYSCALL_ENTRY  # the same IA-32 trap-frame construction
 TRAP_EXIT = boot.SYSCALL_EXIT  # signal check, popal, iret
 CONTEXT_SWITCH = boot.CONTEXT_SWITCH  # save and restore callee-saved registers
 TIMER_TICK = boot.TIMER_TICK
-QUEUE_OP = 15  # link or unlink a TCB on the ready queue
+LIST_OP = 8  # list_add_tail/list_del of a doubly-linked list: ~13 instructions in C, 5 of them the stores
+LIST_VISIT = 5  # one iteration of a walk over a list of TCBs: load the next link and a field, compare, branch
+PROC_LOOKUP = 12  # find a process's record by pid: hash, one bucket probe, compare (a C hash-table lookup)
 BLOCK = 20  # mark a TCB blocked, note why
 MESSAGE = 25  # choose the message kind and lay out its words
 TCB_INIT = 120  # fill a TCB: ids, page table, context, stack and TLS pointers
-TCB_FREE = 40  # unlink and clear a TCB slot
+TCB_FREE = 40  # decide what to free, drop the context (the unlinks and the slot clearing are ops)
 DRIVER_CHECKS = 30  # look the TCB up, check that the caller owns it
 SIGNAL_DELIVER = boot.SIGNAL_DELIVER
 AP_START = 200  # trampoline: real-mode set-up before paging is on

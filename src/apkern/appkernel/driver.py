@@ -7,6 +7,8 @@ the caller owns the thread it names. When a process closes the device or dies
 (which closes it), `flush` removes that process's application threads and waits
 until no AP runs on them any more, before the bootstrap kernel frees the address
 space: no AP ever runs in a destroyed address space, and no TCB outlives its process.
+The driver finds a process's threads through its record (`AKProcess`), never by
+scanning the TCB table.
 """
 
 from __future__ import annotations
@@ -17,11 +19,26 @@ from typing import Any
 
 from ..bootkernel import Caller, Driver, DriverServices
 from ..bootkernel import abi as sys_abi
-from ..hw import Compute, Context, Frame, Load, Op, ReadCR3, SendIPI, SpinWhile, UserAccessFault, Xchg, entry_frame
+from ..hw import (
+    Compute,
+    Context,
+    Debugger,
+    Frame,
+    Load,
+    Op,
+    ReadCR3,
+    SendIPI,
+    SpinWhile,
+    Store,
+    UserAccessFault,
+    Xchg,
+    entry_frame,
+)
 from ..hw import traps as vec
 from . import abi, costs
 from .kernel import BSP, AppKernel
-from .tcb import BLOCKED, DEAD, HELD, RUNNING, TCB
+from .process import PROC_PID, AKProcess
+from .tcb import BLOCKED, DEAD, FAULT, HELD, RUNNING, TCB, WAITING
 
 Gen = Generator[Op, Any, Any]
 MAX_PER_PROCESS = 64
@@ -70,21 +87,30 @@ class ApkernDriver(Driver):
         yield Compute(costs.TCB_INIT)
         cr3 = yield ReadCR3()  # requirement 3: the new thread runs on the caller's page table
         yield from ak.lock.acquire(BSP)
-        mine = sum(1 for t in ak.tcbs.live.values() if t.pid == caller.pid)
-        tid = ak.tcbs.free_id()
-        if tid is None or mine >= MAX_PER_PROCESS:
+        yield Compute(costs.PROC_LOOKUP)
+        proc = ak.procs.get(caller.pid)
+        tid = None
+        if proc is None or len(proc.threads) < MAX_PER_PROCESS:
+            tid = yield from ak.tcbs.alloc()
+        if tid is None:
             yield from ak.lock.release()
             return -sys_abi.EAGAIN
+        if proc is None:  # its first application thread (a record per TCB at most: there is a free one)
+            slot = yield from ak.proc_slots.alloc()
+            proc = AKProcess(caller.pid, slot, ak.proc_slots.kva(slot))
+            yield Store(proc.kva + PROC_PID, caller.pid)
+            ak.procs[caller.pid] = proc
         ctx = Context(
             [Frame(entry_frame(entry, a0, a1), user=True), Frame(ak.thread_start(), user=False, kind="irq")],
             name=f"{caller.pid}:app{tid}",
             tls=tls,
         )
-        tcb = TCB(tid, caller.pid, caller.tid, cr3, comm, handlers, ctx, ak.tcbs.slot_kva(tid), file)
+        tcb = TCB(tid, proc, caller.tid, cr3, comm, handlers, ctx, ak.tcbs.kva(tid), file)
         ctx.owner = tcb
-        ak.tcbs.add(tcb)
-        if ak.fault_in_flight(caller.pid):  # section 4.3: it waits with its siblings
-            tcb.state = HELD
+        yield from ak.tcbs.add(tcb)
+        yield from proc.threads.push(tcb)
+        if proc.faults:  # section 4.3: it waits with its siblings
+            yield from ak.set_state(tcb, HELD)
             tcb.pt_changed = True
         else:
             yield from ak.ready.push(tcb)
@@ -111,17 +137,18 @@ class ApkernDriver(Driver):
         if tcb.state == DEAD:
             yield from ak.lock.release()
             return -sys_abi.ESRCH
+        yield from ak.held("a TCB's pending signals")
         tcb.pending_signals |= sigs
         if sigs and tcb.state == RUNNING and not tcb.waiting:
             yield SendIPI(tcb.cpu, "fixed", vec.IPI_RESCHEDULE)
         if state == abi.EMPTY and tcb.waiting:
-            tcb.waiting = False
-            if tcb.fault:
-                tcb.fault = False
-                yield from ak.release_held(tcb.pid)
+            faulted = tcb.fault
+            yield from ak.update_flags(tcb, clear=WAITING | FAULT)
+            if faulted:
+                yield from ak.release_held(tcb.proc)
             if tcb.state == BLOCKED:
-                if ak.fault_in_flight(tcb.pid):
-                    tcb.state = HELD
+                if tcb.proc.faults:
+                    yield from ak.set_state(tcb, HELD)
                 else:
                     yield from ak.make_ready(tcb)
             ak.mark(BSP, "ak_activated", tcb)
@@ -149,7 +176,7 @@ class ApkernDriver(Driver):
         if not tcb.waiting:  # only while its own message is being handled
             yield from ak.lock.release()
             return -sys_abi.EINVAL
-        tcb.fault = True  # until its activation: siblings made ready meanwhile are held instead
+        yield from ak.update_flags(tcb, add=FAULT)  # until its activation: siblings made ready meanwhile are held
         tcb.pt_changed = True  # its own CPU may still be on it when the unmap is done (activation before block)
         running = yield from ak.stop_siblings(tcb, notify=False)
         yield from ak.lock.release()
@@ -162,18 +189,20 @@ class ApkernDriver(Driver):
     # --- death: the descriptor is closed (explicitly or by process exit) ----------------------------------
 
     def flush(self, file: Any, caller: Caller) -> Gen:
-        yield from self._remove(lambda t: t.file is file and t.pid == caller.pid)
-
-    def release(self, file: Any) -> Gen:
-        yield from self._remove(lambda t: t.file is file)
-
-    def _remove(self, which: Any) -> Gen:
+        """The caller's process closes a descriptor of `file`: end its application threads made through it."""
         ak = self.ak
-        if ak is None or not any(which(t) for t in ak.tcbs.live.values()):
+        if ak is None or not ak.started:
             return
         yield from ak.lock.acquire(BSP)
+        yield Compute(costs.PROC_LOOKUP)
+        proc = ak.procs.get(caller.pid)
+        mine = []
+        for t in proc.threads if proc is not None else ():
+            yield Compute(costs.LIST_VISIT)
+            if t.file is file:
+                mine.append(t)
         running = []  # (TCB, the CPU on it), noted under the lock: the CPU may leave at any moment after
-        for t in [t for t in ak.tcbs.live.values() if which(t)]:
+        for t in mine:
             if t.cpu is not None:  # dead ones too: an exiting thread's CPU may not have left it yet
                 running.append((t, t.cpu))
             yield from ak.kill(t)
@@ -181,23 +210,30 @@ class ApkernDriver(Driver):
         for _, cpu in running:
             yield SendIPI(cpu, "fixed", vec.IPI_STOP)  # harmless if it has already left
         for t, _ in running:
-            # until that CPU has loaded another CR3 (finish_switch clears t.cpu, then ON_CPU)
+            # until that CPU has loaded another CR3 (finish_switch frees t or clears ON_CPU, t.cpu with it)
             while ak.tcbs.live.get(t.id) is t and t.cpu is not None:
                 on_cpu = yield Load(t.on_cpu_kva)
                 if not on_cpu:
                     break
                 yield SpinWhile(t.on_cpu_kva, on_cpu)
 
+    def release(self, file: Any) -> Gen:
+        """Nothing left: a TCB is made through a descriptor its process holds, and that process's
+        first close of one (`flush`, process death included) ended it."""
+        return
+        yield
+
     # --- observability ----------------------------------------------------------------------------------
 
-    def stats(self) -> dict[str, Any]:
+    def stats(self, debugger: Debugger | None = None) -> dict[str, Any]:
+        """Counters of the application kernel; with a `debugger`, the live threads' loop counters too."""
         ak = self.ak
         if ak is None:
             return {}
         passes, busy = ak.passes_done.passes, ak.passes_done.busy
-        for t in ak.tcbs.live.values():
-            p, b = ak.peek_passes(t)
-            passes, busy = passes + p, busy + b
+        for t in ak.tcbs.live.values() if debugger is not None else ():
+            passes += debugger.read_u32(t.cr3, t.comm + abi.PASSES) or 0
+            busy += debugger.read_u32(t.cr3, t.comm + abi.BUSY_PASSES) or 0
         return {
             "forwarded_calls": ak.forwarded_calls,
             "forwarded_page_faults": ak.forwarded_faults,

@@ -2,8 +2,20 @@
 
 Everything here runs in kernel mode: `apkern_init` and the driver entry points
 on the bootstrap processor (inside the bootstrap kernel's driver calls), the
-rest on the APs. Shared state (ready queue, TCB states) changes only under the
-spinlock. Invariants:
+rest on the APs. Kernel data lives in kernel memory and changes through memory
+operations; the Python objects mirror it. What guards what:
+- the spinlock (`lock`): the ready queue, every TCB slot (state, flags, ON_CPU,
+  links), the process records, the slot free lists (annotated with `GuardedBy`:
+  the machine's lock checker fails any write to them by a CPU not holding the
+  lock); also, in Python only, the stop bookkeeping (`stop_waiters`,
+  `stops_pending`, `_to_post`), the passes folded from dead threads and the
+  signals the driver passes on (where they change: `held`, an `AssertHeld`);
+- a CPU's own: `current[cid]`, `prev[cid]`, `idle_ctx[cid]`, a running TCB's `ticks`;
+- atomic operations: the start-up counter (`AtomicAdd`); a TCB's pending signals
+  are taken whole by its CPU (an xchg in C);
+- the message protocol, not a lock: a communication area's STATE word orders its
+  body between the two sides (trap.py).
+Invariants:
 - a TCB is in the ready queue only while no CPU is on its context; a thread made
   ready while its CPU is still leaving it is queued by that CPU once it has left
   (`finish_switch`, as Linux's finish_task_switch);
@@ -24,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 from ..hw import (
     CODE_PAGE_MAGIC,
     PAGE_SHIFT,
+    AssertHeld,
     AtomicAdd,
     CodeAddr,
     Compute,
@@ -31,6 +44,7 @@ from ..hw import (
     CpuId,
     EnablePaging,
     Frame,
+    GuardedBy,
     LoadCR3,
     Op,
     PushFrame,
@@ -41,12 +55,31 @@ from ..hw import (
     SpinWhile,
     Store,
     Switch,
+    WriteMem,
 )
 from ..hw import traps as vec
 from . import abi, costs
+from .process import PROC_SIZE, AKProcess
 from .ready_queue import ReadyQueue
+from .slots import SlotTable
 from .spinlock import Spinlock
-from .tcb import BLOCKED, DEAD, HELD, READY, RUNNING, TCB, TCBTable
+from .tcb import (
+    BLOCKED,
+    DEAD,
+    FAULT,
+    HELD,
+    READY,
+    RUNNING,
+    SLOT_FLAGS,
+    SLOT_STATE,
+    STATE_CODES,
+    STOP_REQUESTED,
+    TCB,
+    TCB_SIZE,
+    WAITING,
+    TCBTable,
+)
+from .tcb_list import LIST_WORDS
 from .trap import APTraps, signal_trampoline
 
 if TYPE_CHECKING:
@@ -55,6 +88,13 @@ if TYPE_CHECKING:
 Gen = Generator[Op, Any, Any]
 MAX_TCBS = 256
 BSP = 0  # the driver's calls run on the bootstrap processor, CPU 0
+
+# the shared page: the lock word, the start-up counter, then the data the lock guards
+SHARED_LOCK = 0
+SHARED_STARTED = 4
+SHARED_READY = 16  # the ready queue: head, tail, length
+SHARED_FREE_TCBS = 32  # the TCB table's free-list head and high-water mark
+SHARED_FREE_PROCS = 40  # the process records' free-list head and high-water mark
 
 
 class _Passes:
@@ -90,11 +130,20 @@ class AppKernel:
     def apkern_init(self) -> Gen:
         svc = self.svc
         kb = svc.kernbase
-        shared = svc.kmalloc(4096)  # lock word, ready count, start-up counter
-        self.lock = Spinlock(kb + shared)
-        self.ready = ReadyQueue(kb + shared + 4)
-        self.started_kva = kb + shared + 8
-        self.tcbs = TCBTable(svc.memory, svc.kmalloc(MAX_TCBS * 32), kb, MAX_TCBS)
+        shared = kb + svc.kmalloc(4096)
+        self.lock = Spinlock(shared + SHARED_LOCK, "the application kernel's spinlock")
+        self.started_kva = shared + SHARED_STARTED
+        self.ready = ReadyQueue(shared + SHARED_READY)
+        self.tcbs = TCBTable(kb + svc.kmalloc(MAX_TCBS * TCB_SIZE), MAX_TCBS, shared + SHARED_FREE_TCBS)
+        # a process with application threads has a record: at most one per TCB
+        records = kb + svc.kmalloc(MAX_TCBS * PROC_SIZE)
+        self.proc_slots = SlotTable(records, PROC_SIZE, MAX_TCBS, shared + SHARED_FREE_PROCS)
+        self.procs: dict[int, AKProcess] = {}  # pid -> record (a hash table in C: PROC_LOOKUP)
+        lock = self.lock
+        yield GuardedBy(shared + SHARED_READY, LIST_WORDS * 4, lock.kva, "the ready queue", lock.name)
+        yield GuardedBy(shared + SHARED_FREE_TCBS, 16, lock.kva, "the free lists", lock.name)
+        yield GuardedBy(self.tcbs.base, MAX_TCBS * TCB_SIZE, lock.kva, "the TCB table", lock.name)
+        yield GuardedBy(self.proc_slots.base, MAX_TCBS * PROC_SIZE, lock.kva, "the process records", lock.name)
         if self.cpus < 2:
             return
         # section 3.2: start-up code must sit below 1 MiB; the bootstrap kernel hands out such a page
@@ -139,16 +188,43 @@ class AppKernel:
         """Lock held: claim the next ready TCB for CPU `cid`."""
         tcb = yield from self.ready.pop()
         if tcb is not None:
-            tcb.state = RUNNING
-            tcb.cpu = cid
-            yield Store(tcb.on_cpu_kva, cid + 1)
+            yield from self.set_state(tcb, RUNNING)
+            yield from self.set_cpu(tcb, cid)
         return tcb
 
     def make_ready(self, tcb: TCB) -> Gen:
         """Lock held: READY, and queued now unless a CPU is still leaving its context."""
-        tcb.state = READY
+        yield from self.set_state(tcb, READY)
         if tcb.cpu is None:
             yield from self.ready.push(tcb)
+
+    # --- the setters: the one way a TCB's scheduling words change (lock held) ---------------------------
+
+    def held(self, what: str) -> Gen:
+        """Lockdep's assertion, for data kept in Python only (no instruction; checked in test mode)."""
+        yield AssertHeld(self.lock.kva, what, self.lock.name)
+
+    def set_state(self, tcb: TCB, state: str) -> Gen:
+        tcb._state = state
+        yield Store(tcb.slot_kva + SLOT_STATE, STATE_CODES[state])
+
+    def set_cpu(self, tcb: TCB, cpu: int | None) -> Gen:
+        """ON_CPU: the CPU that picked `tcb` (until it runs another context), or None."""
+        tcb._cpu = cpu
+        yield Store(tcb.on_cpu_kva, 0 if cpu is None else cpu + 1)
+
+    def update_flags(self, tcb: TCB, add: int = 0, clear: int = 0) -> Gen:
+        """Set the flags `add` and clear `clear`; a change of FAULT updates the process's count of faults."""
+        old = tcb._flags
+        new = (old | add) & ~clear
+        if new == old:
+            return
+        if (old ^ new) & FAULT:
+            proc = tcb.proc
+            proc.faults += 1 if new & FAULT else -1
+            yield Store(proc.faults_kva, proc.faults)
+        tcb._flags = new
+        yield Store(tcb.slot_kva + SLOT_FLAGS, new)
 
     # --- switching (on an AP) ---------------------------------------------------------------------
 
@@ -183,18 +259,19 @@ class AppKernel:
         """On the context just switched to: the previous TCB is off this CPU now.
 
         Under the lock, so that a thread made ready meanwhile is queued exactly once:
-        by the activation if the CPU had already left it, or here.
+        by the activation if the CPU had already left it, or here. ON_CPU is cleared
+        last: the driver, waiting for it, finds the TCB freed.
         """
         prev, self.prev[cid] = self.prev[cid], None
         if prev is None:
             return
         yield from self.lock.acquire(cid)
-        prev.cpu = None
         if prev.state == READY:
             yield from self.ready.push(prev)
-        yield Store(prev.on_cpu_kva, 0)
         if prev.state == DEAD and self.tcbs.live.get(prev.id) is prev:
-            self.free(prev)
+            yield from self.free(prev)  # clears the slot, ON_CPU with it
+        else:
+            yield from self.set_cpu(prev, None)
         yield from self.lock.release()
 
     def thread_start(self) -> Gen:
@@ -223,8 +300,8 @@ class AppKernel:
                 tcb.pt_changed = False
                 yield LoadCR3(tcb.cr3)
             return cid
-        tcb.state = BLOCKED
-        self._stopped(tcb)
+        yield from self.set_state(tcb, BLOCKED)
+        yield from self._stopped(tcb)
         yield from self.post_waiting()
         return (yield from self.schedule_next(cid, tcb))
 
@@ -235,7 +312,7 @@ class AppKernel:
             yield from self.lock.release()
             return cid
         self.preemptions += 1
-        tcb.state = READY  # queued by finish_switch once this CPU has left it
+        yield from self.set_state(tcb, READY)  # queued by finish_switch once this CPU has left it
         return (yield from self.schedule_next(cid, tcb))
 
     def leave_dead(self, cid: int, tcb: TCB) -> Gen:
@@ -250,21 +327,27 @@ class AppKernel:
         """Lock held: the thread will never run again; free it now unless a CPU is still on it."""
         if tcb.state == DEAD:
             return
-        p, b = self.peek_passes(tcb)
-        self.passes_done.passes += p
-        self.passes_done.busy += b
-        if tcb.state == READY:
+        yield from self.fold_passes(tcb)
+        if tcb in self.ready:
             yield from self.ready.remove(tcb)
-        tcb.state = DEAD
-        tcb.waiting = False
-        self._stopped(tcb)
+        yield from self.set_state(tcb, DEAD)
+        yield from self.update_flags(tcb, clear=WAITING | FAULT)
+        yield from self._stopped(tcb)
         yield Compute(costs.TCB_FREE)
         if tcb.cpu is None:
-            self.free(tcb)
+            yield from self.free(tcb)
 
-    def free(self, tcb: TCB) -> None:
-        self.tcbs.remove(tcb)
+    def free(self, tcb: TCB) -> Gen:
+        """Lock held: the slot goes back to the table; the process's record goes with its last thread."""
+        proc = tcb.proc
         tcb.ctx.frames.clear()
+        yield from proc.threads.remove(tcb)
+        if not proc.threads:
+            assert proc.faults == 0, proc
+            del self.procs[proc.pid]
+            yield WriteMem(proc.kva, bytes(PROC_SIZE))
+            yield from self.proc_slots.release(proc.slot)
+        yield from self.tcbs.remove(tcb)
 
     def destroy_current(self, cid: int, tcb: TCB) -> Gen:
         """Section 4.1 step 2, modified: clean the running thread up before its last message goes out."""
@@ -273,16 +356,21 @@ class AppKernel:
         yield from self.post_waiting()
         yield from self.lock.release()
 
-    def peek_passes(self, tcb: TCB) -> tuple[int, int]:
-        """The bootstrap-loop pass counters of `tcb`'s communication area (an observer's read: free)."""
-        passes = self.svc.peek_user(tcb.cr3, tcb.comm + abi.PASSES)
-        busy = self.svc.peek_user(tcb.cr3, tcb.comm + abi.BUSY_PASSES)
-        return (passes or 0, busy or 0)
+    def fold_passes(self, tcb: TCB) -> Gen:
+        """Lock held: keep a dying thread's bootstrap-loop counters (its communication area's) in the totals.
+
+        Read where the thread's address space is loaded (the AP that runs it, the driver
+        called by its process), which is everywhere `kill` is called from.
+        """
+        if (yield ReadCR3()) != tcb.cr3:
+            return
+        passes = yield from self.traps.try_load(tcb.comm + abi.PASSES)
+        busy = yield from self.traps.try_load(tcb.comm + abi.BUSY_PASSES)
+        yield from self.held("the folded loop counters")
+        self.passes_done.passes += passes or 0
+        self.passes_done.busy += busy or 0
 
     # --- section 4.3: a page fault blocks every thread of its process ------------------------------
-
-    def fault_in_flight(self, pid: int) -> bool:
-        return any(t.pid == pid and t.fault and t.state != DEAD for t in self.tcbs.live.values())
 
     def stop_siblings(self, tcb: TCB, notify: bool = True) -> Gen:
         """Lock held: hold every other thread of `tcb`'s process; returns the (TCB, CPU) pairs still on a CPU.
@@ -292,16 +380,19 @@ class AppKernel:
         or is held on its way back if its activation overtakes it. With `notify`, `tcb`'s
         message is posted by whichever CPU stops the last of them (`tcb.stops_pending`).
         """
+        yield from self.held("the stop bookkeeping")
         running = []
-        for other in list(self.tcbs.live.values()):
-            if other is tcb or other.pid != tcb.pid or other.state == DEAD:
+        for other in tcb.proc.threads:
+            yield Compute(costs.LIST_VISIT)
+            if other is tcb or other.state == DEAD:
                 continue
             other.pt_changed = True
             if other.state == READY:
-                yield from self.ready.remove(other)
-                other.state = HELD
+                if other in self.ready:
+                    yield from self.ready.remove(other)
+                yield from self.set_state(other, HELD)
             elif other.state == RUNNING:
-                other.stop_requested = True
+                yield from self.update_flags(other, add=STOP_REQUESTED)
                 running.append((other, other.cpu))
                 if notify:
                     other.stop_waiters.append(tcb)
@@ -310,17 +401,20 @@ class AppKernel:
                     yield SendIPI(other.cpu, "fixed", vec.IPI_RESCHEDULE)
         return running
 
-    def _stopped(self, tcb: TCB) -> None:
+    def _stopped(self, tcb: TCB) -> Gen:
         """Lock held: `tcb` is leaving its CPU; faulting threads that waited only for it may post."""
-        tcb.stop_requested = False
+        yield from self.update_flags(tcb, clear=STOP_REQUESTED)
+        yield from self.held("the stop bookkeeping")
         for waiter in tcb.stop_waiters:
+            yield Compute(costs.LIST_VISIT)
             waiter.stops_pending -= 1
             if waiter.stops_pending == 0 and waiter.state != DEAD:
                 self._to_post.append(waiter)
         tcb.stop_waiters.clear()
 
     def post_waiting(self) -> Gen:
-        """Post the messages of faulting threads whose siblings have all stopped (same address space)."""
+        """Lock held: post the messages of faulting threads whose siblings have all stopped (same address space)."""
+        yield from self.held("the stop bookkeeping")
         while self._to_post:
             waiter = self._to_post.pop()
             if (yield from self.traps.try_store(waiter.comm + abi.STATE, abi.POSTED)):
@@ -332,17 +426,18 @@ class AppKernel:
         if not tcb.stop_requested or tcb.state != RUNNING:
             yield from self.lock.release()
             return cid
-        tcb.state = HELD
-        self._stopped(tcb)
+        yield from self.set_state(tcb, HELD)
+        yield from self._stopped(tcb)
         yield from self.post_waiting()
         return (yield from self.schedule_next(cid, tcb))
 
-    def release_held(self, pid: int) -> Gen:
-        """Lock held: no fault of the process is in flight any more; its held threads may run."""
-        if self.fault_in_flight(pid):
+    def release_held(self, proc: AKProcess) -> Gen:
+        """Lock held: if no fault of the process is in flight any more, its held threads may run."""
+        if proc.faults:
             return
-        for t in list(self.tcbs.live.values()):
-            if t.pid == pid and t.state == HELD:
+        for t in proc.threads:
+            yield Compute(costs.LIST_VISIT)
+            if t.state == HELD:
                 yield from self.make_ready(t)
 
     # --- the way back to user mode on an AP ----------------------------------------------------------
@@ -356,14 +451,15 @@ class AppKernel:
             if tcb.state == DEAD:
                 yield from self.leave_dead(cid, tcb)
         sigs, tcb.pending_signals = tcb.pending_signals, 0
-        for sig in range(1, 32):
-            if sigs & (1 << sig):
-                handler = yield from self.traps.try_load(tcb.handlers + 4 * sig)
-                if handler is None or handler in (0, 1):
-                    continue
-                yield Compute(costs.SIGNAL_DELIVER)
-                self.signals_delivered += 1
-                yield PushFrame(signal_trampoline(handler, sig))
+        while sigs:  # the pending signals, lowest first (bsf): no signal, no iteration
+            sig = (sigs & -sigs).bit_length() - 1
+            sigs &= sigs - 1
+            handler = yield from self.traps.try_load(tcb.handlers + 4 * sig)
+            if handler is None or handler in (0, 1):
+                continue
+            yield Compute(costs.SIGNAL_DELIVER)
+            self.signals_delivered += 1
+            yield PushFrame(signal_trampoline(handler, sig))
         return cid
 
     def mark(self, cid: int, name: str, tcb: TCB | None) -> None:

@@ -1,9 +1,11 @@
-"""A test-and-test-and-set spinlock on a word of kernel memory.
+"""A test-and-test-and-set spinlock on a word of kernel memory that records its owner.
 
 Both the bootstrap processor (inside the driver) and the application processors
-take it, so it guards everything the two sides share: the ready queue and the
-TCBs' scheduling state. Contention costs real instructions: a failed exchange,
-then a spin on the word until it reads free.
+take it, so it guards everything the two sides share: the ready queue, the TCBs'
+scheduling state, the process records. The word holds the owner, the id of the
+holding CPU + 1 (0 when free), as owner-recording spinlocks do: a debugger, and
+the machine's lock checker, can tell who holds it. Contention costs real
+instructions: a failed compare-exchange, then a spin on the word until it changes.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import Any
 
-from ..hw import Op, SpinWhile, Store, Xchg
+from ..hw import CmpXchg, Op, SpinWhile, Store
 
 
 class Spinlock:
@@ -22,16 +24,16 @@ class Spinlock:
         self.name = name
         self.acquisitions = 0
         self.contended = 0  # acquisitions that found the lock taken
-        self.spins = 0  # failed exchanges
+        self.spins = 0  # failed compare-exchanges
 
     def acquire(self, cpu_id: int) -> Generator[Op, Any, None]:
         first = True
-        while (yield Xchg(self.kva, 1)) != 0:
+        while (holder := (yield CmpXchg(self.kva, 0, cpu_id + 1))) != 0:
             if first:
                 self.contended += 1
                 first = False
             self.spins += 1
-            yield SpinWhile(self.kva, 1)
+            yield SpinWhile(self.kva, holder)
         self.acquisitions += 1
 
     def release(self) -> Generator[Op, Any, None]:

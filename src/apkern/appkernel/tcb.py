@@ -1,26 +1,41 @@
 """Thread control blocks of application threads, stored in kernel memory from the bootstrap kernel.
 
-A TCB's slot (TCB_SIZE bytes of the table `apkern_init` kmallocs) holds its
-identity (id, process, owner, page table, communication area: what a debugger of
-the machine sees) and ON_CPU, the word the driver spins on: nonzero from the
-moment a CPU picks the TCB until that CPU runs another context. The Python object
-holds the rest: the saved context and the scheduling state, changed only under
-the lock.
+A TCB's slot (TCB_SIZE bytes of the table `apkern_init` kmallocs) is the truth a
+debugger of the machine sees: its identity (id, process, owner, page table,
+communication area), ON_CPU (the word the driver spins on: nonzero from the moment
+a CPU picks the TCB until that CPU runs another context), its scheduling state and
+flags, and its links on the ready queue and on its process's list of threads. The
+Python object mirrors those words (read-only attributes here; `AppKernel`'s setters
+write slot and mirror together, lock held) and holds what has no C layout: the
+saved context.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import struct
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any
 
-from ..hw import Context, PhysicalMemory
+from ..hw import Context, Op, WriteMem
+from .slots import SlotTable
 
-TCB_SIZE = 32
-SLOT_ID = 0
+if TYPE_CHECKING:
+    from .process import AKProcess
+    from .tcb_list import TCBList
+
+TCB_SIZE = 64
+SLOT_ID = 0  # also the free-list link while the slot is free
 SLOT_PID = 4
 SLOT_OWNER = 8
 SLOT_CR3 = 12
 SLOT_COMM = 16
 SLOT_ON_CPU = 20  # 1 + the CPU running this context, or 0
+SLOT_STATE = 24  # STATE_CODES[state]
+SLOT_FLAGS = 28  # WAITING | FAULT | STOP_REQUESTED
+SLOT_LINKS = 32  # per list kind k: next at +8k, previous at +8k+4 (TCB ids, 0 for none)
+READY_LINKS = 0
+SIBLING_LINKS = 1
+LINK_KINDS = 2
 
 # states
 READY = "ready"
@@ -28,77 +43,106 @@ RUNNING = "running"
 BLOCKED = "blocked"  # waiting for its bootstrap thread (a forwarded call or exception)
 HELD = "held"  # stopped while another thread of its process has a page fault in flight
 DEAD = "dead"
+STATE_CODES = {READY: 1, RUNNING: 2, BLOCKED: 3, HELD: 4, DEAD: 5}
+
+# flags
+WAITING = 1  # a message is outstanding; activation makes it runnable again
+FAULT = 2  # its page-table change (a page fault, an unmap) is in flight: siblings are held
+STOP_REQUESTED = 4  # a sibling's page-table change waits for it to leave its CPU
 
 
-@dataclass(eq=False)
 class TCB:
-    id: int
-    pid: int
-    owner: int  # the bootstrap thread (tid) that created it and may activate it
-    cr3: int  # requirement 3: the creator's page table
-    comm: int  # its communication area (user address)
-    handlers: int  # the process's table of application signal handlers (user address)
-    ctx: Context
-    slot_kva: int
-    file: object  # the driver file it was created through
-    state: str = READY
-    cpu: int | None = None
-    waiting: bool = False  # a message is outstanding; activation makes it runnable again
-    pending_signals: int = 0
-    fault: bool = False  # its page-table change (a page fault, an unmap) is in flight: siblings are held
-    pt_changed: bool = False  # a page fault or unmap of its process changed the tables: reload CR3
-    stop_requested: bool = False
-    stop_waiters: list[TCB] = field(default_factory=list)  # faulting threads waiting for this one to stop
-    stops_pending: int = 0  # threads this (faulting) one waits for
-    ticks: int = 0
+    """An application thread; the scheduling attributes are read-only mirrors of its slot."""
+
+    def __init__(
+        self,
+        id: int,
+        proc: AKProcess,
+        owner: int,
+        cr3: int,
+        comm: int,
+        handlers: int,
+        ctx: Context,
+        slot_kva: int,
+        file: object,
+    ) -> None:
+        self.id = id
+        self.proc = proc
+        self.pid = proc.pid
+        self.owner = owner  # the bootstrap thread (tid) that created it and may activate it
+        self.cr3 = cr3  # requirement 3: the creator's page table
+        self.comm = comm  # its communication area (user address)
+        self.handlers = handlers  # the process's table of application signal handlers (user address)
+        self.ctx = ctx
+        self.slot_kva = slot_kva
+        self.file = file  # the driver file it was created through
+        self._state = READY
+        self._cpu: int | None = None
+        self._flags = 0
+        self.lists: list[TCBList | None] = [None] * LINK_KINDS
+        self.next: list[TCB | None] = [None] * LINK_KINDS
+        self.prev: list[TCB | None] = [None] * LINK_KINDS
+        # Python only, lock held (a C kernel would keep them in the slot too):
+        self.stop_waiters: list[TCB] = []  # faulting threads waiting for this one to stop
+        self.stops_pending = 0  # threads this (faulting) one waits for
+        # a hint for this thread's own CPU: set under the lock, cleared by the CPU that reloads CR3
+        self.pt_changed = False
+        # signals the driver passes on (lock held); the thread's CPU takes them all at once (xchg in C)
+        self.pending_signals = 0
+        self.ticks = 0  # its CPU's only
+
+    @property
+    def state(self) -> str:
+        return self._state
+
+    @property
+    def cpu(self) -> int | None:
+        """The CPU on this context (ON_CPU - 1), or None."""
+        return self._cpu
+
+    @property
+    def waiting(self) -> bool:
+        return bool(self._flags & WAITING)
+
+    @property
+    def fault(self) -> bool:
+        return bool(self._flags & FAULT)
+
+    @property
+    def stop_requested(self) -> bool:
+        return bool(self._flags & STOP_REQUESTED)
 
     @property
     def on_cpu_kva(self) -> int:
         return self.slot_kva + SLOT_ON_CPU
 
+    def link_kva(self, kind: int) -> int:
+        return self.slot_kva + SLOT_LINKS + 8 * kind
+
     def __repr__(self) -> str:
         return f"<TCB {self.id} pid {self.pid} {self.state} cpu={self.cpu}>"
 
 
-class TCBTable:
-    """Fixed slots in kernel memory; ids are slot numbers + 1 (0 means none)."""
+class TCBTable(SlotTable):
+    """The TCB slots in kernel memory; ids are slot numbers (0 means none). `live`: id -> TCB in use."""
 
-    def __init__(self, mem: PhysicalMemory, base_pa: int, kernbase: int, slots: int) -> None:
-        self.mem = mem
-        self.base_pa = base_pa
-        self.kernbase = kernbase
-        self.slots = slots
+    def __init__(self, base: int, slots: int, head_kva: int) -> None:
+        super().__init__(base, TCB_SIZE, slots, head_kva)
         self.live: dict[int, TCB] = {}
         self.created = 0
         self.freed = 0
 
-    def free_id(self) -> int | None:
-        for i in range(1, self.slots + 1):
-            if i not in self.live:
-                return i
-        return None
-
-    def slot_pa(self, tid: int) -> int:
-        return self.base_pa + (tid - 1) * TCB_SIZE
-
-    def slot_kva(self, tid: int) -> int:
-        return self.kernbase + self.slot_pa(tid)
-
-    def add(self, tcb: TCB) -> None:
-        pa = self.slot_pa(tcb.id)
-        for off, v in (
-            (SLOT_ID, tcb.id),
-            (SLOT_PID, tcb.pid),
-            (SLOT_OWNER, tcb.owner),
-            (SLOT_CR3, tcb.cr3),
-            (SLOT_COMM, tcb.comm),
-            (SLOT_ON_CPU, 0),
-        ):
-            self.mem.write_u32(pa + off, v)
+    def add(self, tcb: TCB) -> Generator[Op, Any, None]:
+        """Lock held: fill `tcb`'s slot (a freshly allocated one) and make it live."""
+        words = (tcb.id, tcb.pid, tcb.owner, tcb.cr3, tcb.comm, 0, STATE_CODES[tcb.state], tcb._flags)
+        yield WriteMem(tcb.slot_kva, struct.pack(f"<{len(words)}I", *words).ljust(TCB_SIZE, b"\0"))
         self.live[tcb.id] = tcb
         self.created += 1
 
-    def remove(self, tcb: TCB) -> None:
+    def remove(self, tcb: TCB) -> Generator[Op, Any, None]:
+        """Lock held: clear the slot and put it back on the free list."""
         del self.live[tcb.id]
-        self.mem.write(self.slot_pa(tcb.id), bytes(TCB_SIZE))
+        tcb._cpu = None
         self.freed += 1
+        yield WriteMem(tcb.slot_kva, bytes(TCB_SIZE))  # ON_CPU too: a driver waiting for it goes on
+        yield from self.release(tcb.id)

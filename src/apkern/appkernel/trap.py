@@ -19,7 +19,7 @@ from ..bootkernel import abi as sys_abi
 from ..hw import CPU, IVT, Call, Compute, Fault, Fixup, Gate, Load, MachineError, Op, Store, UserAccessFault, WriteMem
 from ..hw import traps as vec
 from . import abi, costs
-from .tcb import DEAD
+from .tcb import DEAD, FAULT, WAITING
 
 if TYPE_CHECKING:
     from .kernel import AppKernel
@@ -114,10 +114,9 @@ class APTraps:
             yield from ak.destroy_current(cid, tcb)
             yield from ak.leave_dead(cid, tcb)
         yield from ak.lock.acquire(cid)
-        tcb.waiting = True
+        yield from ak.update_flags(tcb, add=WAITING | FAULT if pt_change else WAITING)
         pending = 0
         if pt_change:
-            tcb.fault = True
             tcb.pt_changed = True
             yield from ak.stop_siblings(tcb)
             pending = tcb.stops_pending

@@ -145,22 +145,6 @@ class DriverServices:
         """The caller of the running system call."""
         return self._k.caller()
 
-    def peek_user(self, cr3: int, vaddr: int) -> int | None:
-        """The word at `vaddr` in the address space of `cr3`, read by walking its tables in software.
-
-        For statistics only: it costs no simulated time and takes no fault (None if unmapped).
-        """
-        from ..hw.mmu import PTE_ADDR, PTE_P, pde_index, pte_index
-
-        mem = self._k.machine.memory
-        pde = mem.read_u32((cr3 & PTE_ADDR) + pde_index(vaddr) * 4)
-        if not pde & PTE_P:
-            return None
-        pte = mem.read_u32((pde & PTE_ADDR) + pte_index(vaddr) * 4)
-        if not pte & PTE_P:
-            return None
-        return mem.read_u32((pte & PTE_ADDR) + (vaddr & 0xFFF))
-
     def trace(self, cpu: int, name: str, key: Any = None, **args: Any) -> None:
         """Record a trace point (a no-op unless the machine is tracing)."""
         tracer = self._k.machine.tracer

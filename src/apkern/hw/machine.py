@@ -15,7 +15,9 @@ import simpy
 
 from .code import CodeStore
 from .cpu import CPU, Context, MachineError
+from .debugger import Debugger
 from .intc import InterruptController
+from .lockcheck import LockChecker
 from .memory import PhysicalMemory
 from .perturb import Perturbation
 from .trace import Tracer
@@ -31,6 +33,8 @@ class Machine:
     `strict`: a user program's Python exception propagates instead of becoming #UD.
     `check_tlb`: every TLB hit is compared with a walk of the current page tables; a
     stale translation raises `StaleTLB` (for tests: it costs host time, not simulated time).
+    `check_locks` turns on the lock-discipline checker (`LockChecker`, for tests); it costs no
+    simulated time. `debugger` reads memory from outside, for observers.
     `perturb`: a `Perturbation` that varies kernel path costs, IPI delivery and timer
     intervals within its bounds, to explore other interleavings (off by default).
     """
@@ -42,6 +46,7 @@ class Machine:
         strict: bool = False,
         trace: bool = False,
         check_tlb: bool = False,
+        check_locks: bool = False,
         perturb: Perturbation | None = None,
     ) -> None:
         if not isinstance(cpus, int) or not 1 <= cpus <= MAX_CPUS:
@@ -54,6 +59,8 @@ class Machine:
         self.tracer: Tracer | None = Tracer() if trace else None
         self.perturb = perturb  # read by the CPUs, the interrupt controller and the timers
         self.messages: list[str] = []
+        self.debugger = Debugger(self.memory)
+        self.locks: LockChecker | None = LockChecker(self.memory) if check_locks else None
         self.cpus = [CPU(self, i) for i in range(cpus)]
         self.intc = InterruptController(self)
 

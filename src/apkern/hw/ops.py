@@ -90,6 +90,8 @@ class Store(Op):
         self.value = value
 
     def run(self, cpu: CPU, frame: Frame) -> int:
+        if cpu.machine.locks is not None and not frame.user:
+            cpu.machine.locks.check(cpu, self.vaddr, 4)
         cpu.write_u32(self.vaddr, self.value, frame.user)
         return 1
 
@@ -122,6 +124,8 @@ class WriteMem(Op):
         self.data = bytes(data)
 
     def run(self, cpu: CPU, frame: Frame) -> int:
+        if cpu.machine.locks is not None and not frame.user:
+            cpu.machine.locks.check(cpu, self.vaddr, len(self.data))
         cpu.write_bytes(self.vaddr, self.data, frame.user)
         return _string_cost(len(self.data))
 
@@ -136,10 +140,37 @@ class Xchg(Op):
         self.value = value
 
     def run(self, cpu: CPU, frame: Frame) -> int:
+        if cpu.machine.locks is not None and not frame.user:
+            cpu.machine.locks.check(cpu, self.vaddr, 4)
         pa = cpu.translate(self.vaddr, True, frame.user)
         mem = cpu.machine.memory
         frame.send = mem.read_u32(pa)
         mem.write_u32(pa, self.value)
+        return 1
+
+
+class CmpXchg(Op):
+    """`lock cmpxchg`: if the word at `vaddr` equals `expected`, write `value`; the old value is returned.
+
+    The access is a write either way, as on IA-32 (the page must be writable).
+    """
+
+    __slots__ = ("vaddr", "expected", "value")
+
+    def __init__(self, vaddr: int, expected: int, value: int) -> None:
+        self.vaddr = vaddr
+        self.expected = expected
+        self.value = value
+
+    def run(self, cpu: CPU, frame: Frame) -> int:
+        pa = cpu.translate(self.vaddr, True, frame.user)
+        mem = cpu.machine.memory
+        old = mem.read_u32(pa)
+        if old == self.expected & 0xFFFFFFFF:
+            if cpu.machine.locks is not None and not frame.user:
+                cpu.machine.locks.check(cpu, self.vaddr, 4)
+            mem.write_u32(pa, self.value)
+        frame.send = old
         return 1
 
 
@@ -156,6 +187,8 @@ class AtomicAdd(Op):
         self.delta = delta
 
     def run(self, cpu: CPU, frame: Frame) -> int:
+        if cpu.machine.locks is not None and not frame.user:
+            cpu.machine.locks.check(cpu, self.vaddr, 4)
         pa = cpu.translate(self.vaddr, True, frame.user)
         mem = cpu.machine.memory
         old = mem.read_u32(pa)
@@ -368,6 +401,54 @@ class SetIVT(Op):
         _priv(frame, "lidt")
         cpu.ivt = self.ivt
         return 1
+
+
+class GuardedBy(Op):
+    """Annotation, no instruction: `size` bytes at kernel address `vaddr` (`what`) are guarded by a spinlock.
+
+    The lock word at `lock_vaddr` holds its owner, the id of the holding CPU + 1 (0: free).
+    Only the machine's lock checker (`Machine(check_locks=True)`) looks at it.
+    """
+
+    __slots__ = ("vaddr", "size", "lock_vaddr", "what", "lock")
+    privileged = True
+
+    def __init__(self, vaddr: int, size: int, lock_vaddr: int, what: str, lock: str = "spinlock") -> None:
+        self.vaddr = vaddr
+        self.size = size
+        self.lock_vaddr = lock_vaddr
+        self.what = what
+        self.lock = lock
+
+    def run(self, cpu: CPU, frame: Frame) -> int:
+        _priv(frame, "lock annotation")
+        locks = cpu.machine.locks
+        if locks is not None:
+            locks.guard(cpu, self.vaddr, self.size, self.lock_vaddr, self.what, self.lock)
+        return 0
+
+
+class AssertHeld(Op):
+    """Annotation, no instruction: the code here changes `what`, which needs the spinlock at `lock_vaddr` held.
+
+    Lockdep's `lockdep_assert_held`, for data the lock checker cannot watch in memory.
+    Only the machine's lock checker (`Machine(check_locks=True)`) looks at it.
+    """
+
+    __slots__ = ("lock_vaddr", "what", "lock")
+    privileged = True
+
+    def __init__(self, lock_vaddr: int, what: str, lock: str = "spinlock") -> None:
+        self.lock_vaddr = lock_vaddr
+        self.what = what
+        self.lock = lock
+
+    def run(self, cpu: CPU, frame: Frame) -> int:
+        _priv(frame, "lock annotation")
+        locks = cpu.machine.locks
+        if locks is not None:
+            locks.assert_held(cpu, self.lock_vaddr, self.what, self.lock)
+        return 0
 
 
 class Halt(Op):
