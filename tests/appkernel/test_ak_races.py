@@ -17,7 +17,14 @@ The windows are reached two ways: by the machine's perturbation (`System(perturb
 random kernel-path stalls, here frequent), and by a constructed interleaving, a
 slow `block` (a fixed delay inserted where the AP is about to block, as KCSAN
 inserts delays at a chosen access). Each test asserts that its window was really
-reached, so it cannot pass by missing it.
+reached, so it cannot pass by missing it. The machine's TLB and lock checkers are on.
+
+Seen failing with each guard removed: the activation ignoring a thread still RUNNING
+(or `block` ignoring `waiting`) hangs the activation tests and the unmap and join
+tests; `block`'s fast path without its reload fails the unmap and join tests (stale
+TLB); the join without `pt_changed` fails the join test; `switch` without the
+`pt_changed` term fails the slow-sibling test only together with stopping forwarding
+siblings (`stop_siblings`), which alone now closes that window.
 """
 
 from __future__ import annotations
