@@ -31,3 +31,28 @@ def test_bootstrap_kernel_never_imports_the_application_kernel_or_anything_above
             elif isinstance(node, ast.Import):
                 for alias in node.names:
                     assert not any(f"apkern.{f}" in alias.name for f in forbidden), (path.name, alias.name)
+
+
+def test_every_line_of_the_bootstrap_kernel_patch_is_marked_and_counted() -> None:
+    """The report counts the section 4.3 patch by its marks: a line that reaches the patch must carry one."""
+    import io
+    import pathlib
+    import tokenize
+
+    from apkern import bootkernel
+    from apkern.experiments.report import PATCH_MARK, patch_lines
+
+    unmarked = []
+    for path in pathlib.Path(bootkernel.__file__).parent.glob("*.py"):
+        if path.name == "tlb_patch.py":
+            continue
+        text = path.read_text()
+        lines = text.splitlines()
+        for tok in tokenize.generate_tokens(io.StringIO(text).readline):  # names in code, not in strings
+            if tok.type == tokenize.NAME and tok.string in ("tlb_patch", "TLBPatch"):
+                line = lines[tok.start[0] - 1]
+                if PATCH_MARK not in line:
+                    unmarked.append(f"{path.name}:{tok.start[0]}: {line.strip()}")
+    assert not unmarked, unmarked
+    counted = patch_lines()
+    assert counted["bootkernel/swap.py"] == 2 and counted["bootkernel/tlb_patch.py"] > 10

@@ -246,6 +246,11 @@ def test_non_integer_memory_is_a_config_error(memory: object) -> None:
         System(memory=memory)  # type: ignore[arg-type]
 
 
-def test_apkern_with_the_swapper_is_refused_until_tlb_shootdown_exists() -> None:
-    with pytest.raises(ConfigError, match="TLB shoot-down"):
-        System(kernel="apkern", cpus=2, swapper=True)
+def test_apkern_with_the_swapper_builds_the_patched_kernel_and_registers_the_shootdown() -> None:
+    patched = System(kernel="apkern", cpus=2, swapper=True)
+    unpatched = System(kernel="apkern", cpus=2, swapper=True, tlb_patch=False)
+    plain = System(kernel="apkern", cpus=2)
+    for sim in (patched, unpatched, plain):
+        sim.run(until=2_000_000)  # the driver is initialised at boot
+    assert [s.kernel.tlb_patch.enabled for s in (patched, unpatched, plain)] == [True, False, False]
+    assert [s.appkernel.ak.tlb_hook for s in (patched, unpatched, plain)] == [True, False, False]

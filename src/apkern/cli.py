@@ -38,6 +38,19 @@ def cpus_option(default: int | None = None) -> Any:
     )
 
 
+ext_option = click.option(
+    "--ext",
+    "ext",
+    default="",
+    metavar="NAME,...",
+    help="section 4.3 extensions of the application kernel (local_calls)",
+)
+
+
+def _ext(ext: str) -> tuple[str, ...]:
+    return tuple(e.strip() for e in ext.split(",") if e.strip())
+
+
 def _cpus(kernel: str, cpus: int | None) -> int:
     if cpus is None:
         return 1 if kernel == "up" else 4
@@ -55,6 +68,7 @@ def cli() -> None:
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 @kernel_option
 @cpus_option()
+@ext_option
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
     "--trace", "trace_file", type=click.Path(dir_okay=False, writable=True), help="write a Chrome trace-event JSON"
@@ -79,6 +93,7 @@ def run(
     args: tuple[str, ...],
     kernel: str,
     cpus: int | None,
+    ext: str,
     seed: int,
     trace_file: str | None,
     as_json: bool,
@@ -92,7 +107,7 @@ def run(
                 pass
         except OSError as e:
             fail(f"cannot write {trace_file}: {e.strerror}")
-    sim = System(kernel=kernel, cpus=_cpus(kernel, cpus), seed=seed, trace=trace_file is not None)
+    sim = System(kernel=kernel, cpus=_cpus(kernel, cpus), seed=seed, trace=trace_file is not None, extensions=_ext(ext))
     for spec in files:
         path, sep, host = spec.partition("=")
         if not sep or not path.startswith("/"):
@@ -137,16 +152,17 @@ def bench() -> None:
 @bench.command()
 @kernel_option
 @cpus_option()
+@ext_option
 @click.option("--iterations", type=int, default=1000, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
-def latency(kernel: str, cpus: int | None, iterations: int, seed: int, as_json: bool) -> None:
+def latency(kernel: str, cpus: int | None, ext: str, iterations: int, seed: int, as_json: bool) -> None:
     """gettid latency with inspection points, and its breakdown by stage."""
     from .experiments.latency import measure
 
     if iterations < 1:
         fail("--iterations must be at least 1")
-    r = measure(kernel=kernel, cpus=_cpus(kernel, cpus), iterations=iterations, seed=seed)
+    r = measure(kernel=kernel, cpus=_cpus(kernel, cpus), iterations=iterations, seed=seed, extensions=_ext(ext))
     if as_json:
         click.echo(json.dumps(r.to_dict()))
         return
@@ -273,13 +289,13 @@ def reproduce(out: str, quick: bool, jobs: int | None, seed: int) -> None:
             seed=seed,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
         )
-    d, m = summary["derived_overhead"], summary["measured_overhead"]
+    d, a = summary["derived_overhead"], summary["attributed_overhead"]
     click.echo(
         f"wrote {out}/: latency.csv, throughput.csv ({len(summary['throughput'])} rows), fig6-8.png, "
         f"summary.json, report.md in {summary['wall_seconds']} s"
     )
     if d is not None:
-        click.echo(f"overhead per forwarded call: derived {d:.0f}, measured {m:.0f} instructions")
+        click.echo(f"overhead per forwarded call: derived {d:.0f}, attributed by path {a:.0f} instructions")
 
 
 def main(argv: list[str] | None = None) -> None:

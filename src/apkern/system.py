@@ -22,6 +22,7 @@ from .userland.libc import encode_spawn_block
 from .userland.programs import bin_files
 
 KERNELS = ("up", "apkern")
+EXTENSIONS = ("local_calls",)  # section 4.3's optional parts of the application kernel built so far
 
 
 class ConfigError(ValueError):
@@ -67,6 +68,13 @@ class System:
     `check_tlb`: the machine compares every TLB hit with the page tables and raises
     `StaleTLB` on a stale translation (a test setting: it costs host time only).
     `check_locks` turns on the machine's lock-discipline checker (for tests; it changes no number).
+    `swapper` builds the bootstrap kernel with its swapper; under "apkern" it comes with the
+    section 4.3 patch (`tlb_patch`, on unless told otherwise) and the application kernel's
+    TLB shoot-down. `tlb_patch=False` there shows what the paper warns of: APs using stale
+    translations of pages the swapper took.
+    `extensions`: section 4.3's optional parts of the application kernel, by name
+    (`EXTENSIONS`); none is the paper's prototype. "local_calls" serves getpid, gettid,
+    yield and sleep on the application processors.
     `perturb`: a seed (or a `Perturbation`) to vary path costs, IPI and timer delivery
     within stated bounds and so explore other interleavings; None (the default) keeps
     the machine's fixed costs, as every experiment does.
@@ -83,6 +91,8 @@ class System:
         strict: bool = False,
         check_tlb: bool = False,
         check_locks: bool = False,
+        tlb_patch: bool | None = None,
+        extensions: tuple[str, ...] | list[str] = (),
         perturb: int | Perturbation | None = None,
     ) -> None:
         if kernel not in KERNELS:
@@ -91,11 +101,16 @@ class System:
             raise ConfigError(f"a machine has 1 to {MAX_CPUS} CPUs, not {cpus!r}")
         if kernel == "apkern" and cpus < 2:
             raise ConfigError("kernel 'apkern' needs at least 2 CPUs: with one there is no application processor")
-        if kernel == "apkern" and swapper:
-            raise ConfigError(
-                "the swapper unmaps pages behind the application processors' backs: it needs the section 4.3 "
-                "TLB shoot-down, which this application kernel does not implement yet"
-            )
+        if isinstance(extensions, str) or not all(isinstance(e, str) for e in extensions):
+            raise ConfigError(f"extensions are a list of names, not {extensions!r}")
+        unknown = [e for e in extensions if e not in EXTENSIONS]
+        if unknown:
+            raise ConfigError(f"unknown extension {unknown[0]!r} (choose from {', '.join(EXTENSIONS)})")
+        if extensions and kernel != "apkern":
+            raise ConfigError(f"extensions are parts of the application kernel: kernel {kernel!r} has none")
+        self.extensions = tuple(dict.fromkeys(extensions))
+        if tlb_patch is None:
+            tlb_patch = kernel == "apkern" and swapper
         if isinstance(memory, bool) or not isinstance(memory, int) or memory < (4 << 20) or memory % 4096:
             raise ConfigError("memory must be at least 4 MiB and a multiple of 4096")
         self.kernel_name = kernel
@@ -120,9 +135,9 @@ class System:
             from .appkernel import ApkernDriver
             from .userland.ak_crt0 import ak_crt0
 
-            drivers.append(ApkernDriver())
+            drivers.append(ApkernDriver(frozenset(self.extensions)))
             self._crt0 = ak_crt0
-        self.kernel = BootKernel(self.machine, drivers=drivers, swapper=swapper)
+        self.kernel = BootKernel(self.machine, drivers=drivers, swapper=swapper, tlb_patch=bool(tlb_patch))
         self.appkernel = drivers[0] if drivers else None
         for path, data in bin_files(self.machine.code.address_of).items():
             self.kernel.fs.write_file(path, data)

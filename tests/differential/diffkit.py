@@ -83,13 +83,27 @@ def observe(
     limit: int = RUN_LIMIT,
     strict: bool = True,
     perturb: int | None = None,
+    extensions: tuple[str, ...] = (),
+    **system: Any,
 ) -> Observation:
     """Run `program argv` alone on a fresh system (strict unless told; perturbed by seed `perturb`) and record it.
+
+    `extensions`: section 4.3 extensions, for the application kernel only. `system`: further
+    `System` settings (memory, swapper, tlb_patch, ...).
 
     The machine checks every TLB hit against the page tables (a stale translation fails the run)
     and the application kernel's lock discipline.
     """
-    sim = apkern.System(kernel=kernel, cpus=cpus, strict=strict, check_tlb=True, check_locks=True, perturb=perturb)
+    sim = apkern.System(
+        kernel=kernel,
+        cpus=cpus,
+        strict=strict,
+        check_tlb=True,
+        check_locks=True,
+        extensions=extensions if kernel == "apkern" else (),
+        perturb=perturb,
+        **system,
+    )
     for path, data in (files or {}).items():
         sim.fs.write_file(path, data)
     proc = sim.spawn(program, argv)
@@ -189,12 +203,13 @@ def compare_all(
     files: dict[str, bytes] | None = None,
     normalize: Callable[[str], str] = str,
     strict: bool = True,
+    **system: Any,
 ) -> tuple[Observation, list[Observation]]:
     """Run on "up" once and on "apkern" with each CPU count; assert every run agrees with the UP run."""
-    ref = observe(program, argv, "up", 1, files, strict=strict)
+    ref = observe(program, argv, "up", 1, files, strict=strict, **system)
     runs = []
     for cpus in cpus_list:
-        got = observe(program, argv, "apkern", cpus, files, strict=strict)
+        got = observe(program, argv, "apkern", cpus, files, strict=strict, **system)
         assert_same(ref, got, normalize)
         assert_ak_clean(got)
         runs.append(got)

@@ -38,7 +38,7 @@ from ..hw import traps as vec
 from . import abi, costs
 from .kernel import BSP, AppKernel
 from .process import PROC_PID, AKProcess
-from .tcb import BLOCKED, DEAD, FAULT, HELD, RUNNING, TCB, WAITING
+from .tcb import BLOCKED, DEAD, FAULT, HELD, RUNNING, SLEEPING, TCB, WAITING
 
 Gen = Generator[Op, Any, Any]
 MAX_PER_PROCESS = 64
@@ -54,11 +54,12 @@ class ApkernDriver(Driver):
 
     name = "apkern"
 
-    def __init__(self) -> None:
+    def __init__(self, extensions: frozenset[str] = frozenset()) -> None:
         self.ak: AppKernel | None = None
+        self.extensions = extensions  # section 4.3's optional parts, chosen when the kernel is built
 
     def init(self, services: DriverServices) -> Gen:
-        self.ak = AppKernel(services)
+        self.ak = AppKernel(services, self.extensions)
         yield from self.ak.apkern_init()
 
     def open(self, file: Any) -> Gen:
@@ -141,6 +142,8 @@ class ApkernDriver(Driver):
         tcb.pending_signals |= sigs
         if sigs and tcb.state == RUNNING and not tcb.waiting:
             yield SendIPI(tcb.cpu, "fixed", vec.IPI_RESCHEDULE)
+        if sigs and tcb.state == SLEEPING:  # a sleep served on the application kernel ends: EINTR
+            yield from ak.local.wake(tcb, -sys_abi.EINTR)
         if state == abi.EMPTY and tcb.waiting:
             faulted = tcb.fault
             yield from ak.update_flags(tcb, clear=WAITING | FAULT)
@@ -236,6 +239,7 @@ class ApkernDriver(Driver):
             busy += debugger.read_u32(t.cr3, t.comm + abi.BUSY_PASSES) or 0
         return {
             "forwarded_calls": ak.forwarded_calls,
+            "local_calls": ak.local.served if ak.local is not None else 0,
             "forwarded_page_faults": ak.forwarded_faults,
             "forwarded_exceptions": ak.forwarded_exceptions,
             "bootstrap_loop_passes": passes,
@@ -247,6 +251,7 @@ class ApkernDriver(Driver):
             "ak_signals_delivered": ak.signals_delivered,
             "ak_preemptions": ak.preemptions,
             "ak_switches": ak.switches,
+            **ak.shootdown.stats(),
             "tcbs_live": len(ak.tcbs.live),
             "tcbs_created": ak.tcbs.created,
             "tcbs_freed": ak.tcbs.freed,

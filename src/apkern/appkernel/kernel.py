@@ -59,8 +59,10 @@ from ..hw import (
 )
 from ..hw import traps as vec
 from . import abi, costs
+from .local_calls import LocalCalls
 from .process import PROC_SIZE, AKProcess
 from .ready_queue import ReadyQueue
+from .shootdown import Shootdown
 from .slots import SlotTable
 from .spinlock import Spinlock
 from .tcb import (
@@ -95,6 +97,7 @@ SHARED_STARTED = 4
 SHARED_READY = 16  # the ready queue: head, tail, length
 SHARED_FREE_TCBS = 32  # the TCB table's free-list head and high-water mark
 SHARED_FREE_PROCS = 40  # the process records' free-list head and high-water mark
+SHARED_SLEEPERS = 48  # the sleep list of the local_calls extension: head, tail, length
 
 
 class _Passes:
@@ -108,8 +111,10 @@ class _Passes:
 class AppKernel:
     """State shared by the application processors and the driver."""
 
-    def __init__(self, services: DriverServices) -> None:
+    def __init__(self, services: DriverServices, extensions: frozenset[str] = frozenset()) -> None:
         self.svc = services
+        self.extensions = extensions
+        self.local: LocalCalls | None = None
         self.cpus = services.cpu_count
         self.current: list[TCB | None] = [None] * self.cpus
         self.prev: list[TCB | None] = [None] * self.cpus  # what a CPU left in its last switch
@@ -144,6 +149,12 @@ class AppKernel:
         yield GuardedBy(shared + SHARED_FREE_TCBS, 16, lock.kva, "the free lists", lock.name)
         yield GuardedBy(self.tcbs.base, MAX_TCBS * TCB_SIZE, lock.kva, "the TCB table", lock.name)
         yield GuardedBy(self.proc_slots.base, MAX_TCBS * PROC_SIZE, lock.kva, "the process records", lock.name)
+        if "local_calls" in self.extensions:
+            self.local = LocalCalls(self, shared + SHARED_SLEEPERS)
+            yield GuardedBy(shared + SHARED_SLEEPERS, LIST_WORDS * 4, lock.kva, "the sleep list", lock.name)
+        # section 4.3: with the bootstrap kernel's patch, its swapper's unmaps are shot down on the APs
+        self.shootdown = Shootdown(svc, self.cpus)
+        self.tlb_hook = svc.register_tlb_hook(self.shootdown.begin, self.shootdown.end)
         if self.cpus < 2:
             return
         # section 3.2: start-up code must sit below 1 MiB; the bootstrap kernel hands out such a page
@@ -165,7 +176,7 @@ class AppKernel:
         yield Compute(costs.AP_START)
         cid = yield CpuId()
         yield SetIVT(self.traps.ivt())  # requirement 4: this AP's own handlers
-        yield LoadCR3(self.svc.kernel_cr3)
+        yield LoadCR3(self.svc.kernel_cr3)  # paging is off: nothing to shoot down yet
         yield EnablePaging()
         yield SetTimer(costs.TICK)  # requirement 2: its own timer
         idle = Context([Frame(self.idle(cid), user=False, intr=True, acct="idle")], name=f"ak-idle{cid}")
@@ -239,12 +250,12 @@ class AppKernel:
             nxt = None
         if nxt is None:
             if cr3 != self.svc.kernel_cr3:
-                yield LoadCR3(self.svc.kernel_cr3)
+                yield from self.shootdown.load_cr3(cid, self.svc.kernel_cr3)
             target = self.idle_ctx[cid]
         else:
             if cr3 != nxt.cr3 or nxt.pt_changed:
                 nxt.pt_changed = False
-                yield LoadCR3(nxt.cr3)
+                yield from self.shootdown.load_cr3(cid, nxt.cr3)
             nxt.ticks = 0
             target = nxt.ctx
         self.current[cid] = nxt
@@ -298,20 +309,20 @@ class AppKernel:
             yield from self.lock.release()
             if tcb.pt_changed:  # and its page table changed meanwhile
                 tcb.pt_changed = False
-                yield LoadCR3(tcb.cr3)
+                yield from self.shootdown.load_cr3(cid, tcb.cr3)
             return cid
         yield from self.set_state(tcb, BLOCKED)
         yield from self._stopped(tcb)
         yield from self.post_waiting()
         return (yield from self.schedule_next(cid, tcb))
 
-    def preempt(self, cid: int, tcb: TCB) -> Gen:
-        """Timer preemption among ready threads: the running one goes to the back of the queue."""
+    def preempt(self, cid: int, tcb: TCB, voluntary: bool = False) -> Gen:
+        """Timer preemption (or a yield) among ready threads: the running one goes to the back of the queue."""
         yield from self.lock.acquire(cid)
         if len(self.ready) == 0 or tcb.state != RUNNING or tcb.stop_requested:
             yield from self.lock.release()
             return cid
-        self.preemptions += 1
+        self.preemptions += not voluntary
         yield from self.set_state(tcb, READY)  # queued by finish_switch once this CPU has left it
         return (yield from self.schedule_next(cid, tcb))
 
@@ -330,6 +341,8 @@ class AppKernel:
         yield from self.fold_passes(tcb)
         if tcb in self.ready:
             yield from self.ready.remove(tcb)
+        if self.local is not None:
+            yield from self.local.forget(tcb)
         yield from self.set_state(tcb, DEAD)
         yield from self.update_flags(tcb, clear=WAITING | FAULT)
         yield from self._stopped(tcb)

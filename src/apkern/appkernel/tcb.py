@@ -35,7 +35,9 @@ SLOT_FLAGS = 28  # WAITING | FAULT | STOP_REQUESTED
 SLOT_LINKS = 32  # per list kind k: next at +8k, previous at +8k+4 (TCB ids, 0 for none)
 READY_LINKS = 0
 SIBLING_LINKS = 1
-LINK_KINDS = 2
+SLEEP_LINKS = 2  # the sleep list of calls served on the application kernel (section 4.3)
+LINK_KINDS = 3
+SLOT_WAKE = SLOT_LINKS + 8 * LINK_KINDS  # a sleeper's wake-up time (low word)
 
 # states
 READY = "ready"
@@ -43,7 +45,8 @@ RUNNING = "running"
 BLOCKED = "blocked"  # waiting for its bootstrap thread (a forwarded call or exception)
 HELD = "held"  # stopped while another thread of its process has a page fault in flight
 DEAD = "dead"
-STATE_CODES = {READY: 1, RUNNING: 2, BLOCKED: 3, HELD: 4, DEAD: 5}
+SLEEPING = "sleeping"  # in a sleep served on the application kernel (the local_calls extension)
+STATE_CODES = {READY: 1, RUNNING: 2, BLOCKED: 3, HELD: 4, DEAD: 5, SLEEPING: 6}
 
 # flags
 WAITING = 1  # a message is outstanding; activation makes it runnable again
@@ -90,6 +93,8 @@ class TCB:
         # signals the driver passes on (lock held); the thread's CPU takes them all at once (xchg in C)
         self.pending_signals = 0
         self.ticks = 0  # its CPU's only
+        self.wake = 0  # a local sleep's wake-up time, and its result (lock held)
+        self.sleep_result = 0
 
     @property
     def state(self) -> str:

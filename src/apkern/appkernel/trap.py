@@ -19,6 +19,7 @@ from ..bootkernel import abi as sys_abi
 from ..hw import CPU, IVT, Call, Compute, Fault, Fixup, Gate, Load, MachineError, Op, Store, UserAccessFault, WriteMem
 from ..hw import traps as vec
 from . import abi, costs
+from .local_calls import LOCAL
 from .tcb import DEAD, FAULT, WAITING
 
 if TYPE_CHECKING:
@@ -56,6 +57,7 @@ class APTraps:
                 vec.TIMER: Gate(self.timer),
                 vec.IPI_RESCHEDULE: Gate(self.ipi),
                 vec.IPI_STOP: Gate(self.ipi),
+                vec.IPI_TLB_SHOOTDOWN: Gate(self.ak.shootdown.ipi),
             }
         )
 
@@ -158,6 +160,14 @@ class APTraps:
             yield from ak.return_to_user(cid, tcb)
             return -sys_abi.EINVAL  # what the bootstrap kernel answers; nothing a message could carry
         nr = args[0]
+        if ak.local is not None and nr in LOCAL:  # section 4.3: served here, never forwarded
+            ak.mark(cid, "ak_local", tcb)
+            cid, result = yield from ak.local.serve(cid, tcb, nr, args[1:])
+            ak.mark(cid, "ak_local_exit", tcb)
+            cid = yield from ak.return_to_user(cid, tcb)
+            yield Compute(costs.TRAP_EXIT)
+            ak.mark(cid, "ak_resumed", tcb)
+            return result
         ak.forwarded_calls += 1
         if nr in CLEANUP_FIRST:
             yield from self.post_final(cid, tcb, abi.KIND_SYSCALL, nr, args[1:])
@@ -213,6 +223,8 @@ class APTraps:
         ak = self.ak
         cid = cpu.id
         yield Compute(costs.TIMER_TICK)
+        if tick and ak.local is not None:
+            yield from ak.local.tick(cid)
         tcb = ak.current[cid]
         if tcb is None or cpu.ctx is not tcb.ctx:
             return  # the idle loop: it looks at the ready queue itself

@@ -124,13 +124,14 @@ class DriverServices:
     def free_low_page(self, page: int) -> None:
         self._k.frames.release(page)
 
-    def register_tlb_hook(self, hook: Any) -> bool:
-        """Ask to hear of asynchronous unmaps: `hook(cr3, vaddr)` (a generator) after a PTE is cleared.
+    def register_tlb_hook(self, begin: Any, end: Any) -> bool:  # PATCH (section 4.3)
+        """Ask to hear of asynchronous unmaps: `begin(cr3, vaddr)` before the swapper takes a page, `end` after.
 
-        Only a kernel built with the section 4.3 patch (`tlb_patch=True`) calls it;
+        Both are generators run on the bootstrap processor; the frame is freed after `end`.
+        Only a kernel built with the section 4.3 patch (`tlb_patch=True`) calls them;
         returns whether it will.
         """
-        return self._k.tlb_patch.register(hook)
+        return self._k.tlb_patch.register(begin, end)  # PATCH (section 4.3)
 
     def copy_from_user(self, vaddr: int, n: int) -> Gen:
         """Bytes from the calling process's memory (in a control call); EFAULT on a bad address."""

@@ -36,7 +36,7 @@ from .sched import Scheduler
 from .signal import Signals
 from .swap import Swapper, SwapStore
 from .syscall import Syscalls
-from .tlb_patch import TLBPatch
+from .tlb_patch import TLBPatch  # PATCH (section 4.3)
 from .trap import Traps
 from .vm import KERNBASE, AddressSpace, KernelMap
 
@@ -52,7 +52,7 @@ class BootKernel:
         machine: Machine,
         drivers: Iterable[Driver] = (),
         swapper: bool = False,
-        tlb_patch: bool = False,
+        tlb_patch: bool = False,  # PATCH (section 4.3)
         tick: int = costs.TICK,
     ) -> None:
         self.machine = machine
@@ -68,7 +68,7 @@ class BootKernel:
         self.syscalls = Syscalls(self)
         self.swap_store = SwapStore() if swapper else None
         self.swapper = Swapper(self) if swapper else None
-        self.tlb_patch = TLBPatch(tlb_patch)
+        self.tlb_patch = TLBPatch(tlb_patch)  # PATCH (section 4.3)
         self.drivers: dict[str, Driver] = {}
         for d in drivers:
             if not d.name or d.name in self.drivers:

@@ -104,11 +104,12 @@ class Swapper:
         """Write one page out and unmap it."""
         mem = self.k.machine.memory
         pfn = aspace.resident[vpn]
+        yield from self.k.tlb_patch.unmap_begin(aspace.cr3, vpn << PAGE_SHIFT)  # PATCH (section 4.3)
         aspace.swap.put(aspace, vpn, mem.read(pfn << PAGE_SHIFT, PAGE_SIZE))
         aspace.unmap(vpn)
         yield Compute(costs.COPY_PAGE + costs.UNMAP_PAGE)
         if self.k.sched.loaded_cr3 == aspace.cr3:
             yield InvalidatePage(vpn << PAGE_SHIFT)
-        yield from self.k.tlb_patch.page_unmapped(aspace.cr3, vpn << PAGE_SHIFT)
+        yield from self.k.tlb_patch.unmap_end(aspace.cr3, vpn << PAGE_SHIFT)  # PATCH (section 4.3)
         self.k.frames.release(pfn)
         self.evicted += 1

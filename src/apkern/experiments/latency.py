@@ -34,6 +34,13 @@ AK_STAGES: dict[Any, str] = {
     ("sys_return", "gettid"): "activation",
     "ak_activated": "AP resume",
 }
+# A call served on the application processor (the local_calls extension of section 4.3).
+LOCAL_STAGES: dict[Any, str] = {
+    "ak_trap": "AP trap entry",
+    "ak_local": "dispatch and call body on the AP",
+    "ak_local_exit": "kernel exit",
+    "ak_resumed": "interrupts taken on return",
+}
 FIRST_STAGE = "trap instruction"
 
 
@@ -74,11 +81,13 @@ def split_stages(marks: list[Mark], inspection_cost: int, stages: dict[Any, str]
     return out
 
 
-def measure(kernel: str = "up", cpus: int = 1, iterations: int = 1000, seed: int = 0) -> LatencyResult:
+def measure(
+    kernel: str = "up", cpus: int = 1, iterations: int = 1000, seed: int = 0, extensions: tuple[str, ...] = ()
+) -> LatencyResult:
     """Run the `gettid` program alone on a fresh system and break its calls down by stage."""
     if iterations < 1:
         raise ValueError("iterations must be at least 1")
-    sim = System(kernel=kernel, cpus=cpus, seed=seed, trace=True)
+    sim = System(kernel=kernel, cpus=cpus, seed=seed, trace=True, extensions=extensions)
     proc = sim.spawn("gettid", ["gettid", str(iterations)])
     sim.run()
     if proc.exit_status != 0:
@@ -88,7 +97,8 @@ def measure(kernel: str = "up", cpus: int = 1, iterations: int = 1000, seed: int
     marks = [mk for mk in sim.machine.tracer.marks]
     inspects = [mk for mk in marks if mk.name == "inspect"]
     inspection_cost = inspects[1].time - inspects[0].time
-    calls = split_stages(marks, inspection_cost, UP_STAGES if kernel == "up" else AK_STAGES)
+    stages = UP_STAGES if kernel == "up" else LOCAL_STAGES if "local_calls" in extensions else AK_STAGES
+    calls = split_stages(marks, inspection_cost, stages)
     if len(calls) != iterations:
         raise RuntimeError(f"expected {iterations} measured calls, found {len(calls)}")
     total = sum(lat for lat, _ in calls)

@@ -1,11 +1,15 @@
 """`apkern reproduce`: the paper's section 5, end to end, in parallel worker processes.
 
 Runs the latency experiment (uniprocessor, and the application kernel on 2-8
-CPUs) and the throughput grid K x P x N, then derives the per-call overhead the
-way the paper does (from the saturated points, C = scps * (ipsc + opsc)), checks
-it against the bootstrap processor's measured instructions per forwarded call,
-checks the model's predicted maximum speedup against the simulated one, and
-writes CSVs, Figures 6-8, summary.json and report.md.
+CPUs) and the throughput grid K x P x N (its one- and two-CPU points under more
+than one seed, to measure the grid's noise). It finds the saturated points from
+the data (saturation.py), takes each saturated curve (K, P) as one piece of
+evidence, derives the per-call overhead the way the paper does (C = scps *
+(ipsc + opsc)) and checks it against an independent attribution of the
+bootstrap processor's instructions by path (attribution.py), predicts each
+curve's plateau from the overhead of the other call lengths, judges the gain at
+two CPUs with one yardstick, and writes CSVs, Figures 6-8, summary.json and
+report.md.
 """
 
 from __future__ import annotations
@@ -21,18 +25,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import latency, throughput
+from ..bootkernel import costs as boot_costs
+from . import latency, saturation, throughput
+from .attribution import CALL
 from .model import predicted_speedup
 
 KS = (151, 451, 4510)
 PS = (80.0, 90.0, 92.5, 95.0, 97.0, 99.0)
 NS = tuple(range(1, 9))
 LATENCY_CPUS = (2, 4, 8)
-# A pass that handles a message is always followed by a pass of the same bootstrap thread that
-# finds its area empty (its application thread cannot have posted again yet), so at most half
-# of the passes handle a message: the load tops out at 0.5. Saturated: within 5% of that ceiling.
-LOAD_CEILING = 0.5
-SATURATION = 0.95 * LOAD_CEILING
+# The one-CPU and two-CPU points run under this many seeds (the grid's and the next ones): their
+# spread is the grid's noise, which decides what counts as a gain and as growth.
+NOISE_SEEDS = 2
+NOISE_SIGMAS = 2  # a change is told from noise when it exceeds twice the noise of one run
+# The model check's tolerance, and the agreement asked of the derived and the attributed overheads.
 AGREEMENT = 0.10
 
 
@@ -45,6 +51,9 @@ class Precision:
     window `rounds` rounds, both divided by the number of application processors
     (which share the work), and never shorter than the minimums. Speedup compares
     loop rates, so windows of different lengths compare fairly.
+
+    The one-CPU warm-up also lets every process start: the uniprocessor runs each for
+    a whole quantum before the next one first runs.
     """
 
     name: str
@@ -59,7 +68,10 @@ class Precision:
         return throughput.DEFAULT_PROCS * (throughput.user_instructions(k, p) + k + 100)
 
     def warmup(self, k: int, p: float, n: int) -> int:
-        return max(self.min_warmup, int(1.5 * self._round(k, p) / max(1, n - 1)))
+        w = max(self.min_warmup, int(1.5 * self._round(k, p) / max(1, n - 1)))
+        if n == 1:  # the uniprocessor starts each process only when the one before has used its quantum
+            w = max(w, throughput.DEFAULT_PROCS * boot_costs.QUANTUM_TICKS * boot_costs.TICK)
+        return w
 
     def window(self, k: int, p: float, n: int) -> int:
         rounds = self.rounds * (self.up_rounds_factor if n == 1 else 1)
@@ -77,8 +89,8 @@ def _latency_task(kernel: str, cpus: int, iterations: int, seed: int) -> dict[st
     return latency.measure(kernel=kernel, cpus=cpus, iterations=iterations, seed=seed).to_dict()
 
 
-def _point_task(k: int, p: float, n: int, warmup: int, window: int, seed: int) -> dict[str, Any]:
-    return throughput.measure(k, p, n, warmup=warmup, window=window, seed=seed).to_dict()
+def _point_task(k: int, p: float, n: int, warmup: int, window: int, seed: int, attribute: bool) -> dict[str, Any]:
+    return throughput.measure(k, p, n, warmup=warmup, window=window, seed=seed, attribute=attribute).to_dict()
 
 
 def plan(precision: Precision, seed: int = 0) -> list[tuple[str, tuple[Any, ...], float]]:
@@ -91,7 +103,9 @@ def plan(precision: Precision, seed: int = 0) -> list[tuple[str, tuple[Any, ...]
             for n in NS:
                 w, win = precision.warmup(k, p, n), precision.window(k, p, n)
                 cost = (w + win) / 1e6 * (0.1 if n == 1 else 1.0 + 1000 / (k + 100))
-                tasks.append(("point", (k, p, n, w, win, seed), cost))
+                seeds = range(seed, seed + (NOISE_SEEDS if n <= 2 else 1))
+                # the other seeds' points serve only the noise: their loop counts, no attribution
+                tasks += [("point", (k, p, n, w, win, s, s == seed), cost) for s in seeds]
     tasks.sort(key=lambda t: -t[2])
     return tasks
 
@@ -122,72 +136,190 @@ def run_tasks(
 # --- analysis ---------------------------------------------------------------------------------------
 
 
-def analyse(results: list[tuple[str, tuple[Any, ...], dict[str, Any]]]) -> dict[str, Any]:
-    """Speedups, bounds, the derived and measured overheads and the model check, from raw results."""
-    lat = [r for kind, _, r in results if kind == "latency"]
-    pts = {(r["syscall_instr"], r["user_pct"], r["cpus"]): r for kind, _, r in results if kind == "point"}
-    rows = []
-    for (k, p, n), r in sorted(pts.items()):
-        up = pts[(k, p, 1)]
-        t_up = up["window_instructions"] / up["loops"]  # instructions per loop on the uniprocessor
-        r = dict(r)
-        r["speedup"] = throughput.speedup(r["loops"], r["window_instructions"], up["loops"], up["window_instructions"])
-        r["t_up"] = t_up
-        r["ipsc"] = up["kernel_instructions_per_call"]
-        r["ideal_bound"] = (n - 1) * t_up / r["user_instr"] if n > 1 else 1.0
-        r["saturated"] = bool(n > 1 and r["bsp_load"] is not None and r["bsp_load"] >= SATURATION)
-        calls = r["forwarded_calls"]
-        r["idle_passes_per_call"] = (r["passes"] - r["busy_passes"]) / calls if n > 1 and calls else None
-        rows.append(r)
-    sat = [r for r in rows if r["saturated"]]
-    for r in sat:
-        r["derived_overhead"] = r["t_up"] / r["speedup"] - r["ipsc"]  # the paper's way: ips/scps - ipsc
-        r["measured_overhead"] = r["bsp_instructions_per_call"] - r["ipsc"]
-    derived = statistics.fmean(r["derived_overhead"] for r in sat) if sat else None
-    measured = statistics.fmean(r["measured_overhead"] for r in sat) if sat else None
-    idle = statistics.fmean(r["idle_passes_per_call"] for r in sat) if sat else None
-    # The model check is held out: a point of K is predicted with the overhead derived from the
-    # saturated points of the other K values, so it does not check the derivation against itself.
+def _speedup(r: dict[str, Any], up: dict[str, Any]) -> float:
+    return throughput.speedup(r["loops"], r["window_instructions"], up["loops"], up["window_instructions"])
+
+
+def _row(r: dict[str, Any], up: dict[str, Any]) -> dict[str, Any]:
+    """A grid point with what the analysis adds: speedup, the uniprocessor's figures, the parts per call."""
+    n = r["cpus"]
+    row = dict(r)
+    row["speedup"] = _speedup(r, up)
+    row["t_up"] = up["window_instructions"] / up["loops"]  # instructions per loop on the uniprocessor
+    # ipsc: the instructions of the call itself on the uniprocessor (its trap path and body), tagged
+    # the same way as the bootstrap processor's re-issued call; ticks and switches are not the call's
+    row["ipsc"] = up["bsp_parts"][CALL] / up["loops"]
+    row["up_kernel_per_call"] = up["kernel_instructions_per_call"]  # all kernel work per loop, ticks included
+    row["ideal_bound"] = (n - 1) * row["t_up"] / r["user_instr"] if n > 1 else 1.0
+    # per forwarded call the bootstrap processor handled in the window (its busy passes; the
+    # application processors' count of calls posted runs ahead of it while a queue builds up)
+    calls = r["busy_passes"] if n > 1 else r["loops"]
+    row["parts_per_call"] = {part: v / calls for part, v in r["bsp_parts"].items()} if calls else None
+    row["attributed_overhead"] = (
+        sum(v for part, v in row["parts_per_call"].items() if part != CALL) if calls and n > 1 else None
+    )
+    row["idle_passes_per_call"] = (r["passes"] - r["busy_passes"]) / calls if n > 1 and calls else None
+    return row
+
+
+def _noise(raw: dict[tuple[int, float, int, int], dict[str, Any]]) -> dict[str, Any]:
+    """The spread of the two-CPU speedup over seeds: the pooled standard deviation of one run, relative."""
+    runs: dict[tuple[int, float], list[float]] = {}
+    for (k, p, n, s), r in raw.items():
+        up = raw.get((k, p, 1, s))
+        if n == 2 and up is not None:
+            runs.setdefault((k, p), []).append(_speedup(r, up))
+    groups = [v for v in runs.values() if len(v) > 1]
+    if not groups:
+        return {"sd": 0.0, "seeds": 1, "curves": 0}
+    var = statistics.fmean(statistics.variance([x / statistics.fmean(v) for x in v]) for v in groups)
+    return {"sd": var**0.5, "seeds": max(len(v) for v in groups), "curves": len(groups)}
+
+
+def _evidence(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One piece of evidence per saturated curve (K, P): its plateau, however many CPU counts reached it."""
+    out = []
+    for k in sorted({r["syscall_instr"] for r in rows}):
+        for p in sorted({r["user_pct"] for r in rows if r["syscall_instr"] == k}):
+            pts = [r for r in rows if r["syscall_instr"] == k and r["user_pct"] == p and r["saturated"]]
+            if not pts:
+                continue
+            plateau = statistics.fmean(r["speedup"] for r in pts)
+            calls = sum(r["busy_passes"] for r in pts)
+            parts = {part: sum(r["bsp_parts"][part] for r in pts) / calls for part in pts[0]["bsp_parts"]}
+            out.append(
+                {
+                    "syscall_instr": k,
+                    "user_pct": p,
+                    "cpus": [r["cpus"] for r in pts],
+                    "speedup": plateau,
+                    "t_up": pts[0]["t_up"],
+                    "ipsc": pts[0]["ipsc"],
+                    "up_kernel_per_call": pts[0]["up_kernel_per_call"],
+                    "bsp_load": statistics.fmean(r["bsp_load"] for r in pts),
+                    # the paper's way: the capacity ips = scps * (ipsc + opsc) at the plateau
+                    "derived_overhead": pts[0]["t_up"] / plateau - pts[0]["ipsc"],
+                    "parts": parts,
+                    "attributed_overhead": sum(v for part, v in parts.items() if part != CALL),
+                    # one call more or less at a window's edge moves the per-call figures by this much
+                    "edge": sum(parts.values()) * len(pts) / calls,
+                }
+            )
+    return out
+
+
+def _by_call_length(evidence: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The overhead attribution of each K, over its saturated curves (each curve weighs the same)."""
+    out: dict[str, dict[str, Any]] = {}
+    for k in sorted({e["syscall_instr"] for e in evidence}):
+        ev = [e for e in evidence if e["syscall_instr"] == k]
+        parts = {part: statistics.fmean(e["parts"][part] for e in ev) for part in ev[0]["parts"]}
+        overhead = sum(v for part, v in parts.items() if part != CALL)
+        derived = statistics.fmean(e["derived_overhead"] for e in ev)
+        out[str(k)] = {
+            "points": [[e["user_pct"], e["cpus"]] for e in ev],
+            "parts": parts,
+            "total": sum(parts.values()),
+            "overhead": overhead,
+            "derived_overhead": derived,
+            "agreement": abs(derived - overhead) / overhead,
+            "edge": statistics.fmean(e["edge"] for e in ev),
+        }
+    return out
+
+
+def _model_check(evidence: list[dict[str, Any]], per_k: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each saturated curve predicted from the overhead derived at the *other* call lengths."""
+    # the same check with ipsc taken as all the uniprocessor's kernel work per loop (ticks and switches too)
+    up_derived: dict[int, list[float]] = {}
+    for e in evidence:
+        up_derived.setdefault(e["syscall_instr"], []).append(e["t_up"] / e["speedup"] - e["up_kernel_per_call"])
     checks = []
-    for r in sat:
-        elsewhere = [o for o in sat if o["syscall_instr"] != r["syscall_instr"]]
-        others = [o["derived_overhead"] for o in elsewhere]
-        opsc = statistics.fmean(others) if others else derived
-        # what the uniprocessor kernel spends per call beyond K (path, timer ticks, switches): ipsc carries it
-        up_extra = r["ipsc"] - r["syscall_instr"]
-        up_extra_elsewhere = statistics.fmean(o["ipsc"] - o["syscall_instr"] for o in elsewhere) if elsewhere else None
-        pred = predicted_speedup(r["t_up"], r["ipsc"], opsc)
-        err = (r["speedup"] - pred) / pred
+    for e in evidence:
+        k = e["syscall_instr"]
+        others = [v["derived_overhead"] for kk, v in per_k.items() if int(kk) != k]
+        if not others:
+            continue
+        opsc = statistics.fmean(others)
+        pred = predicted_speedup(e["t_up"], e["ipsc"], opsc)
+        err = (e["speedup"] - pred) / pred
+        up_opsc = statistics.fmean(statistics.fmean(v) for kk, v in up_derived.items() if kk != k)
+        up_pred = predicted_speedup(e["t_up"], e["up_kernel_per_call"], up_opsc)
         checks.append(
             {
-                "syscall_instr": r["syscall_instr"],
-                "user_pct": r["user_pct"],
-                "cpus": r["cpus"],
-                "simulated_speedup": r["speedup"],
+                "syscall_instr": k,
+                "user_pct": e["user_pct"],
+                "cpus": e["cpus"],
+                "simulated_speedup": e["speedup"],
                 "predicted_speedup": pred,
                 "relative_error": err,
                 "within": abs(err) <= AGREEMENT,
                 "overhead_used": opsc,
-                "held_out": bool(others),
-                "point_overhead": r["derived_overhead"],
-                "bsp_load": r["bsp_load"],
-                "bsp_spin_per_call": r["bsp_spin_per_call"],
-                "idle_passes_per_call": r["idle_passes_per_call"],
-                "up_extra_per_call": up_extra,
-                "up_extra_elsewhere": up_extra_elsewhere,
+                "point_overhead": e["derived_overhead"],
+                "attributed_overhead": e["attributed_overhead"],
+                "parts": e["parts"],
+                "bsp_load": e["bsp_load"],
+                "ipsc": e["ipsc"],
+                "up_kernel_per_call": e["up_kernel_per_call"],
+                "relative_error_up_kernel_ipsc": (e["speedup"] - up_pred) / up_pred,
             }
         )
-    saturated_speedups = {str(k): max((r["speedup"] for r in sat if r["syscall_instr"] == k), default=None) for k in KS}
+    return checks
+
+
+def _two_cpu_gains(raw: dict[tuple[int, float, int, int], dict[str, Any]], noise: dict[str, Any]) -> dict[str, Any]:
+    """One yardstick for every curve: a gain at two CPUs is a mean speedup above 1 by more than the noise allows."""
+    threshold = NOISE_SIGMAS * noise["sd"]
+    points = []
+    for k, p in sorted({(k, p) for (k, p, n, _) in raw if n == 2}):
+        sp = []
+        for (kk, pp, n, s), r in sorted(raw.items()):
+            if (kk, pp, n) == (k, p, 2) and (k, p, 1, s) in raw:
+                sp.append(_speedup(r, raw[(k, p, 1, s)]))
+        mean = statistics.fmean(sp)
+        points.append({"syscall_instr": k, "user_pct": p, "speedups": sp, "mean": mean, "gain": mean - 1 > threshold})
+    return {"noise": noise["sd"], "seeds": noise["seeds"], "threshold": threshold, "points": points}
+
+
+def analyse(results: list[tuple[str, tuple[Any, ...], dict[str, Any]]]) -> dict[str, Any]:
+    """Speedups, saturation, the derived and attributed overheads, the model check and the two-CPU gains."""
+    lat = [r for kind, _, r in results if kind == "latency"]
+    raw = {(r["syscall_instr"], r["user_pct"], r["cpus"], args[5]): r for kind, args, r in results if kind == "point"}
+    grid_seed = min(s for *_, s in raw)
+    rows = [_row(r, raw[(k, p, 1, s)]) for (k, p, n, s), r in sorted(raw.items()) if s == grid_seed]
+    noise = _noise(raw)
+    sat = saturation.detect(rows, NOISE_SIGMAS * noise["sd"])
+    for r in rows:
+        r["saturated"] = (r["syscall_instr"], r["user_pct"], r["cpus"]) in sat.points
+    evidence = _evidence(rows)
+    per_k = _by_call_length(evidence)
+    derived = statistics.fmean(v["derived_overhead"] for v in per_k.values()) if per_k else None
+    attributed = statistics.fmean(v["overhead"] for v in per_k.values()) if per_k else None
+    sat_rows = [r for r in rows if r["saturated"]]
     return {
         "latency": lat,
         "throughput": rows,
+        "noise": noise,
+        "saturation": {
+            "tolerance": sat.tolerance,
+            "plateau_load": sat.plateau_load,
+            "points": len(sat.points),
+            "flat_points": len(sat.flat),
+            "curves": len(evidence),
+        },
         "derived_overhead": derived,
-        "measured_overhead": measured,
-        "overhead_agreement": abs(derived - measured) / measured if sat else None,
-        "idle_passes_per_call_saturated": idle,
-        "saturated_points": len(sat),
-        "saturated_speedups": saturated_speedups,
-        "model_check": checks,
+        "attributed_overhead": attributed,
+        "overhead_agreement": abs(derived - attributed) / attributed if per_k else None,
+        "overhead_attribution": per_k,
+        "idle_passes_per_call_saturated": statistics.fmean(r["idle_passes_per_call"] for r in sat_rows)
+        if sat_rows
+        else None,
+        "saturated_points": len(sat_rows),
+        "saturated_speedups": {
+            str(k): max((e["speedup"] for e in evidence if e["syscall_instr"] == k), default=None) for k in KS
+        },
+        "model_check": _model_check(evidence, per_k),
+        "two_cpu_gain": _two_cpu_gains(raw, noise),
     }
 
 
@@ -210,9 +342,11 @@ TP_FIELDS = [
     "saturated",
     "forwarded_calls",
     "bsp_instructions_per_call",
+    "attributed_overhead",
     "bsp_spin_per_call",
     "t_up",
     "ipsc",
+    "up_kernel_per_call",
 ]
 
 
@@ -259,7 +393,8 @@ def reproduce(
         "ps": PS,
         "cpus": NS,
         "procs": throughput.DEFAULT_PROCS,
-        "saturation_threshold": SATURATION,
+        "noise_seeds": NOISE_SEEDS,
+        "agreement": AGREEMENT,
     }
     summary["wall_seconds"] = round(time.perf_counter() - t0, 1)
     write_outputs(Path(out), summary)

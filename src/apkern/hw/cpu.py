@@ -53,9 +53,26 @@ class IVT(dict[int, Gate]):
 
 
 class Frame:
-    """One generator on a context's stack, with its privilege and resume state."""
+    """One generator on a context's stack, with its privilege and resume state.
 
-    __slots__ = ("gen", "user", "kind", "caller", "send", "throw", "retry", "remaining", "intr", "acct")
+    A frame a trap, fault or interrupt pushed records what the hardware saw: `vector`, and
+    `regs` (a system call's register arguments, eax first; a fault's error code and CR2).
+    """
+
+    __slots__ = (
+        "gen",
+        "user",
+        "kind",
+        "caller",
+        "send",
+        "throw",
+        "retry",
+        "remaining",
+        "intr",
+        "acct",
+        "vector",
+        "regs",
+    )
 
     def __init__(
         self,
@@ -65,6 +82,8 @@ class Frame:
         caller: Frame | None = None,
         intr: bool | None = None,
         acct: str | None = None,
+        vector: int | None = None,
+        regs: tuple[Any, ...] = (),
     ) -> None:
         self.gen = gen
         self.user = user
@@ -76,6 +95,8 @@ class Frame:
         self.remaining = 0
         self.intr = user if intr is None else intr
         self.acct = acct or ("user" if user else "kernel")
+        self.vector = vector
+        self.regs = regs
 
 
 class Context:
@@ -200,13 +221,15 @@ class CPU:
             self._shutdown(f"interrupt {vector:#x} with no handler")
             return
         self.interrupts += 1
-        self.ctx.frames.append(Frame(gate.handler(self, info), user=False, kind="irq", acct="kernel"))
+        self.ctx.frames.append(Frame(gate.handler(self, info), user=False, kind="irq", acct="kernel", vector=vector))
 
     def software_interrupt(self, op: Any, frame: Frame) -> None:
         gate = self._gate(op.vector)
         if gate is None or (frame.user and not gate.user):
             raise Fault(GP, op.vector << 3, 0, f"int {op.vector:#x} not allowed")
-        self.ctx.frames.append(Frame(gate.handler(self, op.args), user=False, kind="trap", caller=frame))
+        self.ctx.frames.append(
+            Frame(gate.handler(self, op.args), user=False, kind="trap", caller=frame, vector=op.vector, regs=op.args)
+        )
 
     def call(self, gen: Generator[Op, Any, Any], frame: Frame) -> None:
         self.ctx.frames.append(Frame(gen, user=frame.user, kind="call", caller=frame, intr=frame.intr, acct=frame.acct))
@@ -218,7 +241,16 @@ class CPU:
             return
         frame.retry = op
         flt.from_user = frame.user
-        self.ctx.frames.append(Frame(gate.handler(self, flt), user=False, kind="fault", caller=frame))
+        self.ctx.frames.append(
+            Frame(
+                gate.handler(self, flt),
+                user=False,
+                kind="fault",
+                caller=frame,
+                vector=flt.vector,
+                regs=(flt.error, flt.addr),
+            )
+        )
 
     # --- context switching --------------------------------------------------------
 
@@ -285,6 +317,7 @@ class CPU:
         acct = self.acct
         tracer = self.machine.tracer
         perturb = None if self.machine.perturb is None else self.machine.perturb.for_cpu(self.id)
+        profiler = self.machine.profiler
         while True:
             if self.state != RUNNING or self.halt_requested and not self.pending:
                 start = self._halt_start = env.now
@@ -319,6 +352,8 @@ class CPU:
                 acct[f.acct] += done
                 if tracer is not None:
                     tracer.slice(self, f.acct, env.now - done, env.now)
+                if profiler is not None:
+                    profiler.charge(self, f, f.acct, done)
                 continue
             op = f.retry
             if op is not None:
@@ -354,6 +389,8 @@ class CPU:
                     acct[f.acct] += n
                     if tracer is not None:
                         tracer.slice(self, f.acct, env.now - n, env.now)
+                    if profiler is not None:
+                        profiler.charge(self, f, f.acct, n)
                 continue
             if op.__class__ is SpinWhile:
                 try:
@@ -378,6 +415,8 @@ class CPU:
                     acct[op.acct] = acct.get(op.acct, 0) + env.now - start
                     if tracer is not None:
                         tracer.slice(self, op.acct, start, env.now)
+                    if profiler is not None:
+                        profiler.charge(self, f, op.acct, env.now - start)
                     if f.retry is not None or value == op.value:
                         f.retry = op
                         continue
@@ -386,6 +425,8 @@ class CPU:
                 acct[op.acct] = acct.get(op.acct, 0) + 1
                 if tracer is not None:
                     tracer.slice(self, op.acct, env.now - 1, env.now)
+                if profiler is not None:
+                    profiler.charge(self, f, op.acct, 1)
                 continue
             try:
                 cost = op.run(self, f)
@@ -401,6 +442,8 @@ class CPU:
                 acct[f.acct] += cost
                 if tracer is not None:
                     tracer.slice(self, f.acct, env.now - cost, env.now)
+                if profiler is not None:
+                    profiler.charge(self, f, f.acct, cost)
 
     def _return(self, frames: list[Frame], f: Frame, value: Any) -> None:
         frames.pop()

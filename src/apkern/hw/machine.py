@@ -20,6 +20,7 @@ from .intc import InterruptController
 from .lockcheck import LockChecker
 from .memory import PhysicalMemory
 from .perturb import Perturbation
+from .profiler import Profiler
 from .trace import Tracer
 
 MAX_CPUS = 64
@@ -58,6 +59,7 @@ class Machine:
         self.check_tlb = check_tlb  # every TLB hit is checked against the tables (`mmu.CheckingMMU`)
         self.tracer: Tracer | None = Tracer() if trace else None
         self.perturb = perturb  # read by the CPUs, the interrupt controller and the timers
+        self.profiler: Profiler | None = None
         self.messages: list[str] = []
         self.debugger = Debugger(self.memory)
         self.locks: LockChecker | None = LockChecker(self.memory) if check_locks else None
@@ -75,6 +77,15 @@ class Machine:
     def power_on(self, boot: Context) -> None:
         """Start the bootstrap processor in `boot`; the APs stay in reset."""
         self.bsp.power_on(boot)
+
+    def profile(self, profiler: Profiler) -> None:
+        """Attach `profiler` (see `hw.profiler`): from the first instruction on, it hears of every charge.
+
+        Only before the machine first runs: a profiler sees the whole run or none of it.
+        """
+        if self.env.now > 0 or any(c.ops for c in self.cpus):
+            raise MachineError("attach a profiler before the machine runs")
+        self.profiler = profiler
 
     def run(self, until: int | None = None) -> None:
         """Run until time `until` (or until nothing is left to do), or until `stop()`."""

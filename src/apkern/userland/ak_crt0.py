@@ -61,6 +61,7 @@ def ak_crt0(block_addr: int) -> Gen:
         yield from libc.exit(0 if status is None else status)  # libc checks it is an integer
     main_addr = yield Load(block_addr)
     comm = yield from libc.mmap(PAGE)
+    yield from libc.mlock(comm, PAGE)  # the application kernel writes it from kernel mode: keep it resident
     yield Store(MAIN_COMM_WORD, comm)
     entry = yield CodeAddr(ak_app_start)
     yield WriteMem(comm + PAIRS, struct.pack("<2I", (yield from _raw(abi.SYS_GETTID)), comm))
@@ -180,17 +181,25 @@ def _thread_create(fd: int, main_comm: int, entry: int, arg0: int, arg1: int) ->
     comm = yield from _raw(abi.SYS_MMAP, PAGE)
     if comm < 0:
         return comm
+    if (locked := (yield from _raw(abi.SYS_MLOCK, comm, PAGE))) < 0:
+        yield from _unmap_unused(fd, comm)
+        return locked
     yield WriteMem(comm + START_INFO, struct.pack("<5I", fd, entry, arg0 & 0xFFFFFFFF, arg1 & 0xFFFFFFFF, main_comm))
     start = yield CodeAddr(ak_bootstrap_thread)
     tid = yield from _raw(abi.SYS_THREAD_CREATE, start, comm, 0)
     if tid < 0:
-        if (yield from _stop_others(fd, (yield Load((yield ReadTP()) + OWN_COMM)))) == 0:
-            yield from _raw(abi.SYS_MUNMAP, comm, PAGE)  # else it stays mapped, unused
+        yield from _unmap_unused(fd, comm)
         return tid
     slot = yield from _pair_slot(main_comm, 0)
     if slot:
         yield WriteMem(slot, struct.pack("<2I", tid, comm))
     return tid
+
+
+def _unmap_unused(fd: int, area: int) -> Gen:
+    """Give back a further pair's page that no thread was started for (under the unmap protocol)."""
+    if (yield from _stop_others(fd, (yield Load((yield ReadTP()) + OWN_COMM)))) == 0:
+        yield from _raw(abi.SYS_MUNMAP, area, PAGE)  # else it stays mapped, unused
 
 
 def _stop_others(fd: int, comm: int) -> Gen:
