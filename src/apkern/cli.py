@@ -107,7 +107,9 @@ def run(
                 pass
         except OSError as e:
             fail(f"cannot write {trace_file}: {e.strerror}")
-    sim = System(kernel=kernel, cpus=_cpus(kernel, cpus), seed=seed, trace=trace_file is not None, extensions=_ext(ext))
+    sim = System(
+        kernel=kernel, cpus=_cpus(kernel, cpus), seed=seed, trace=trace_file is not None, extensions=_ext(ext)
+    )
     for spec in files:
         path, sep, host = spec.partition("=")
         if not sep or not path.startswith("/"):
