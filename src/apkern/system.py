@@ -14,7 +14,7 @@ from typing import Any
 
 from .bootkernel import BootKernel
 from .bootkernel.proc import Process
-from .hw import MAX_CPUS, Machine
+from .hw import MAX_CPUS, Machine, Perturbation
 from .hw.machine import DEFAULT_MEMORY
 from .userland import PROGRAMS
 from .userland.crt0 import crt0
@@ -75,6 +75,9 @@ class System:
     `extensions`: section 4.3's optional parts of the application kernel, by name
     (`EXTENSIONS`); none is the paper's prototype. "local_calls" serves getpid, gettid,
     yield and sleep on the application processors.
+    `perturb`: a seed (or a `Perturbation`) to vary path costs, IPI and timer delivery
+    within stated bounds and so explore other interleavings; None (the default) keeps
+    the machine's fixed costs, as every experiment does.
     """
 
     def __init__(
@@ -90,6 +93,7 @@ class System:
         check_locks: bool = False,
         tlb_patch: bool | None = None,
         extensions: tuple[str, ...] | list[str] = (),
+        perturb: int | Perturbation | None = None,
     ) -> None:
         if kernel not in KERNELS:
             raise ConfigError(f"unknown kernel {kernel!r} (choose from {', '.join(KERNELS)})")
@@ -112,8 +116,18 @@ class System:
         self.kernel_name = kernel
         self.seed = seed
         self.random = random.Random(seed)
+        if isinstance(perturb, bool) or not (perturb is None or isinstance(perturb, int | Perturbation)):
+            raise ConfigError(f"perturb is a seed or a Perturbation, not {perturb!r}")
+        if isinstance(perturb, int):
+            perturb = Perturbation(perturb)
         self.machine = Machine(
-            cpus=cpus, memory=memory, strict=strict, trace=trace, check_tlb=check_tlb, check_locks=check_locks
+            cpus=cpus,
+            memory=memory,
+            strict=strict,
+            trace=trace,
+            perturb=perturb,
+            check_tlb=check_tlb,
+            check_locks=check_locks,
         )
         drivers: list[Any] = []
         self._crt0: Callable[..., Any] = crt0
@@ -183,6 +197,8 @@ class System:
             "per_cpu": m["cpus"],
             "ipis": m["ipis"],
         }
+        if "perturb" in m:
+            out["perturb"] = m["perturb"]
         out.update(self.kernel.stats())
         if self.appkernel is not None:
             out.update(self.appkernel.stats(self.machine.debugger))

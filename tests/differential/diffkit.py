@@ -13,6 +13,11 @@ A run is strict by default (a program's own Python exception stops the test);
 `strict=False` lets it crash the program (#UD, SIGILL) as it would for a user, and
 the machine's log (`messages`, not compared: it names CPUs and times) says why.
 
+`perturb` runs a configuration on a perturbed machine (`System(perturb=seed)`: kernel
+path costs, IPI and timer delivery vary within stated bounds, so other interleavings
+are tried); `perturb_seeds` says which seeds a case gets: a few in the ordinary run,
+N with the environment variable APKERN_PERTURB_SEEDS=N (the long job, run by hand).
+
 `assert_same` compares two observations field by field with a readable message;
 `assert_ak_clean` checks what an application-kernel run must leave behind (no
 live TCB) and that it really went through the application kernel (calls were
@@ -21,6 +26,8 @@ forwarded).
 
 from __future__ import annotations
 
+import os
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +35,21 @@ from typing import Any
 import apkern
 
 RUN_LIMIT = 2_000_000_000  # instructions: far above any test program, far below "forever"
+PERTURB_SEEDS_ENV = "APKERN_PERTURB_SEEDS"
+
+
+def long_job() -> int:
+    """N when the environment asks for the long job (APKERN_PERTURB_SEEDS=N), else 0."""
+    return int(os.environ.get(PERTURB_SEEDS_ENV, "0") or 0)
+
+
+def perturb_seeds(ci: int, case: str) -> list[int]:
+    """Perturbation seeds for one case: `ci` of them, different for each `case` name; 1..N in the long job."""
+    n = long_job()
+    if n:
+        return list(range(1, n + 1))
+    base = zlib.crc32(case.encode()) % 100_000 * 100
+    return [base + k for k in range(ci)]
 
 
 @dataclass
@@ -44,10 +66,12 @@ class Observation:
     files: dict[str, bytes]
     stats: dict[str, Any] = field(repr=False)
     messages: list[str] = field(default_factory=list, repr=False)  # the machine's log
+    perturb: int | None = None
 
     @property
     def label(self) -> str:
-        return f"{self.kernel}/{self.cpus}cpu"
+        seed = "" if self.perturb is None else f"/perturb={self.perturb}"
+        return f"{self.kernel}/{self.cpus}cpu{seed}"
 
 
 def observe(
@@ -58,10 +82,11 @@ def observe(
     files: dict[str, bytes] | None = None,
     limit: int = RUN_LIMIT,
     strict: bool = True,
+    perturb: int | None = None,
     extensions: tuple[str, ...] = (),
     **system: Any,
 ) -> Observation:
-    """Run `program argv` alone on a fresh system (strict unless told) and record everything comparable.
+    """Run `program argv` alone on a fresh system (strict unless told; perturbed by seed `perturb`) and record it.
 
     `extensions`: section 4.3 extensions, for the application kernel only. `system`: further
     `System` settings (memory, swapper, tlb_patch, ...).
@@ -76,6 +101,7 @@ def observe(
         check_tlb=True,
         check_locks=True,
         extensions=extensions if kernel == "apkern" else (),
+        perturb=perturb,
         **system,
     )
     for path, data in (files or {}).items():
@@ -97,6 +123,7 @@ def observe(
         files=sim.fs.snapshot(),
         stats=sim.stats,
         messages=list(sim.machine.messages),
+        perturb=perturb,
     )
 
 

@@ -1,9 +1,10 @@
 """Every built-in program behaves the same on the uniprocessor kernel and on the application kernel.
 
-Each case runs once on "up" (1 CPU) and on "apkern" with 2, 3, 4 and 8 CPUs;
-the whole console, each process's output on fd 1 and fd 2, every process's
-exit status and the file system afterwards must be identical, and the
-application kernel must have forwarded calls and freed every TCB.
+Each case runs once on "up" (1 CPU) and on "apkern" with 2, 3, 4 and 8 CPUs, and
+on "apkern" perturbed by a few seeds (other interleavings, `diffkit.perturb_seeds`);
+the whole console, each process's output on fd 1 and fd 2, every process's exit
+status and the file system afterwards must be identical, and the application
+kernel must have forwarded calls and freed every TCB.
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ import random
 import re
 
 import pytest
-from diffkit import Observation, assert_ak_clean, assert_same, observe
+from diffkit import Observation, assert_ak_clean, assert_same, observe, perturb_seeds
 
 from apkern.bootkernel import abi
 from apkern.userland.programs import PROGRAMS
 
 AK_CPUS = (2, 3, 4, 8)
+CI_SEEDS = 2  # perturbed runs per case in the ordinary run, each on one of AK_CPUS
 
 
 def _text(seed: int, n_words: int) -> bytes:
@@ -96,6 +98,21 @@ def test_builtin_same_on_up_and_apkern(case: str, cpus: int) -> None:
     ref = reference(case)
     got = observe(prog, argv, "apkern", cpus, FILES)
     assert_same(ref, got, normalize)
+    assert_ak_clean(got)
+
+
+PERTURBED = [
+    (case, seed, AK_CPUS[(i + k) % len(AK_CPUS)])
+    for i, case in enumerate(sorted(CASES))
+    for k, seed in enumerate(perturb_seeds(CI_SEEDS, case))
+]
+
+
+@pytest.mark.parametrize(("case", "seed", "cpus"), PERTURBED)
+def test_builtin_same_on_up_and_perturbed_apkern(case: str, seed: int, cpus: int) -> None:
+    prog, argv = CASES[case]
+    got = observe(prog, argv, "apkern", cpus, FILES, perturb=seed)
+    assert_same(reference(case), got, normalize)
     assert_ak_clean(got)
 
 

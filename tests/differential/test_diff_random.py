@@ -5,13 +5,15 @@ system calls, page-faulting memory patterns, files, printing, pipes to
 children, spawned children with their own programs, signals to self and to
 children, threads on shared memory, fatal endings); each runs on "up" and on
 "apkern" with 2 to 8 CPUs, and everything observable must agree (see
-`diffkit`). Derandomized, so every run tests the same programs.
+`diffkit`); then more programs on perturbed machines, the seed drawn with
+the program (a few dozen in the ordinary run, more in the long job:
+APKERN_PERTURB_SEEDS=N). Derandomized, so every run tests the same programs.
 """
 
 from __future__ import annotations
 
 import pytest
-from diffkit import assert_ak_clean, assert_same, observe
+from diffkit import assert_ak_clean, assert_same, long_job, observe, perturb_seeds
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from randprog import ERROR_PROBES, REGISTRY, SIGNAL_CHOICES, Prog, argv_for, count_programs, register, rp_main
@@ -19,6 +21,7 @@ from randprog import ERROR_PROBES, REGISTRY, SIGNAL_CHOICES, Prog, argv_for, cou
 from apkern.bootkernel import abi
 
 MAX_EXAMPLES = 200
+PERTURBED_EXAMPLES = 40  # programs on perturbed machines in the ordinary run; 5 per seed asked in the long job
 MAX_DEPTH = 2  # the top program, its children and their children
 
 _texts = st.text(alphabet="abcdefxyz -_.!", max_size=20)
@@ -67,11 +70,11 @@ def programs(depth: int = 0) -> st.SearchStrategy[Prog]:
 TESTED: list[int] = []  # programs (top + children) per example, for the report at the end of the session
 
 
-def run_both(prog: Prog, cpus: int) -> None:
+def run_both(prog: Prog, cpus: int, perturb: int | None = None) -> None:
     REGISTRY.clear()
     key = register(prog)
     ref = observe(rp_main, argv_for(key), "up", 1)
-    got = observe(rp_main, argv_for(key), "apkern", cpus)
+    got = observe(rp_main, argv_for(key), "apkern", cpus, perturb=perturb)
     assert_same(ref, got)
     # a program may die before its first system call: then only that exception was forwarded
     calls = any(act[0] != "compute" for act in prog.actions) or prog.end[0] not in ("segv", "illegal", "gp")
@@ -89,6 +92,19 @@ def run_both(prog: Prog, cpus: int) -> None:
 def test_random_program_same_on_up_and_apkern(prog: Prog, cpus: int) -> None:
     TESTED.append(count_programs(prog))
     run_both(prog, cpus)
+
+
+@settings(
+    max_examples=max(PERTURBED_EXAMPLES, 5 * long_job()),
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(prog=programs(), cpus=st.integers(2, 8), seed=st.integers(0, 2**32 - 1))
+def test_random_program_same_on_up_and_perturbed_apkern(prog: Prog, cpus: int, seed: int) -> None:
+    TESTED.append(count_programs(prog))
+    run_both(prog, cpus, perturb=seed)
 
 
 # --- every action and every ending at least once, whatever hypothesis draws ----------------------------
@@ -136,6 +152,19 @@ ENDING_STATUS = [3, 260 & 0xFF, -abi.SIGSEGV, -abi.SIGILL, -abi.SIGSEGV, -abi.SI
 @pytest.mark.parametrize("end", ALL_ENDINGS, ids=lambda e: e[0])
 def test_kitchen_sink_same_on_up_and_apkern(end: tuple, cpus: int) -> None:
     run_both(Prog(KITCHEN_SINK, end), cpus)
+
+
+@pytest.mark.parametrize(
+    ("end", "seed", "cpus"),
+    [
+        (end, seed, (2, 5, 8)[(i + k) % 3])
+        for i, end in enumerate(ALL_ENDINGS)
+        for k, seed in enumerate(perturb_seeds(1, end[0]))
+    ],
+    ids=str,
+)
+def test_kitchen_sink_same_on_up_and_perturbed_apkern(end: tuple, seed: int, cpus: int) -> None:
+    run_both(Prog(KITCHEN_SINK, end), cpus, perturb=seed)
 
 
 @pytest.mark.parametrize(("end", "status"), list(zip(ALL_ENDINGS, ENDING_STATUS, strict=True)), ids=lambda x: str(x))

@@ -17,7 +17,7 @@ from collections.abc import Callable, Generator
 from typing import Any
 
 import pytest
-from diffkit import assert_ak_clean, assert_same, observe
+from diffkit import assert_ak_clean, assert_same, observe, perturb_seeds
 
 from apkern import System, libc
 from apkern.bootkernel import abi
@@ -25,12 +25,23 @@ from apkern.bootkernel import abi
 PAGE = 4096
 COUNTER = libc.PROGRAM_DATA + 0x40  # per-process static: handler invocations
 ALL_AK_CPUS = [2, 3, 4, 5, 8]
+CI_SEEDS = 2  # perturbed runs per comparison in the ordinary run
+PERTURBED_LIMIT = 4
 
 
 def compare(program: Callable[..., Any], argv: list[str], cpus_list: list[int], limit: int = 200_000_000) -> None:
+    """UP against apkern on each of `cpus_list`, then on perturbed machines (the CPU counts taken in turn).
+
+    A perturbed run may take up to PERTURBED_LIMIT times longer: kernel paths may cost twice
+    as much and stall (`apkern.hw.perturb`).
+    """
     ref = observe(program, argv, "up", 1, limit=limit)
-    for cpus in cpus_list:
-        got = observe(program, argv, "apkern", cpus, limit=limit)
+    seeds = perturb_seeds(CI_SEEDS, f"{program.__name__} {argv} {cpus_list}")
+    runs = [(cpus, None) for cpus in cpus_list] + [(cpus_list[k % len(cpus_list)], s) for k, s in enumerate(seeds)]
+    for cpus, seed in runs:
+        got = observe(
+            program, argv, "apkern", cpus, limit=limit * (1 if seed is None else PERTURBED_LIMIT), perturb=seed
+        )
         assert_same(ref, got)
         assert_ak_clean(got)
 

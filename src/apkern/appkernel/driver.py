@@ -180,6 +180,7 @@ class ApkernDriver(Driver):
             yield from ak.lock.release()
             return -sys_abi.EINVAL
         yield from ak.update_flags(tcb, add=FAULT)  # until its activation: siblings made ready meanwhile are held
+        tcb.pt_changed = True  # its own CPU may still be on it when the unmap is done (activation before block)
         running = yield from ak.stop_siblings(tcb, notify=False)
         yield from ak.lock.release()
         for t, cpu in running:  # until that CPU has left it (ON_CPU is cleared once it runs another context)

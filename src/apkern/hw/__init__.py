@@ -39,6 +39,7 @@ from .ops import (
     WriteMem,
     Xchg,
 )
+from .perturb import Perturbation
 from .traps import Fault, Fixup, UserAccessFault
 
 __all__ = [
@@ -78,6 +79,7 @@ __all__ = [
     "Machine",
     "MachineError",
     "Op",
+    "Perturbation",
     "PhysicalMemory",
     "PushFrame",
     "ReadCR3",

@@ -316,6 +316,7 @@ class CPU:
         env = self.env
         acct = self.acct
         tracer = self.machine.tracer
+        perturb = None if self.machine.perturb is None else self.machine.perturb.for_cpu(self.id)
         profiler = self.machine.profiler
         while True:
             if self.state != RUNNING or self.halt_requested and not self.pending:
@@ -377,6 +378,8 @@ class CPU:
             self.ops += 1
             if op.__class__ is Compute:
                 n = op.n
+                if perturb is not None and n and not f.user:
+                    n = perturb.cost(n)
                 if f.intr:
                     if f.user and (n.__class__ is not int or n < 0):
                         self._crash(f, f"user code yielded {op!r} with n={n!r}, not an instruction count")

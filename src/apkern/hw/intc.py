@@ -3,7 +3,7 @@
 External IRQs go to the one CPU their routing entry names (requirement 1 of
 section 3.2). IPIs are "fixed" (a vector), "init" (hold the target for a SIPI) or
 "sipi" (start it at physical page `vector`, so below 1 MiB: the vector is 8 bits).
-Delivery happens at the receiver's next op boundary.
+Delivery happens at the receiver's next op boundary (a `Perturbation` may delay a fixed IPI).
 """
 
 from __future__ import annotations
@@ -42,7 +42,12 @@ class InterruptController:
         self.ipis_sent += 1
         target = cpus[dest]
         if kind == "fixed":
-            target.raise_irq(vector, src)
+            perturb = self.machine.perturb
+            delay = 0 if perturb is None else perturb.ipi_latency()
+            if delay:
+                self.machine.env.timeout(delay).callbacks.append(lambda _ev: target.raise_irq(vector, src))
+            else:
+                target.raise_irq(vector, src)
         elif kind == "init":
             target.init_ipi()
         elif kind == "sipi":

@@ -19,6 +19,7 @@ from .debugger import Debugger
 from .intc import InterruptController
 from .lockcheck import LockChecker
 from .memory import PhysicalMemory
+from .perturb import Perturbation
 from .profiler import Profiler
 from .trace import Tracer
 
@@ -35,6 +36,8 @@ class Machine:
     stale translation raises `StaleTLB` (for tests: it costs host time, not simulated time).
     `check_locks` turns on the lock-discipline checker (`LockChecker`, for tests); it costs no
     simulated time. `debugger` reads memory from outside, for observers.
+    `perturb`: a `Perturbation` that varies kernel path costs, IPI delivery and timer
+    intervals within its bounds, to explore other interleavings (off by default).
     """
 
     def __init__(
@@ -45,6 +48,7 @@ class Machine:
         trace: bool = False,
         check_tlb: bool = False,
         check_locks: bool = False,
+        perturb: Perturbation | None = None,
     ) -> None:
         if not isinstance(cpus, int) or not 1 <= cpus <= MAX_CPUS:
             raise ValueError(f"a machine has 1 to {MAX_CPUS} CPUs, not {cpus!r}")
@@ -54,6 +58,7 @@ class Machine:
         self.strict = strict
         self.check_tlb = check_tlb  # every TLB hit is checked against the tables (`mmu.CheckingMMU`)
         self.tracer: Tracer | None = Tracer() if trace else None
+        self.perturb = perturb  # read by the CPUs, the interrupt controller and the timers
         self.profiler: Profiler | None = None
         self.messages: list[str] = []
         self.debugger = Debugger(self.memory)
@@ -108,7 +113,7 @@ class Machine:
         self.messages.append(f"[{self.now}] {text}")
 
     def stats(self) -> dict[str, Any]:
-        return {
+        out = {
             "time": self.now,
             "cpus": [
                 {
@@ -126,3 +131,6 @@ class Machine:
             ],
             "ipis": self.intc.ipis_sent,
         }
+        if self.perturb is not None:
+            out["perturb"] = self.perturb.stats()
+        return out

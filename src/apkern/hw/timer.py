@@ -1,4 +1,4 @@
-"""The local APIC timer: one per CPU (requirement 2 of section 3.2)."""
+"""The local APIC timer: one per CPU (requirement 2 of section 3.2); a `Perturbation` jitters its intervals."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from .traps import TIMER
 
 if TYPE_CHECKING:
     from .cpu import CPU
+    from .perturb import Perturbation
 
 
 class LocalTimer:
@@ -28,12 +29,25 @@ class LocalTimer:
         self._generation += 1
         self.period = period
         if period:
-            self.cpu.env.process(self._tick(self._generation, period))
+            perturb = self.cpu.machine.perturb
+            if perturb is None:
+                self.cpu.env.process(self._tick(self._generation, period))
+            else:
+                self.cpu.env.process(self._jittered(self._generation, period, perturb))
 
     def _tick(self, generation: int, period: int) -> Generator[simpy.Event, Any, None]:
         env = self.cpu.env
         while True:
             yield env.timeout(period)
+            if generation != self._generation:
+                return
+            self.fired += 1
+            self.cpu.raise_irq(TIMER)
+
+    def _jittered(self, generation: int, period: int, perturb: Perturbation) -> Generator[simpy.Event, Any, None]:
+        env = self.cpu.env
+        while True:
+            yield env.timeout(perturb.timer_interval(period))
             if generation != self._generation:
                 return
             self.fired += 1
