@@ -141,3 +141,18 @@ def test_a_process_killed_in_a_local_sleep_leaves_nothing_behind(cpus: int) -> N
     assert ref.console == f"sleeper {-abi.SIGKILL}\n"
     assert_same(ref, got)
     assert_ak_clean(got)
+
+
+@pytest.mark.parametrize(("seed", "cpus"), [(5, 2), (5, 5), (6, 3), (8, 5)])
+def test_local_calls_on_a_perturbed_machine(seed: int, cpus: int) -> None:
+    """Two bugs these runs once found.
+
+    Seeds 5 and 8: an idle AP took its timer interrupt while its idle loop held the spinlock, and the
+    sleep list's tick took the lock again (the idle loop now keeps interrupts off while it holds it).
+    Seed 6: a thread asked to stop for a sibling's page-table change went to sleep instead, kept the
+    request, and was held for ever when it woke (a sleep now leaves its CPU as a block does).
+    """
+    ref = observe(ids_and_sleeps, ["ids"], "up", 1)
+    got = observe(ids_and_sleeps, ["ids"], "apkern", cpus, extensions=LOCAL, perturb=seed, limit=300_000_000)
+    assert_same(ref, got)
+    assert_ak_clean(got)

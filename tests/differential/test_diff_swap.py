@@ -54,3 +54,14 @@ def test_without_the_patch_and_without_the_checker_the_data_goes_wrong() -> None
     assert proc.exit_status == 0
     assert sim.console(proc.pid).startswith("statuses [1,")  # the hot process found lost updates
     assert sim.fs.read_file("/out9") != b"bad words [0]\n"
+
+
+@pytest.mark.parametrize(("cpus", "seed"), [(3, 2), (4, 1), (8, 3)])
+def test_swapping_on_a_perturbed_machine_is_invisible(cpus: int, seed: int) -> None:
+    """Late IPIs and uneven path costs: the shoot-down must still wait for every AP it interrupts.
+
+    (Seed 2 on 3 CPUs never finishes when `begin` does not wait for the acknowledgements.)
+    """
+    got = observe(pressure, ARGV, "apkern", cpus, memory=MEMORY, swapper=True, perturb=seed, limit=4_000_000_000)
+    assert got.console == "statuses [0, 0, 0, 0]\n"
+    assert got.stats["tlb_shootdown_ipis"] > 0

@@ -133,3 +133,57 @@ def test_negative_period_is_rejected() -> None:
     m = machine()
     with pytest.raises(ValueError):
         m.cpus[0].timer.program(-1)
+
+
+def test_interrupts_wait_while_kernel_code_has_them_disabled() -> None:
+    """cli/sti: an idle loop holding a lock takes its timer interrupt only once it has let go."""
+    from apkern.hw import Context, DisableInterrupts, EnableInterrupts, Frame
+
+    m = machine()
+    ticks: list[tuple[int, int, object]] = []
+    marks: list[int] = []
+
+    def loop():
+        yield Compute(500)  # interruptible: the first tick lands here
+        yield DisableInterrupts()
+        marks.append((yield Rdtsc()))
+        for _ in range(30):
+            yield Compute(100)  # 3000 instructions with interrupts off: ticks at 2000 and 3000 wait
+        marks.append((yield Rdtsc()))
+        yield EnableInterrupts()
+        yield from park()
+
+    def kernel():
+        yield SetIVT(IVT({TIMER: Gate(recorder(ticks, cost=5))}))
+        yield SetTimer(1000)
+        yield Switch(Context([Frame(loop(), user=False, intr=True)], "idle-like"))
+
+    boot(m, kernel())
+    m.run(until=6000)
+    times = [t for _, t, _ in ticks]
+    off, on = marks
+    assert not [t for t in times if off < t <= on + 1], (times, marks)  # none taken while off
+    assert len([t for t in times if t > on]) >= 2  # the pending one right after sti, then the period
+
+
+def test_user_code_may_not_disable_interrupts() -> None:
+    from apkern.hw import DisableInterrupts
+    from apkern.hw.traps import GP
+
+    m = machine()
+    faults: list = []
+
+    def user():
+        yield DisableInterrupts()
+
+    def on_gp(cpu, flt):
+        faults.append(flt.vector)
+        yield from park()
+
+    def kernel():
+        yield SetIVT(IVT({GP: Gate(on_gp)}))
+        yield Switch(user_ctx(user()))
+
+    boot(m, kernel())
+    m.run(until=1000)
+    assert faults == [GP]

@@ -42,6 +42,8 @@ from ..hw import (
     Compute,
     Context,
     CpuId,
+    DisableInterrupts,
+    EnableInterrupts,
     EnablePaging,
     Frame,
     GuardedBy,
@@ -187,13 +189,16 @@ class AppKernel:
     # --- the idle loop: APs spin until some thread becomes schedulable (section 5.1) ----------------
 
     def idle(self, cid: int) -> Gen:
+        """Interrupts are taken only while it waits: an interrupt handler may take the lock the loop holds."""
         while True:
             yield SpinWhile(self.ready.count_kva, 0, acct="idle")
+            yield DisableInterrupts()
             yield from self.lock.acquire(cid)
             nxt = yield from self._pick(cid)
             yield from self.lock.release()
             if nxt is not None:
                 yield from self.switch(cid, None, nxt)
+            yield EnableInterrupts()
 
     def _pick(self, cid: int) -> Gen:
         """Lock held: claim the next ready TCB for CPU `cid`."""

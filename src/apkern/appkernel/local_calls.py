@@ -67,6 +67,8 @@ class LocalCalls:
         tcb.wake = wake
         yield from self.sleepers.push(tcb)
         yield from ak.set_state(tcb, SLEEPING)
+        yield from ak._stopped(tcb)  # it leaves its CPU: a sibling's page-table change need not wait for it
+        yield from ak.post_waiting()
         cid = yield from ak.schedule_next(cid, tcb)
         return cid, tcb.sleep_result
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import Any
 
-from ..hw import CmpXchg, Op, SpinWhile, Store
+from ..hw import CmpXchg, MachineError, Op, SpinWhile, Store
 
 
 class Spinlock:
@@ -29,6 +29,8 @@ class Spinlock:
     def acquire(self, cpu_id: int) -> Generator[Op, Any, None]:
         first = True
         while (holder := (yield CmpXchg(self.kva, 0, cpu_id + 1))) != 0:
+            if holder == cpu_id + 1:  # it would spin for ever: say so (lockdep's recursive locking)
+                raise MachineError(f"cpu{cpu_id} takes {self.name}, which it already holds")
             if first:
                 self.contended += 1
                 first = False

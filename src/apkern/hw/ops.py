@@ -451,6 +451,30 @@ class AssertHeld(Op):
         return 0
 
 
+class DisableInterrupts(Op):
+    """`cli`: the running code takes no interrupt until `EnableInterrupts` (a spinlock held in an idle loop)."""
+
+    __slots__ = ()
+    privileged = True
+
+    def run(self, cpu: CPU, frame: Frame) -> int:
+        _priv(frame, "cli")
+        frame.intr = False
+        return 1
+
+
+class EnableInterrupts(Op):
+    """`sti`: interrupts are taken again at the running code's op boundaries."""
+
+    __slots__ = ()
+    privileged = True
+
+    def run(self, cpu: CPU, frame: Frame) -> int:
+        _priv(frame, "sti")
+        frame.intr = True
+        return 1
+
+
 class Halt(Op):
     """`sti; hlt`: stop executing until an interrupt arrives (time passes, no instructions count)."""
 
