@@ -22,7 +22,8 @@ from .userland.libc import encode_spawn_block
 from .userland.programs import bin_files
 
 KERNELS = ("up", "apkern")
-EXTENSIONS = ("local_calls",)  # section 4.3's optional parts of the application kernel built so far
+EXTENSIONS = ("local_calls",)
+PLACEMENTS = ("ap", "bsp", "auto")  # section 4.3's optional parts of the application kernel built so far
 
 
 class ConfigError(ValueError):
@@ -152,8 +153,22 @@ class System:
     def now(self) -> int:
         return self.machine.now
 
-    def spawn(self, program: Callable[..., Any] | str, argv: list[str] | None = None) -> ProcessHandle:
-        """Start a program: a generator function `main(argv)` or a built-in program's name."""
+    def spawn(
+        self, program: Callable[..., Any] | str, argv: list[str] | None = None, placement: str | None = None
+    ) -> ProcessHandle:
+        """Start a program: a generator function `main(argv)` or a built-in program's name.
+
+        `placement` (section 4.3), under "apkern": "ap" (the default, the paper's prototype)
+        runs it on the application processors through the relinked crt0; "bsp" runs it on
+        the bootstrap kernel alone, with the plain crt0 and no forwarding, beside the
+        others (its children stay there too). Under "up" everything is on the one CPU.
+        """
+        if placement not in (None, *PLACEMENTS):
+            raise ConfigError(f"unknown placement {placement!r} (choose from {', '.join(PLACEMENTS)})")
+        if placement == "auto":
+            raise ConfigError("placement 'auto' moves threads at run time: it needs the migration extension, not built")
+        if placement == "ap" and self.kernel_name != "apkern":
+            raise ConfigError(f"placement 'ap' needs application processors: kernel {self.kernel_name!r} has none")
         if isinstance(program, str):
             if program not in PROGRAMS:
                 raise ConfigError(f"unknown program {program!r} (see `apkern programs`)")
@@ -165,7 +180,8 @@ class System:
         argv = [name] if argv is None else [str(a) for a in argv]
         code = self.machine.code
         block = encode_spawn_block(code.address_of(main), argv)
-        proc = self.kernel.create_process(code.address_of(self._crt0), block, name)
+        start = crt0 if placement == "bsp" else self._crt0
+        proc = self.kernel.create_process(code.address_of(start), block, name)
         if proc is None:
             raise ConfigError(f"no memory left to start {name!r}: give the system more memory")
         return ProcessHandle(self, proc)

@@ -44,3 +44,11 @@ def test_the_shootdown_keeps_the_workload_right_and_its_cost_is_counted(report: 
     assert sd["pages_evicted"] > 0 and sd["shootdowns_per_eviction"] == 1.0
     assert 0 < sd["ipis_per_shootdown"] <= 3  # at most the APs of a 4-CPU machine
     assert sd["bsp_instructions_per_shootdown"] > 0 and sd["ap_instructions_per_ipi"] > 1024  # parked for the copy
+
+
+def test_placement_is_measured_for_both_mixes(report: dict) -> None:
+    rows = [r for r in report["rows"] if r["extension"] == "placement"]
+    assert len(rows) == 6 and all(r["off"] > 0 and r["on"] > 0 for r in rows)
+    short = {int(r["measure"].split(" on ")[1].split()[0]): r for r in rows if r["measure"].startswith("short")}
+    # short kernel-bound calls: forwarding costs them more than the bootstrap processor's own time does
+    assert short[8]["on"] > short[8]["off"]

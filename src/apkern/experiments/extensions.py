@@ -3,6 +3,9 @@
 - `local_calls`: the latency of `gettid` (uniprocessor, forwarded, served on the
   AP), and the throughput of the loop benchmark when each loop also calls getpid:
   forwarded, those calls load the bootstrap processor; served on the AP, they do not.
+- placement: a multiprogramming mix of kernel-bound loops (K=4510, P=80%) and
+  compute-bound ones (K=151, P=99%), time to finish all of it, with every process
+  on the APs and with the kernel-bound ones placed on the bootstrap processor;
 - the TLB shoot-down (the swapper under the application kernel): the memory-pressure
   workload (`swap_pressure`) run with the section 4.3 patch, and without it; the
   evictions, shoot-downs, IPIs and instructions per shoot-down on both sides.
@@ -87,6 +90,44 @@ def local_calls_rows(
     return rows
 
 
+# (K, P, processes, loops each): kernel-bound ones first, then compute-bound ones
+MIXES = {
+    "the issue's mix": ((4510, 80.0, 4, 30), (151, 99.0, 4, 45)),
+    "short kernel-bound calls": ((151, 5.0, 4, 600), (151, 99.0, 4, 45)),
+}
+
+
+def _mix_time(mix: tuple[tuple[int, float, int, int], ...], cpus: int, kernel_bound_on_bsp: bool) -> int:
+    sim = System(kernel="up" if cpus == 1 else "apkern", cpus=cpus)
+    for i, (k, p, procs, loops) in enumerate(mix):
+        u = throughput.user_instructions(k, p)
+        place = "bsp" if (cpus > 1 and kernel_bound_on_bsp and i == 0) else None
+        for j in range(procs):
+            sim.spawn("loop", ["loop", str(u), str(k), str(loops), str(j * 997)], placement=place)
+    sim.run()
+    return sim.now
+
+
+def placement_rows(cpus_list: tuple[int, ...] = (2, 4, 8)) -> list[Row]:
+    """Time to finish each mix, as a speedup over the uniprocessor kernel."""
+    rows = []
+    for name, mix in MIXES.items():
+        up = _mix_time(mix, 1, False)
+        desc = ", ".join(f"{n} x (K={k}, P={p:g}%)" for k, p, n, _ in mix)
+        for cpus in cpus_list:
+            ap, bsp = _mix_time(mix, cpus, False), _mix_time(mix, cpus, True)
+            rows.append(
+                Row(
+                    "placement",
+                    f"{name} [{desc}] on {cpus} CPUs: speedup over up",
+                    round(up / ap, 3),
+                    round(up / bsp, 3),
+                    "off: all on the APs; on: the kernel-bound ones on the bootstrap processor",
+                )
+            )
+    return rows
+
+
 def _pressure(cpus: int, tlb_patch: bool) -> System:
     sim = System(
         kernel="apkern",
@@ -160,6 +201,7 @@ def shootdown_rows(cpus: int = 4) -> tuple[list[Row], dict[str, Any]]:
 def measure(cpus: int = 4) -> ExtensionsReport:
     rep = ExtensionsReport()
     rep.rows += local_calls_rows(cpus=cpus)
+    rep.rows += placement_rows()
     rows, cost = shootdown_rows(cpus=cpus)
     rep.rows += rows
     rep.shootdown = cost
