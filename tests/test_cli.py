@@ -202,3 +202,17 @@ def test_script_bad_input() -> None:
     for args in (("run", "nosuch"), ("run", "hello", "--cpus", "0"), ("frobnicate",)):
         r = script(*args)
         assert_usage_error(r.returncode, r.stdout, r.stderr)
+
+
+def test_bench_throughput_with_local_calls_forwards_only_the_spin(capsys) -> None:
+    args = ["bench", "throughput", "--syscall-instr", "151", "--user-pct", "95", "--cpus", "3", "--getpids", "2"]
+    args += ["--warmup", "100000", "--window", "300000", "--json"]
+    code, out, _ = call(capsys, *args)
+    off = json.loads(out)
+    code2, out2, _ = call(capsys, *args, "--ext", "local_calls")
+    on = json.loads(out2)
+    assert code == code2 == 0
+    assert off["forwarded_calls"] >= 3 * off["loops"] - 20  # the spin and both getpids
+    assert on["forwarded_calls"] <= on["loops"] + 20  # the spin only
+    bad = ["bench", "throughput", "--syscall-instr", "151", "--user-pct", "95", "--cpus", "1", "--ext", "local_calls"]
+    assert_usage_error(*call(capsys, *bad))

@@ -200,9 +200,20 @@ def extensions_cmd(cpus: int, as_json: bool) -> None:
 @click.option("--warmup", type=int, default=None, help="instructions before the window (default: by K and P)")
 @click.option("--window", type=int, default=None, help="measurement window in instructions (default: by K and P)")
 @click.option("--seed", type=int, default=0, show_default=True)
+@ext_option
+@click.option("--getpids", type=click.IntRange(min=0), default=0, show_default=True, help="getpid calls per loop")
 @click.option("--json", "as_json", is_flag=True)
 def throughput_cmd(
-    k: int, p: float, cpus: int, procs: int, warmup: int | None, window: int | None, seed: int, as_json: bool
+    k: int,
+    p: float,
+    cpus: int,
+    procs: int,
+    warmup: int | None,
+    window: int | None,
+    seed: int,
+    ext: str,
+    getpids: int,
+    as_json: bool,
 ) -> None:
     """Loops done by PROCS copies of `loop` in a window, against the one-CPU figure (Figures 6-8)."""
     from .experiments.reproduce import DEFAULT
@@ -221,10 +232,17 @@ def throughput_cmd(
             DEFAULT.window(k, p, n) if window is None else window,
         )
 
+    extensions = _ext(ext)
+    if extensions and cpus == 1:
+        fail("--ext needs the application kernel: --cpus 2 or more")
     w1, win1 = sized(1)
-    base = measure(k, p, 1, procs=procs, warmup=w1, window=win1, seed=seed)
+    base = measure(k, p, 1, procs=procs, warmup=w1, window=win1, seed=seed, getpids=getpids)
     wn, win = sized(cpus)
-    point = base if cpus == 1 else measure(k, p, cpus, procs=procs, warmup=wn, window=win, seed=seed)
+    point = (
+        base
+        if cpus == 1
+        else measure(k, p, cpus, procs=procs, warmup=wn, window=win, seed=seed, extensions=extensions, getpids=getpids)
+    )
     with_speedup(point, base)
     d = point.to_dict()
     d["ideal_bound"] = (cpus - 1) * (win1 / base.loops) / user_instructions(k, p) if cpus > 1 else 1.0
