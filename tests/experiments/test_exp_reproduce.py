@@ -33,11 +33,15 @@ def rows(out):
 
 def test_every_file_is_written(grid) -> None:
     out, _ = grid
-    for name in ("latency.csv", "throughput.csv", "fig6.png", "fig7.png", "fig8.png", "summary.json", "report.md"):
+    files = ("latency.csv", "throughput.csv", "fig6.png", "fig7.png", "fig8.png", "fig_extensions.png")
+    for name in (*files, "summary.json", "report.md"):
         assert (out / name).stat().st_size > 0, name
     assert len(rows(out)) == len(KS) * len(PS) * len(NS) == 144
     summary = json.loads((out / "summary.json").read_text())
     assert {"derived_overhead", "attributed_overhead", "model_check", "latency", "throughput"} <= set(summary)
+    ext = summary["extensions"]  # section 4.3 beyond the prototype, measured beside the grid
+    assert {r["extension"] for r in ext["rows"]} == {"local_calls", "placement", "TLB shoot-down (swapper)"}
+    assert "Section 4.3 beyond the prototype" in (out / "report.md").read_text()
     for k, v in summary["overhead_attribution"].items():
         assert int(k) in KS and set(v["parts"]) == set(PARTS) and v["points"]
         assert v["total"] == pytest.approx(sum(v["parts"].values()))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,32 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 FIGURES = {151: "fig6.png", 451: "fig7.png", 4510: "fig8.png"}
+
+
+def plot_extensions(summary: dict[str, Any], out: Path) -> Path | None:
+    """Speedups with each extension off and on (the rows that are speedups)."""
+    ext = summary.get("extensions")
+    rows = [
+        r for r in (ext or {}).get("rows", []) if r["measure"].endswith("speedup") or "speedup over" in r["measure"]
+    ]
+    if not rows:
+        return None
+    fig, ax = plt.subplots(figsize=(10, 0.5 * len(rows) + 1.5))
+    ys = range(len(rows))
+    ax.barh([y + 0.2 for y in ys], [r["off"] for r in rows], height=0.4, label="off")
+    ax.barh([y - 0.2 for y in ys], [r["on"] for r in rows], height=0.4, label="on")
+    labels = [r["extension"] + ": " + re.sub(r" \[.*?\]", "", r["measure"]).split(":")[0] for r in rows]
+    ax.set_yticks(list(ys), labels, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("speedup over the uniprocessor kernel")
+    ax.set_title("Section 4.3 extensions, off and on")
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = out / "fig_extensions.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def plot_figures(summary: dict[str, Any], out: Path) -> list[Path]:
@@ -42,4 +69,7 @@ def plot_figures(summary: dict[str, Any], out: Path) -> list[Path]:
         fig.savefig(path, dpi=110)
         plt.close(fig)
         written.append(path)
+    ext = plot_extensions(summary, out)
+    if ext is not None:
+        written.append(ext)
     return written

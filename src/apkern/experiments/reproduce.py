@@ -93,9 +93,16 @@ def _point_task(k: int, p: float, n: int, warmup: int, window: int, seed: int, a
     return throughput.measure(k, p, n, warmup=warmup, window=window, seed=seed, attribute=attribute).to_dict()
 
 
+def _extensions_task() -> dict[str, Any]:
+    from . import extensions
+
+    return extensions.measure().to_dict()
+
+
 def plan(precision: Precision, seed: int = 0) -> list[tuple[str, tuple[Any, ...], float]]:
     """Every task with its arguments and a cost estimate (for scheduling the big ones first)."""
     tasks: list[tuple[str, tuple[Any, ...], float]] = [("latency", ("up", 1, precision.latency_iterations, seed), 1.0)]
+    tasks.append(("extensions", (), 12.0))  # section 4.3 beyond the prototype: the grid above does not use it
     for n in LATENCY_CPUS:
         tasks.append(("latency", ("apkern", n, precision.latency_iterations, seed), 5.0))
     for k in KS:
@@ -113,7 +120,7 @@ def plan(precision: Precision, seed: int = 0) -> list[tuple[str, tuple[Any, ...]
 def run_tasks(
     tasks: list[tuple[str, tuple[Any, ...], float]], jobs: int, progress: Callable[[int, int], None] | None = None
 ) -> list[tuple[str, tuple[Any, ...], dict[str, Any]]]:
-    funcs = {"latency": _latency_task, "point": _point_task}
+    funcs = {"latency": _latency_task, "point": _point_task, "extensions": _extensions_task}
     out: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
     if jobs <= 1:
         for i, (kind, args, _) in enumerate(tasks):
@@ -284,6 +291,7 @@ def _two_cpu_gains(raw: dict[tuple[int, float, int, int], dict[str, Any]], noise
 def analyse(results: list[tuple[str, tuple[Any, ...], dict[str, Any]]]) -> dict[str, Any]:
     """Speedups, saturation, the derived and attributed overheads, the model check and the two-CPU gains."""
     lat = [r for kind, _, r in results if kind == "latency"]
+    ext = next((r for kind, _, r in results if kind == "extensions"), None)
     raw = {(r["syscall_instr"], r["user_pct"], r["cpus"], args[5]): r for kind, args, r in results if kind == "point"}
     grid_seed = min(s for *_, s in raw)
     rows = [_row(r, raw[(k, p, 1, s)]) for (k, p, n, s), r in sorted(raw.items()) if s == grid_seed]
@@ -297,6 +305,7 @@ def analyse(results: list[tuple[str, tuple[Any, ...], dict[str, Any]]]) -> dict[
     attributed = statistics.fmean(v["overhead"] for v in per_k.values()) if per_k else None
     sat_rows = [r for r in rows if r["saturated"]]
     return {
+        "extensions": ext,
         "latency": lat,
         "throughput": rows,
         "noise": noise,
