@@ -47,6 +47,10 @@ CALLS: dict[str, tuple[Callable[..., Any], dict[str, Any], dict[str, bool]]] = {
     "thread_exit": (libc.thread_exit, {"value": 4}, {"value": True}),
     "mmap": (libc.mmap, {"length": 8192}, {"length": False}),
     "munmap": (libc.munmap, {"addr": 0x20000000, "length": 4096}, {"addr": False, "length": False}),
+    "lseek": (libc.lseek, {"fd": 3, "offset": 2, "whence": 0}, {"fd": False, "offset": False, "whence": False}),
+    "dup": (libc.dup, {"fd": 3}, {"fd": False}),
+    "futex_wait": (libc.futex_wait, {"addr": ADDR, "value": 7}, {"addr": False, "value": False}),
+    "futex_wake": (libc.futex_wake, {"addr": ADDR, "n": 1}, {"addr": False, "n": False}),
     "mlock": (libc.mlock, {"addr": 0x20000000, "length": 4096}, {"addr": False, "length": False}),
     "munlock": (libc.munlock, {"addr": 0x20000000, "length": 4096}, {"addr": False, "length": False}),
     "load": (libc.load, {"addr": ADDR}, {"addr": False}),
@@ -98,7 +102,7 @@ def _run(name: str, args: dict[str, Any]) -> list[tuple[Any, ...]]:
     proc.run(libc.open("/f"))  # fd 3
     for nr in (abi.SYS_KILL, abi.SYS_SIGACTION, abi.SYS_SLEEP, abi.SYS_MUNMAP, abi.SYS_SPIN):
         proc.results[nr] = 0
-    for nr in (abi.SYS_MLOCK, abi.SYS_MUNLOCK):
+    for nr in (abi.SYS_MLOCK, abi.SYS_MUNLOCK, abi.SYS_LSEEK, abi.SYS_DUP, abi.SYS_FUTEX):
         proc.results[nr] = 0
     proc.results[abi.SYS_WAITPID] = lambda pid, ptr: pid
     proc.results[abi.SYS_THREAD_CREATE] = 2

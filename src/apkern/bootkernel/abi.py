@@ -41,6 +41,9 @@ SYS_DRIVER_CONTROL = 20  # (fd, op, arg) -> driver's result
 SYS_SPIN = 21  # (n): the benchmark call, spins n instructions in the kernel
 SYS_MLOCK = 22  # (address, length): fault the pages in and keep them resident (the swapper leaves them)
 SYS_MUNLOCK = 23  # (address, length): let the swapper have them again
+SYS_LSEEK = 24  # (fd, offset, whence) -> the new offset
+SYS_DUP = 25  # (fd) -> the lowest free descriptor, referring to the same open file
+SYS_FUTEX = 26  # (address, op, value): FUTEX_WAIT sleeps if the word still holds value; FUTEX_WAKE wakes value sleepers
 
 SYSCALL_NAMES = {v: k[4:].lower() for k, v in globals().items() if k.startswith("SYS_")}
 
@@ -65,6 +68,13 @@ EEXIST = _errno.EEXIST
 ENOTTY = _errno.ENOTTY
 ENOTDIR = _errno.ENOTDIR
 EDEADLK = _errno.EDEADLK
+ESPIPE = _errno.ESPIPE
+
+SEEK_SET = _os.SEEK_SET
+SEEK_CUR = _os.SEEK_CUR
+SEEK_END = _os.SEEK_END
+FUTEX_WAIT = 0  # Linux's values
+FUTEX_WAKE = 1
 
 O_RDONLY = _os.O_RDONLY
 O_WRONLY = _os.O_WRONLY

@@ -51,6 +51,9 @@ OPEN = 150  # path lookup in the in-memory file system, allocate a file
 CLOSE = 40  # drop the reference, maybe free the file
 FILE_RW = 40  # dispatch on the file type, offset bookkeeping
 PIPE_CREATE = 120  # allocate the pipe buffer and two files
+LSEEK = 20  # check the whence, compute and store the new offset
+DUP = 25  # find the lowest free slot, take a reference
+FUTEX = 45  # hash the address to its wait queue, check the word, queue or wake (Linux's futex_wait/wake, trimmed)
 DRIVER_CONTROL = 40  # look up the driver, check permissions, call its control entry
 
 # --- the clock ---------------------------------------------------------------------------

@@ -44,8 +44,14 @@ class Scheduler:
         t.chan = None
         self.runq.append(t)
 
-    def wakeup(self, chan: Any) -> int:
-        woken = self.sleepers.pop(chan, [])
+    def wakeup(self, chan: Any, n: int | None = None) -> int:
+        """Wake the threads sleeping on `chan` (the first `n` of them, oldest first); returns how many."""
+        sleepers = self.sleepers.get(chan, [])
+        woken, rest = (sleepers, []) if n is None else (sleepers[:n], sleepers[n:])
+        if rest:
+            self.sleepers[chan] = rest
+        else:
+            self.sleepers.pop(chan, None)
         for t in woken:
             if t.wake_time is not None:
                 self.timed.remove(t)

@@ -1,4 +1,4 @@
-"""File system calls: open, read, write, close, pipe, driver_control."""
+"""File system calls: open, read, write, lseek, dup, close, pipe, driver_control."""
 
 from __future__ import annotations
 
@@ -101,6 +101,31 @@ def sys_read(k: BootKernel, fd: int, buf: int, n: int) -> Gen:
 
 def sys_write(k: BootKernel, fd: int, buf: int, n: int) -> Gen:
     return (yield from _rw(k, fd, buf, n, True))
+
+
+def sys_lseek(k: BootKernel, fd: int, offset: int, whence: int) -> Gen:
+    yield Compute(costs.FD_LOOKUP)
+    f = k.sched.current.proc.files.get(fd)
+    if f is None:
+        return -abi.EBADF
+    if not isinstance(f, InodeFile):  # pipes, the console, devices
+        return -abi.ESPIPE
+    yield Compute(costs.LSEEK)
+    base = {abi.SEEK_SET: 0, abi.SEEK_CUR: f.offset, abi.SEEK_END: len(f.inode.data)}.get(whence)
+    if base is None or base + offset < 0 or base + offset >= 1 << 31:
+        return -abi.EINVAL
+    f.offset = base + offset
+    return f.offset
+
+
+def sys_dup(k: BootKernel, fd: int) -> Gen:
+    yield Compute(costs.FD_LOOKUP)
+    files = k.sched.current.proc.files
+    f = files.get(fd)
+    if f is None:
+        return -abi.EBADF
+    yield Compute(costs.DUP)
+    return files.install(f)  # a new descriptor of the same open file: one offset for both
 
 
 def sys_close(k: BootKernel, fd: int) -> Gen:

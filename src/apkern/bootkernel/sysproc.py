@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
-from ..hw import PAGE_SHIFT, Compute, InvalidatePage, Op, ReadMem, Store
+from ..hw import PAGE_SHIFT, Compute, InvalidatePage, Load, Op, ReadMem, Store
 from . import abi, costs
 from .proc import ALIVE, EXITED, ZOMBIE
 from .vm import page_round_up
@@ -194,3 +194,25 @@ def sys_munlock(k: BootKernel, addr: int, length: int) -> Gen:
         yield Compute(costs.MLOCK_PAGE)
         aspace.pinned.discard(vpn)
     return 0
+
+
+def sys_futex(k: BootKernel, addr: int, op: int, value: int) -> Gen:
+    """A futex-style wait/wake on a word of the caller's memory (the process's own wait queues)."""
+    yield Compute(costs.FUTEX)
+    if addr & 3 or not 0 < addr < abi.USER_TOP - 4:
+        return -abi.EINVAL
+    p = k.sched.current.proc
+    chan = ("futex", p.pid, addr)
+    if op == abi.FUTEX_WAIT:
+        if (yield Load(addr)) != value & 0xFFFFFFFF:  # checked and queued with no switch in between
+            return -abi.EAGAIN
+        if (yield from k.sched.sleep(chan, interruptible=True)):
+            return -abi.EINTR
+        return 0
+    if op == abi.FUTEX_WAKE:
+        if value < 0:
+            return -abi.EINVAL
+        woken = k.sched.wakeup(chan, value)
+        yield Compute(costs.WAKEUP * woken)
+        return woken
+    return -abi.ENOSYS

@@ -37,7 +37,22 @@ from typing import Any
 
 from ..bootkernel import abi
 from ..bootkernel.abi import SYSCALL
-from ..hw.ops import Call, CodeAddr, Compute, Illegal, Load, Op, ReadMem, ReadTP, Store, Trap, WriteMem
+from ..hw.ops import (
+    AtomicAdd,
+    Call,
+    CmpXchg,
+    CodeAddr,
+    Compute,
+    Illegal,
+    Load,
+    Op,
+    ReadMem,
+    ReadTP,
+    Store,
+    Trap,
+    WriteMem,
+    Xchg,
+)
 
 Gen = Generator[Op, Any, Any]
 
@@ -348,6 +363,20 @@ def close(fd: int) -> Generator[Op, Any, None]:
     yield from syscall(abi.SYS_CLOSE, _int("close", "fd", fd))
 
 
+def lseek(fd: int, offset: int, whence: int = os.SEEK_SET) -> Generator[Op, Any, int]:
+    """Move `fd`'s offset (`os.SEEK_SET`, `SEEK_CUR` or `SEEK_END`); return the new offset."""
+    return (
+        yield from syscall(
+            abi.SYS_LSEEK, _int("lseek", "fd", fd), _int("lseek", "offset", offset), _int("lseek", "whence", whence)
+        )
+    )
+
+
+def dup(fd: int) -> Generator[Op, Any, int]:
+    """A new descriptor (the lowest free one) for `fd`'s open file: they share one offset."""
+    return (yield from syscall(abi.SYS_DUP, _int("dup", "fd", fd)))
+
+
 def pipe() -> Generator[Op, Any, tuple[int, int]]:
     """Create a pipe; return (read end, write end)."""
     fds_ptr = yield ReadTP()
@@ -420,3 +449,114 @@ def spin(n: int) -> Generator[Op, Any, None]:
 def illegal() -> Generator[Op, Any, None]:
     """Execute an undefined instruction (`ud2`): raises #UD, normally fatal (SIGILL)."""
     yield Illegal()
+
+
+# --- futexes and what is built on them (as SPLASH-2's macros build on pthreads) -------------------------
+
+
+def futex_wait(addr: int, value: int) -> Generator[Op, Any, bool]:
+    """Sleep while the word at `addr` holds `value`; False if it held another value already."""
+    try:
+        yield from syscall(
+            abi.SYS_FUTEX, _int("futex_wait", "addr", addr), abi.FUTEX_WAIT, _int("futex_wait", "value", value)
+        )
+    except OSError as e:
+        if e.errno == errno.EAGAIN:
+            return False
+        raise
+    return True
+
+
+def futex_wake(addr: int, n: int = 1) -> Generator[Op, Any, int]:
+    """Wake up to `n` threads sleeping on the word at `addr`; return how many woke."""
+    return (
+        yield from syscall(abi.SYS_FUTEX, _int("futex_wake", "addr", addr), abi.FUTEX_WAKE, _int("futex_wake", "n", n))
+    )
+
+
+class Mutex:
+    """A mutex in one word of user memory at `addr` (zero: unlocked), Drepper's three-state futex mutex.
+
+    0 unlocked, 1 locked, 2 locked with (maybe) sleepers: an uncontended lock and unlock make no system call.
+    """
+
+    def __init__(self, addr: int) -> None:
+        self.addr = _int("Mutex", "addr", addr)
+
+    def lock(self) -> Generator[Op, Any, None]:
+        c = yield CmpXchg(self.addr, 0, 1)
+        if c == 0:
+            return
+        if c != 2:
+            c = yield Xchg(self.addr, 2)
+        while c != 0:
+            try:
+                yield from futex_wait(self.addr, 2)
+            except OSError as e:  # a signal: look again
+                if e.errno != errno.EINTR:
+                    raise
+            c = yield Xchg(self.addr, 2)
+
+    def unlock(self) -> Generator[Op, Any, None]:
+        if (yield AtomicAdd(self.addr, -1)) != 1:  # there may be sleepers
+            yield Store(self.addr, 0)
+            yield from futex_wake(self.addr, 1)
+
+
+class Condition:
+    """A condition variable: a sequence word at `addr`, bumped by every signal."""
+
+    def __init__(self, addr: int) -> None:
+        self.addr = _int("Condition", "addr", addr)
+
+    def wait(self, mutex: Mutex) -> Generator[Op, Any, None]:
+        """Release `mutex`, sleep until signalled (or spuriously, as POSIX allows), take `mutex` again."""
+        seq = yield Load(self.addr)
+        yield from mutex.unlock()
+        try:
+            yield from futex_wait(self.addr, seq)
+        except OSError as e:
+            if e.errno != errno.EINTR:
+                raise
+        yield from mutex.lock()
+
+    def signal(self) -> Generator[Op, Any, None]:
+        yield AtomicAdd(self.addr, 1)
+        yield from futex_wake(self.addr, 1)
+
+    def broadcast(self) -> Generator[Op, Any, None]:
+        yield AtomicAdd(self.addr, 1)
+        yield from futex_wake(self.addr, 0x7FFFFFFF)
+
+
+class Barrier:
+    """A barrier for `n` threads in three words at `addr`: threads arrived, generation, n.
+
+    Call `init` once before any thread waits.
+    """
+
+    def __init__(self, addr: int, n: int) -> None:
+        self.addr = _int("Barrier", "addr", addr)
+        self.n = _int("Barrier", "n", n)
+        if self.n < 1:
+            raise ValueError(f"a barrier is for at least one thread, not {n}")
+
+    def init(self) -> Generator[Op, Any, None]:
+        yield WriteMem(self.addr, struct.pack("<3I", 0, 0, self.n))
+
+    def wait(self) -> Generator[Op, Any, bool]:
+        """Wait until all `n` have arrived; True in exactly one of them (the last to arrive)."""
+        gen_addr = self.addr + 4
+        gen = yield Load(gen_addr)
+        if (yield AtomicAdd(self.addr, 1)) + 1 == self.n:
+            yield Store(self.addr, 0)
+            yield AtomicAdd(gen_addr, 1)
+            yield from futex_wake(gen_addr, 0x7FFFFFFF)
+            return True
+        while (yield Load(gen_addr)) == gen:
+            try:
+                yield from futex_wait(gen_addr, gen)
+            except OSError as e:
+                if e.errno != errno.EINTR:
+                    raise
+        return False
