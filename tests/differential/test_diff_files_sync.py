@@ -198,3 +198,68 @@ def test_synchronisation_on_a_perturbed_machine(name: str, seed: int) -> None:
     got = observe(prog, argv, "apkern", 3 + seed, perturb=seed, extensions=("local_calls",))
     assert got.console == EXPECTED[name]
     assert got.stats["syscalls_by_name"].get("futex", 0) > 0  # they really slept and woke each other
+
+
+def directories(argv: list[str]) -> Generator[Any, Any, int]:
+    """mkdir, stat, getdents (listdir) and their errors, then a walk of the tree like `find`."""
+    import stat as st
+
+    out = []
+    for d in ("/d", "/d/e", "/d/e/f"):
+        yield from libc.mkdir(d)
+    for name, path in (("a", "/d/a"), ("b", "/d/e/b")):
+        fd = yield from libc.open(path, os.O_WRONLY | os.O_CREAT)
+        yield from libc.write_bytes(fd, name.encode() * 3)
+        yield from libc.close(fd)
+    for name, call in (
+        ("exists", libc.mkdir("/d")),
+        ("under a file", libc.mkdir("/d/a/x")),
+        ("no parent", libc.mkdir("/nope/x")),
+        ("stat missing", libc.stat("/d/zz")),
+        ("write a dir", libc.open("/d", os.O_WRONLY)),
+        ("getdents a file", libc.getdents(0)),
+    ):
+        try:
+            yield from call
+            out.append((name, "ok"))
+        except OSError as e:
+            out.append((name, errno.errorcode[e.errno]))
+    mode, size = yield from libc.stat("/d/a")
+    out.append((st.S_ISREG(mode), size))
+    mode, size = yield from libc.stat("/d/e")
+    out.append(st.S_ISDIR(mode))
+    fd = yield from libc.open("/d")
+    try:
+        yield from libc.read_bytes(fd, 4)
+    except OSError as e:
+        out.append(("read a dir", errno.errorcode[e.errno]))
+    try:
+        yield from libc.getdents(fd, 4)  # not even one entry fits
+    except OSError as e:
+        out.append(("getdents tiny", errno.errorcode[e.errno]))
+    out.append((yield from libc.getdents(fd)))
+    yield from libc.close(fd)
+    found = []
+
+    def walk(path: str) -> Generator[Any, Any, None]:
+        for name in (yield from libc.listdir(path)):
+            full = path.rstrip("/") + "/" + name
+            mode, _ = yield from libc.stat(full)
+            found.append(full + ("/" if st.S_ISDIR(mode) else ""))
+            if st.S_ISDIR(mode):
+                yield from walk(full)
+
+    yield from walk("/d")
+    out.append(found)
+    yield from libc.print(f"{out}\n")
+    return 0
+
+
+def test_directories_on_every_kernel() -> None:
+    ref, runs = compare_all(directories, ["dirs"], [2, 4])
+    assert ref.console == (
+        "[('exists', 'EEXIST'), ('under a file', 'ENOTDIR'), ('no parent', 'ENOENT'), ('stat missing', 'ENOENT'), "
+        "('write a dir', 'EISDIR'), ('getdents a file', 'ENOTDIR'), (True, 3), True, ('read a dir', 'EISDIR'), "
+        "('getdents tiny', 'EINVAL'), [('a', 8), ('e', 4)], ['/d/a', '/d/e/', '/d/e/b', '/d/e/f/']]\n"
+    )
+    assert {"/d/", "/d/e/", "/d/e/f/"} <= set(ref.files) and ref.files["/d/e/b"] == b"bbb"

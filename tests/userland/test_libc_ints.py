@@ -49,6 +49,7 @@ CALLS: dict[str, tuple[Callable[..., Any], dict[str, Any], dict[str, bool]]] = {
     "munmap": (libc.munmap, {"addr": 0x20000000, "length": 4096}, {"addr": False, "length": False}),
     "lseek": (libc.lseek, {"fd": 3, "offset": 2, "whence": 0}, {"fd": False, "offset": False, "whence": False}),
     "dup": (libc.dup, {"fd": 3}, {"fd": False}),
+    "getdents": (libc.getdents, {"fd": 3, "n": 64}, {"fd": False, "n": False}),
     "futex_wait": (libc.futex_wait, {"addr": ADDR, "value": 7}, {"addr": False, "value": False}),
     "futex_wake": (libc.futex_wake, {"addr": ADDR, "n": 1}, {"addr": False, "n": False}),
     "mlock": (libc.mlock, {"addr": 0x20000000, "length": 4096}, {"addr": False, "length": False}),
@@ -102,7 +103,7 @@ def _run(name: str, args: dict[str, Any]) -> list[tuple[Any, ...]]:
     proc.run(libc.open("/f"))  # fd 3
     for nr in (abi.SYS_KILL, abi.SYS_SIGACTION, abi.SYS_SLEEP, abi.SYS_MUNMAP, abi.SYS_SPIN):
         proc.results[nr] = 0
-    for nr in (abi.SYS_MLOCK, abi.SYS_MUNLOCK, abi.SYS_LSEEK, abi.SYS_DUP, abi.SYS_FUTEX):
+    for nr in (abi.SYS_MLOCK, abi.SYS_MUNLOCK, abi.SYS_LSEEK, abi.SYS_DUP, abi.SYS_FUTEX, abi.SYS_GETDENTS):
         proc.results[nr] = 0
     proc.results[abi.SYS_WAITPID] = lambda pid, ptr: pid
     proc.results[abi.SYS_THREAD_CREATE] = 2

@@ -84,6 +84,21 @@ class InodeFile(File):
         return n
 
 
+class DirFile(File):
+    """An open directory: its entries as they were at open, read out by getdents; read and write refuse."""
+
+    kind = "dir"
+
+    def __init__(self, entries: list[tuple[str, int]]) -> None:
+        super().__init__(readable=True, writable=False)
+        self.entries = entries  # (name, DT_REG or DT_DIR)
+        self.pos = 0
+
+    def read(self, k: BootKernel, buf: int, n: int) -> Gen:
+        return -abi.EISDIR
+        yield
+
+
 class ConsoleFile(File):
     """Standard input, output and error: reads see end of file, writes go to the console log."""
 

@@ -1,7 +1,8 @@
-"""The in-memory file system: a flat map from absolute paths to byte contents.
+"""The in-memory file system: a map from absolute paths to byte contents, and directories.
 
-Directories are implied by paths. `/dev/NAME` is not stored here: it names the
-driver NAME of the kernel's build-time driver list.
+A directory exists when `mkdir` made it or when a path below it does (a file
+created at /a/b/c makes /a and /a/b). `/dev/NAME` is not stored here: it names
+the driver NAME of the kernel's build-time driver list.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class FileSystem:
 
     def __init__(self) -> None:
         self.inodes: dict[str, Inode] = {}
+        self.dirs: set[str] = set()  # made by mkdir (others are implied by the paths below them)
 
     def lookup(self, path: str) -> Inode | None:
         return self.inodes.get(normalize(path))
@@ -38,7 +40,7 @@ class FileSystem:
         p = normalize(path)
         if p == "/" or p.startswith("/dev/") or p == "/dev":
             raise FileSystemError(f"cannot create {p}")
-        if any(q.startswith(p + "/") for q in self.inodes):
+        if self.is_dir(p):
             raise FileSystemError(f"{p} is a directory")
         parent = posixpath.dirname(p)
         while parent != "/":
@@ -63,12 +65,28 @@ class FileSystem:
 
     def is_dir(self, path: str) -> bool:
         p = normalize(path)
-        return p == "/" or any(q.startswith(p + "/") for q in self.inodes)
+        return p == "/" or p in self.dirs or any(q.startswith(p + "/") for q in (*self.inodes, *self.dirs))
+
+    def mkdir(self, path: str) -> None:
+        """Make a directory: FileExistsError, NotADirectoryError (a parent is a file) or FileNotFoundError."""
+        p = normalize(path)
+        if p == "/dev" or p.startswith("/dev/"):
+            raise FileSystemError(f"cannot create {p}")
+        if p in self.inodes or self.is_dir(p):
+            raise FileExistsError(p)
+        parent = posixpath.dirname(p)
+        if parent in self.inodes:
+            raise NotADirectoryError(parent)
+        if not self.is_dir(parent):
+            raise FileNotFoundError(parent)
+        self.dirs.add(p)
 
     def listdir(self, path: str = "/") -> list[str]:
         p = normalize(path).rstrip("/") + "/"
-        return sorted({q[len(p) :].split("/")[0] for q in self.inodes if q.startswith(p)})
+        return sorted({q[len(p) :].split("/")[0] for q in (*self.inodes, *self.dirs) if q.startswith(p)})
 
     def snapshot(self) -> dict[str, bytes]:
-        """Every file and its contents (for comparing two runs)."""
-        return {p: bytes(n.data) for p, n in sorted(self.inodes.items())}
+        """Every file and its contents, and every directory made by mkdir as "path/" (for comparing runs)."""
+        out = {p: bytes(n.data) for p, n in self.inodes.items()}
+        out.update({d + "/": b"" for d in self.dirs})
+        return dict(sorted(out.items()))

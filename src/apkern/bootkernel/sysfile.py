@@ -1,14 +1,15 @@
-"""File system calls: open, read, write, lseek, dup, close, pipe, driver_control."""
+"""File system calls: open, read, write, lseek, dup, close, pipe, mkdir, stat, getdents, driver_control."""
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
-from ..hw import PAGE_SIZE, Compute, Op, ReadMem, Store
+from ..hw import PAGE_SIZE, Compute, Op, ReadMem, Store, WriteMem
 from . import abi, costs
 from .driver import DeviceFile
-from .file import InodeFile, close_file
+from .file import DirFile, InodeFile, close_file
 from .fs import FileSystemError
 from .pipe import Pipe, PipeEnd
 
@@ -62,7 +63,12 @@ def sys_open(k: BootKernel, path_ptr: int, flags: int) -> Gen:
     fs = k.fs
     try:
         if fs.is_dir(path):
-            return -abi.EISDIR
+            if flags & abi.O_ACCMODE != abi.O_RDONLY:
+                return -abi.EISDIR
+            entries = [
+                (n, abi.DT_DIR if fs.is_dir(path.rstrip("/") + "/" + n) else abi.DT_REG) for n in fs.listdir(path)
+            ]
+            return p.files.install(DirFile(entries), cloexec)
         node = fs.lookup(path)
         if node is not None and flags & abi.O_CREAT and flags & abi.O_EXCL:
             return -abi.EEXIST
@@ -135,6 +141,77 @@ def sys_close(k: BootKernel, fd: int) -> Gen:
         return -abi.EBADF
     yield from close_file(k, f)
     return 0
+
+
+def sys_mkdir(k: BootKernel, path_ptr: int) -> Gen:
+    yield Compute(costs.MKDIR)
+    path = yield from fetch_path(k, path_ptr)
+    if path is None:
+        return -abi.ENAMETOOLONG
+    if not path.startswith("/"):
+        return -abi.ENOENT
+    try:
+        k.fs.mkdir(path)
+    except FileExistsError:
+        return -abi.EEXIST
+    except NotADirectoryError:
+        return -abi.ENOTDIR
+    except (FileNotFoundError, FileSystemError):
+        return -abi.ENOENT
+    return 0
+
+
+def sys_stat(k: BootKernel, path_ptr: int, buf: int) -> Gen:
+    yield Compute(costs.STAT)
+    path = yield from fetch_path(k, path_ptr)
+    if path is None:
+        return -abi.ENAMETOOLONG
+    k.check_user_range(buf, abi.STAT_SIZE)
+    if not path.startswith("/"):
+        return -abi.ENOENT
+    fs = k.fs
+    try:
+        if fs.is_dir(path):
+            mode, size = abi.S_IFDIR | 0o755, 0
+        else:
+            node = fs.lookup(path)
+            if node is None:
+                return -abi.ENOENT
+            mode, size = abi.S_IFREG | 0o644, len(node.data)
+    except FileSystemError:
+        return -abi.ENOENT
+    yield WriteMem(buf, struct.pack("<2I", mode, size))
+    return 0
+
+
+def sys_getdents(k: BootKernel, fd: int, buf: int, n: int) -> Gen:
+    yield Compute(costs.FD_LOOKUP)
+    f = k.sched.current.proc.files.get(fd)
+    if f is None:
+        return -abi.EBADF
+    if not isinstance(f, DirFile):
+        return -abi.ENOTDIR
+    if n < 0:
+        return -abi.EINVAL
+    k.check_user_range(buf, n)
+    yield Compute(costs.GETDENTS)
+    out = b""
+    while f.pos < len(f.entries):
+        name, kind = f.entries[f.pos]
+        raw = name.encode() + b"\0"
+        rec = struct.pack("<2I", abi.DIRENT_HEADER + (len(raw) + 3) // 4 * 4, kind) + raw.ljust(
+            (len(raw) + 3) // 4 * 4, b"\0"
+        )
+        if len(out) + len(rec) > n:
+            if not out:
+                return -abi.EINVAL  # the buffer cannot hold one entry
+            break
+        yield Compute(costs.DIRENT)
+        out += rec
+        f.pos += 1
+    if out:
+        yield WriteMem(buf, out)
+    return len(out)
 
 
 def sys_pipe(k: BootKernel, fds_ptr: int) -> Gen:

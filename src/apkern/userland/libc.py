@@ -336,6 +336,12 @@ def open(path: str, flags: int = abi.O_RDONLY) -> Generator[Op, Any, int]:
     `flags` are `abi.O_*` (the host's `os.O_*` values) combined with `|`, a plain int or an `IntFlag`.
     """
     flags = _int("open", "flags", flags)
+    path_ptr = yield from _stage_path(path)
+    return (yield from syscall(abi.SYS_OPEN, path_ptr, flags))
+
+
+def _stage_path(path: str) -> Generator[Op, Any, int]:
+    """Copy `path`, NUL-terminated, to this thread's scratch area; return its address."""
     raw = os.fsencode(path)
     if b"\0" in raw:
         raise _error(errno.EINVAL)
@@ -343,7 +349,48 @@ def open(path: str, flags: int = abi.O_RDONLY) -> Generator[Op, Any, int]:
         raise _error(errno.ENAMETOOLONG)
     path_ptr = yield ReadTP()
     yield WriteMem(path_ptr, raw + b"\0")
-    return (yield from syscall(abi.SYS_OPEN, path_ptr, flags))
+    return path_ptr
+
+
+def mkdir(path: str) -> Generator[Op, Any, None]:
+    """Make the directory `path` (its parent must exist)."""
+    yield from syscall(abi.SYS_MKDIR, (yield from _stage_path(path)))
+
+
+def stat(path: str) -> Generator[Op, Any, tuple[int, int]]:
+    """(mode, size) of `path`; `stat.S_ISDIR(mode)` tells a directory."""
+    path_ptr = yield from _stage_path(path)
+    buf = path_ptr + abi.PATH_MAX
+    yield from syscall(abi.SYS_STAT, path_ptr, buf)
+    return struct.unpack("<2I", (yield ReadMem(buf, abi.STAT_SIZE)))
+
+
+def getdents(fd: int, n: int = 1024) -> Generator[Op, Any, list[tuple[str, int]]]:
+    """The next directory entries of `fd` (an open directory) as (name, DT_REG or DT_DIR); [] at the end."""
+    fd, n = _int("getdents", "fd", fd), _int("getdents", "n", n)
+    if not 0 < n <= STAGING_SIZE:
+        raise _error(errno.EINVAL)
+    buf = (yield ReadTP()) + STAGING_OFFSET
+    got = yield from syscall(abi.SYS_GETDENTS, fd, buf, n)
+    data = (yield ReadMem(buf, got)) if got else b""
+    out, p = [], 0
+    while p < len(data):
+        reclen, kind = struct.unpack_from("<2I", data, p)
+        out.append((data[p + abi.DIRENT_HEADER : p + reclen].split(b"\0", 1)[0].decode(), kind))
+        p += reclen
+    return out
+
+
+def listdir(path: str) -> Generator[Op, Any, list[str]]:
+    """The names in directory `path`, in the order the kernel gives them."""
+    fd = yield from open(path)
+    names: list[str] = []
+    try:
+        while batch := (yield from getdents(fd)):
+            names += [name for name, _ in batch]
+    finally:
+        yield from close(fd)
+    return names
 
 
 def read(fd: int, buf_addr: int, n: int) -> Generator[Op, Any, int]:
