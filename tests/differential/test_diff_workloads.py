@@ -1,0 +1,31 @@
+"""Application workloads run unmodified on every kernel and do their work for real (issue: real workloads)."""
+
+from __future__ import annotations
+
+import pytest
+from diffkit import assert_ak_clean, compare_all, observe
+
+from apkern.workloads import radix
+
+
+@pytest.mark.parametrize(("threads", "keys", "bits"), [(4, 3001, 8), (3, 1000, 4), (1, 500, 16)])
+def test_radix_sorts_the_same_on_every_kernel(threads: int, keys: int, bits: int) -> None:
+    argv = ["radix", str(threads), str(keys), str(bits)]
+    ref, runs = compare_all(radix, argv, [2, 4, 8])
+    assert ref.console == f"radix: {keys} keys, {threads} threads, {bits}-bit digits: sorted True, permutation True\n"
+    assert ref.top_status == 0
+    if threads > 1:  # the threads really ran side by side on the application processors
+        assert runs[-1].stats["time"] < ref.stats["time"]
+        assert runs[-1].stats["syscalls_by_name"].get("futex", 0) > 0
+
+
+def test_radix_on_a_perturbed_machine() -> None:
+    got = observe(radix, ["radix", "4", "2000", "8", "7"], "apkern", 5, perturb=3)
+    assert got.console.endswith("sorted True, permutation True\n")
+    assert_ak_clean(got)
+
+
+@pytest.mark.parametrize("argv", [["radix"], ["radix", "0", "10"], ["radix", "2", "10", "3"], ["radix", "x", "y"]])
+def test_radix_usage(argv: list[str]) -> None:
+    ref, _ = compare_all(radix, argv, [2])
+    assert ref.top_status == 2 and ref.per_pid[ref.top_pid][2].startswith("usage: radix")
