@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 from diffkit import assert_ak_clean, compare_all, observe
 
-from apkern.workloads import radix
+from apkern.workloads import lu, radix
 
 
 @pytest.mark.parametrize(("threads", "keys", "bits"), [(4, 3001, 8), (3, 1000, 4), (1, 500, 16)])
@@ -29,3 +31,28 @@ def test_radix_on_a_perturbed_machine() -> None:
 def test_radix_usage(argv: list[str]) -> None:
     ref, _ = compare_all(radix, argv, [2])
     assert ref.top_status == 2 and ref.per_pid[ref.top_pid][2].startswith("usage: radix")
+
+
+@pytest.mark.parametrize(("threads", "n", "b"), [(4, 32, 8), (3, 24, 4), (1, 16, 16)])
+def test_lu_factors_the_same_on_every_kernel(threads: int, n: int, b: int) -> None:
+    argv = ["lu", str(threads), str(n), str(b)]
+    ref, _ = compare_all(lu, argv, [2, 4, 8])
+    assert ref.console == f"lu: {n} x {n}, {b} x {b} blocks, {threads} threads: L U matches the input True\n"
+
+
+def test_lu_on_a_perturbed_machine() -> None:
+    got = observe(lu, ["lu", "4", "32", "8", "5"], "apkern", 5, perturb=2)
+    assert got.console.endswith("matches the input True\n")
+    assert_ak_clean(got)
+
+
+def test_lus_check_finds_wrong_arithmetic(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys.modules["apkern.workloads.lu"], "_update", lambda a, left, up: 0)
+    ref = observe(lu, ["lu", "2", "16", "4"], "up", 1)
+    assert ref.top_status == 1 and ref.console.endswith("matches the input False\n")
+
+
+@pytest.mark.parametrize("argv", [["lu"], ["lu", "2", "10", "3"], ["lu", "2", "512", "8"]])
+def test_lu_usage(argv: list[str]) -> None:
+    ref, _ = compare_all(lu, argv, [2])
+    assert ref.top_status == 2 and ref.per_pid[ref.top_pid][2].startswith("usage: lu")
