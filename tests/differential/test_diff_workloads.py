@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import struct
 import sys
 
+import numpy as np
 import pytest
 from diffkit import assert_ak_clean, compare_all, observe
 
-from apkern.workloads import lu, radix
+from apkern.workloads import fft, lu, radix
 
 
 @pytest.mark.parametrize(("threads", "keys", "bits"), [(4, 3001, 8), (3, 1000, 4), (1, 500, 16)])
@@ -56,3 +58,32 @@ def test_lus_check_finds_wrong_arithmetic(monkeypatch: pytest.MonkeyPatch) -> No
 def test_lu_usage(argv: list[str]) -> None:
     ref, _ = compare_all(lu, argv, [2])
     assert ref.top_status == 2 and ref.per_pid[ref.top_pid][2].startswith("usage: lu")
+
+
+fft_mod = sys.modules["apkern.workloads.fft"]
+
+
+def _fft_out(obs) -> np.ndarray:
+    data = obs.files[fft_mod.OUT]
+    f = struct.unpack(f"<{len(data) // 8}d", data)
+    return np.array([complex(f[2 * i], f[2 * i + 1]) for i in range(len(f) // 2)])
+
+
+@pytest.mark.parametrize(("threads", "m"), [(4, 3), (3, 4), (1, 2)])
+def test_fft_matches_numpy_on_every_kernel(threads: int, m: int) -> None:
+    ref, runs = compare_all(fft, ["fft", str(threads), str(m)], [2, 4, 8])  # the same bytes in /fft.out
+    want = np.fft.fft(np.array(fft_mod.points(m, 1)))
+    assert np.max(np.abs(_fft_out(ref) - want)) < 1e-9 * len(want)
+
+
+def test_fft_on_a_perturbed_machine() -> None:
+    got = observe(fft, ["fft", "4", "3", "9"], "apkern", 5, perturb=4)
+    want = np.fft.fft(np.array(fft_mod.points(3, 9)))
+    assert np.max(np.abs(_fft_out(got) - want)) < 1e-9 * len(want)
+    assert_ak_clean(got)
+
+
+@pytest.mark.parametrize("argv", [["fft"], ["fft", "2", "0"], ["fft", "2", "9"]])
+def test_fft_usage(argv: list[str]) -> None:
+    ref, _ = compare_all(fft, argv, [2])
+    assert ref.top_status == 2 and ref.per_pid[ref.top_pid][2].startswith("usage: fft")
