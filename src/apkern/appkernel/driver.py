@@ -118,16 +118,23 @@ class ApkernDriver(Driver):
         yield from ak.lock.release()
         return tid
 
-    # --- apkern_activate_thread (Figure 2 step 6; section 4.1 asynchronous activation) --------------------
-
-    def apkern_activate_thread(self, caller: Caller, tid: int) -> Gen:
-        ak = self.ak
+    def _owned(self, caller: Caller, tid: int) -> Gen:
+        """The live TCB `tid` if the caller is the bootstrap thread that owns it, else -ESRCH or -EPERM."""
         yield Compute(costs.DRIVER_CHECKS)
-        tcb = ak.tcbs.live.get(tid)
+        tcb = self.ak.tcbs.live.get(tid)
         if tcb is None or tcb.state == DEAD:
             return -sys_abi.ESRCH
         if tcb.pid != caller.pid or tcb.owner != caller.tid:
             return -sys_abi.EPERM
+        return tcb
+
+    # --- apkern_activate_thread (Figure 2 step 6; section 4.1 asynchronous activation) --------------------
+
+    def apkern_activate_thread(self, caller: Caller, tid: int) -> Gen:
+        ak = self.ak
+        tcb = yield from self._owned(caller, tid)
+        if isinstance(tcb, int):
+            return tcb
         yield from ak.lock.acquire(BSP)
         try:  # read under the lock: the AP posts (waiting + STATE) under it too
             sigs = (yield Xchg(tcb.comm + abi.SIGNALS, 0)) & SIGNAL_MASK
@@ -169,12 +176,9 @@ class ApkernDriver(Driver):
         ends the message releases them, as it does after a forwarded page fault.
         """
         ak = self.ak
-        yield Compute(costs.DRIVER_CHECKS)
-        tcb = ak.tcbs.live.get(tid)
-        if tcb is None or tcb.state == DEAD:
-            return -sys_abi.ESRCH
-        if tcb.pid != caller.pid or tcb.owner != caller.tid:
-            return -sys_abi.EPERM
+        tcb = yield from self._owned(caller, tid)
+        if isinstance(tcb, int):
+            return tcb
         yield from ak.lock.acquire(BSP)
         if not tcb.waiting:  # only while its own message is being handled
             yield from ak.lock.release()

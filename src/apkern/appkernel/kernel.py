@@ -157,6 +157,7 @@ class AppKernel:
         # section 4.3: with the bootstrap kernel's patch, its swapper's unmaps are shot down on the APs
         self.shootdown = Shootdown(svc, self.cpus)
         self.tlb_hook = svc.register_tlb_hook(self.shootdown.begin, self.shootdown.end)
+        self.shootdown.enabled = self.tlb_hook
         if self.cpus < 2:
             return
         # section 3.2: start-up code must sit below 1 MiB; the bootstrap kernel hands out such a page

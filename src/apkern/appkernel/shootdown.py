@@ -45,6 +45,7 @@ class Shootdown:
         self.cpus = cpus
         self.base = svc.kernbase + svc.kmalloc(4096)
         self.seq = 0
+        self.enabled = True  # False on a kernel without the patch: nothing is ever shot down, CR3 loads are plain
         self.shootdowns = 0  # requests made (one per page the swapper took from an address space)
         self.targeted = 0  # IPIs sent
         self.bsp_instructions = 0  # on the bootstrap processor, in begin and end
@@ -100,6 +101,9 @@ class Shootdown:
 
     def load_cr3(self, cid: int, cr3: int) -> Gen:
         """Load CR3 on an AP: publish it first, then park while a request for that address space is in flight."""
+        if not self.enabled:
+            yield LoadCR3(cr3)
+            return
         yield Store(self._loaded(cid), cr3)
         while True:
             seq = yield Load(self.base + REQ_SEQ)

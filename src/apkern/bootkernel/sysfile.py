@@ -36,13 +36,21 @@ def fetch_path(k: BootKernel, addr: int) -> Gen:
     return None
 
 
-def sys_open(k: BootKernel, path_ptr: int, flags: int) -> Gen:
-    yield Compute(costs.OPEN)
-    path = yield from fetch_path(k, path_ptr)
+def path_arg(k: BootKernel, addr: int) -> Gen:
+    """The absolute path a call names at `addr`, or -ENAMETOOLONG / -ENOENT (not absolute)."""
+    path = yield from fetch_path(k, addr)
     if path is None:
         return -abi.ENAMETOOLONG
     if not path.startswith("/"):
         return -abi.ENOENT
+    return path
+
+
+def sys_open(k: BootKernel, path_ptr: int, flags: int) -> Gen:
+    yield Compute(costs.OPEN)
+    path = yield from path_arg(k, path_ptr)
+    if isinstance(path, int):
+        return path
     p = k.sched.current.proc
     cloexec = bool(flags & abi.O_CLOEXEC)
     if path.startswith("/dev/"):
@@ -145,11 +153,9 @@ def sys_close(k: BootKernel, fd: int) -> Gen:
 
 def sys_mkdir(k: BootKernel, path_ptr: int) -> Gen:
     yield Compute(costs.MKDIR)
-    path = yield from fetch_path(k, path_ptr)
-    if path is None:
-        return -abi.ENAMETOOLONG
-    if not path.startswith("/"):
-        return -abi.ENOENT
+    path = yield from path_arg(k, path_ptr)
+    if isinstance(path, int):
+        return path
     try:
         k.fs.mkdir(path)
     except FileExistsError:
@@ -163,12 +169,10 @@ def sys_mkdir(k: BootKernel, path_ptr: int) -> Gen:
 
 def sys_stat(k: BootKernel, path_ptr: int, buf: int) -> Gen:
     yield Compute(costs.STAT)
-    path = yield from fetch_path(k, path_ptr)
-    if path is None:
-        return -abi.ENAMETOOLONG
     k.check_user_range(buf, abi.STAT_SIZE)
-    if not path.startswith("/"):
-        return -abi.ENOENT
+    path = yield from path_arg(k, path_ptr)
+    if isinstance(path, int):
+        return path
     fs = k.fs
     try:
         if fs.is_dir(path):

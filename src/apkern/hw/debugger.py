@@ -8,8 +8,8 @@ entry, no time, no fault). Kernels never use it: their reads are `Load` ops.
 
 from __future__ import annotations
 
-from .memory import PhysicalMemory
-from .mmu import PTE_ADDR, PTE_P, pde_index, pte_index
+from .memory import PAGE_SHIFT, PhysicalMemory
+from .mmu import lookup
 
 
 class Debugger:
@@ -20,14 +20,8 @@ class Debugger:
 
     def translate(self, cr3: int, vaddr: int) -> int | None:
         """The physical address of `vaddr` under the page directory `cr3`, or None if it is not mapped."""
-        mem = self.memory
-        pde = mem.read_u32((cr3 & PTE_ADDR) + pde_index(vaddr) * 4)
-        if not pde & PTE_P:
-            return None
-        pte = mem.read_u32((pde & PTE_ADDR) + pte_index(vaddr) * 4)
-        if not pte & PTE_P:
-            return None
-        return (pte & PTE_ADDR) | (vaddr & 0xFFF)
+        e = lookup(self.memory, cr3, vaddr)
+        return None if e is None else (e[0] << PAGE_SHIFT) | (vaddr & 0xFFF)
 
     def read_u32(self, cr3: int, vaddr: int) -> int | None:
         """The word at `vaddr` (aligned) in the address space of `cr3`, or None if it is not mapped."""

@@ -26,6 +26,7 @@ from typing import Any
 
 from ..hw.ops import Op
 from ..userland import libc
+from .team import run_team
 
 Gen = Generator[Op, Any, Any]
 
@@ -140,12 +141,7 @@ def fft(argv: list[str]) -> Gen:
         yield from a.write_row(r, x[r * side : (r + 1) * side])
     yield from libc.Barrier(SHARED, threads).init()
     yield from libc.write_mem(SHARED + 16, struct.pack("<4I", threads, side, a_base, b_base))
-    tids = []
-    for me in range(1, threads):
-        tids.append((yield from libc.thread_create(_worker, me)))
-    yield from _worker(0)
-    for t in tids:
-        yield from libc.thread_join(t)
+    yield from run_team(_worker, threads)
     fd = yield from libc.open(OUT, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
     for r in range(side):
         yield from libc.write_bytes(fd, (yield from libc.read_mem(b_base + 16 * side * r, 16 * side)))

@@ -23,6 +23,7 @@ from typing import Any
 
 from ..hw.ops import Op
 from ..userland import libc
+from .team import run_team
 
 Gen = Generator[Op, Any, Any]
 
@@ -158,12 +159,7 @@ def lu(argv: list[str]) -> Gen:
             yield from blocks.write(i, j, [row[j * b : (j + 1) * b] for row in a[i * b : (i + 1) * b]])
     yield from libc.Barrier(SHARED, threads).init()
     yield from libc.write_mem(SHARED + 16, struct.pack("<4I", threads, n, b, base))
-    tids = []
-    for me in range(1, threads):
-        tids.append((yield from libc.thread_create(_worker, me)))
-    yield from _worker(0)
-    for t in tids:
-        yield from libc.thread_join(t)
+    yield from run_team(_worker, threads)
     f = [[0.0] * n for _ in range(n)]
     for i in range(nb):
         for j in range(nb):

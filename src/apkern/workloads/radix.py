@@ -26,6 +26,7 @@ from typing import Any
 
 from ..hw.ops import Op
 from ..userland import libc
+from .team import run_team
 
 Gen = Generator[Op, Any, Any]
 
@@ -102,12 +103,7 @@ def radix(argv: list[str]) -> Gen:
     yield from _write_words(src, keys)
     yield from libc.Barrier(SHARED, threads).init()
     yield from libc.write_mem(SHARED + 16, struct.pack("<6I", threads, n, bits, src, dst, hists))
-    tids = []
-    for me in range(1, threads):
-        tids.append((yield from libc.thread_create(_worker, me)))
-    yield from _worker(0)
-    for t in tids:
-        yield from libc.thread_join(t)
+    yield from run_team(_worker, threads)
     result = yield from _read_words(src if (32 // bits) % 2 == 0 else dst, n)
     ok = all(a <= b for a, b in zip(result, result[1:], strict=False))
     same = sorted(keys) == result
