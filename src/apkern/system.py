@@ -22,8 +22,8 @@ from .userland.libc import encode_spawn_block
 from .userland.programs import bin_files
 
 KERNELS = ("up", "apkern")
-EXTENSIONS = ("local_calls",)
-PLACEMENTS = ("ap", "bsp", "auto")  # section 4.3's optional parts of the application kernel built so far
+EXTENSIONS = ("local_calls", "migration")  # section 4.3's optional parts of the application kernel built so far
+PLACEMENTS = ("ap", "bsp", "auto")
 
 
 class ConfigError(ValueError):
@@ -75,7 +75,8 @@ class System:
     translations of pages the swapper took.
     `extensions`: section 4.3's optional parts of the application kernel, by name
     (`EXTENSIONS`); none is the paper's prototype. "local_calls" serves getpid, gettid,
-    yield and sleep on the application processors.
+    yield and sleep on the application processors; "migration" moves the threads of
+    processes spawned with placement "auto" between the two kernels as they run.
     `perturb`: a seed (or a `Perturbation`) to vary path costs, IPI and timer delivery
     within stated bounds and so explore other interleavings; None (the default) keeps
     the machine's fixed costs, as every experiment does.
@@ -132,12 +133,15 @@ class System:
         )
         drivers: list[Any] = []
         self._crt0: Callable[..., Any] = crt0
+        self._auto_crt0: Callable[..., Any] | None = None
         if kernel == "apkern":
             from .appkernel import ApkernDriver
-            from .userland.ak_crt0 import ak_crt0
+            from .userland.ak_crt0 import ak_crt0, ak_crt0_auto
 
             drivers.append(ApkernDriver(frozenset(self.extensions)))
             self._crt0 = ak_crt0
+            if "migration" in self.extensions:
+                self._auto_crt0 = ak_crt0_auto
         self.kernel = BootKernel(self.machine, drivers=drivers, swapper=swapper, tlb_patch=bool(tlb_patch))
         self.appkernel = drivers[0] if drivers else None
         for path, data in bin_files(self.machine.code.address_of).items():
@@ -161,12 +165,15 @@ class System:
         `placement` (section 4.3), under "apkern": "ap" (the default, the paper's prototype)
         runs it on the application processors through the relinked crt0; "bsp" runs it on
         the bootstrap kernel alone, with the plain crt0 and no forwarding, beside the
-        others (its children stay there too). Under "up" everything is on the one CPU.
+        others (its children stay there too); "auto", with the "migration" extension, starts
+        it on the APs and moves each of its threads (and its children's) to the bootstrap
+        kernel and back as its calls per instruction change. Under "up" everything is on
+        the one CPU.
         """
         if placement not in (None, *PLACEMENTS):
             raise ConfigError(f"unknown placement {placement!r} (choose from {', '.join(PLACEMENTS)})")
-        if placement == "auto":
-            raise ConfigError("placement 'auto' moves threads at run time: it needs the migration extension, not built")
+        if placement == "auto" and self._auto_crt0 is None:
+            raise ConfigError("placement 'auto' moves threads at run time: it needs 'apkern' with the migration extension")
         if placement == "ap" and self.kernel_name != "apkern":
             raise ConfigError(f"placement 'ap' needs application processors: kernel {self.kernel_name!r} has none")
         if isinstance(program, str):
@@ -180,7 +187,7 @@ class System:
         argv = [name] if argv is None else [str(a) for a in argv]
         code = self.machine.code
         block = encode_spawn_block(code.address_of(main), argv)
-        start = crt0 if placement == "bsp" else self._crt0
+        start = crt0 if placement == "bsp" else self._auto_crt0 if placement == "auto" else self._crt0
         proc = self.kernel.create_process(code.address_of(start), block, name)
         if proc is None:
             raise ConfigError(f"no memory left to start {name!r}: give the system more memory")

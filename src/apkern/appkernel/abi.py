@@ -20,6 +20,12 @@ APKERN_ACTIVATE_THREAD = 2  # arg: application thread id
 # of them is on a CPU: section 4.3's unmap protocol, for a bootstrap thread about to re-issue a
 # call that removes mappings (a thread join frees the joined thread's stack).
 APKERN_STOP_THREADS = 3
+# Section 4.3, migration (the `migration` extension). arg: the caller's own application thread id.
+# MIGRATE_HOME, after a KIND_MIGRATE message: the calling bootstrap thread takes over the thread's
+# user context and runs it on the bootstrap kernel; the call returns to the bootstrap thread's own
+# code only when MIGRATE_AWAY, called from that context, has given the thread back to the APs.
+APKERN_MIGRATE_HOME = 4
+APKERN_MIGRATE_AWAY = 5
 
 # create block: little-endian words
 CREATE_COMM = 0  # the thread pair's communication area
@@ -46,6 +52,19 @@ BUSY_PASSES = 0x3C  # passes that handled a message
 FD = 0x40  # the driver descriptor of this process
 STACK = 0x44  # the application thread's stack (mmapped by crt0; freed when the thread is joined)
 EXITED = 0x48  # set by the bootstrap thread once its application thread has exited (crt0's own word)
+# the migration extension (crt0's words, and MIG_ENTRY, which the driver reads):
+MIG_ENTRY = 0x4C  # code address of crt0's system-call entry for the thread at home; 0: never migrates
+MIG_USER = 0x50  # at home: user time in the policy window so far
+MIG_RESUMED = 0x54  # at home: when its last call returned (time stamp, low word)
+MIG_CALLS = 0x58  # at home: calls in the policy window so far
+# The migration policy's thresholds, the same on both sides (appkernel/migration.py).
+# HOME_USER is the bootstrap processor's forwarding work per call, as `apkern bench attribution`
+# measures it on the quick grid (about 400 instructions: the bootstrap thread's switches, loop
+# passes and the activation); a policy threshold, not a kernel cost: nothing is charged for it.
+HOME_USER = 400  # go home below this many user instructions per call over a window
+AWAY_USER = 2 * HOME_USER  # go back above this; between the two a thread stays where it is
+WINDOW_CALLS = 16  # calls (and forwarded faults) per window; a window also ends once its user
+WINDOW_USER = WINDOW_CALLS * AWAY_USER  # time shows the thread compute-bound, however few its calls
 HANDLERS = 0x80  # 32 words: the application's signal handlers (used in the main area only)
 COMM_SIZE = 0x100
 
@@ -58,6 +77,7 @@ PENDING = 2  # written, not yet posted: other threads of the process are being s
 KIND_SYSCALL = 1
 KIND_PAGE_FAULT = 2
 KIND_EXCEPTION = 3
+KIND_MIGRATE = 4  # take over my user context (section 4.3); NR and ARGS: the call it was making
 
 # error code bits of a forwarded page fault (as IA-32 pushes them)
 FAULT_WRITE = 2

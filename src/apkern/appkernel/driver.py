@@ -20,6 +20,7 @@ from typing import Any
 from ..bootkernel import Caller, Driver, DriverServices
 from ..bootkernel import abi as sys_abi
 from ..hw import (
+    AdoptUser,
     Compute,
     Context,
     Debugger,
@@ -27,9 +28,11 @@ from ..hw import (
     Load,
     Op,
     ReadCR3,
+    ReleaseUser,
     SendIPI,
     SpinWhile,
     Store,
+    Trap,
     UserAccessFault,
     Xchg,
     entry_frame,
@@ -38,7 +41,7 @@ from ..hw import traps as vec
 from . import abi, costs
 from .kernel import BSP, AppKernel
 from .process import PROC_PID, AKProcess
-from .tcb import BLOCKED, DEAD, FAULT, HELD, RUNNING, SLEEPING, TCB, WAITING
+from .tcb import BLOCKED, DEAD, FAULT, HELD, HOME, RUNNING, SLEEPING, TCB, WAITING
 
 Gen = Generator[Op, Any, Any]
 MAX_PER_PROCESS = 64
@@ -73,6 +76,10 @@ class ApkernDriver(Driver):
             return (yield from self.apkern_activate_thread(caller, arg))
         if op == abi.APKERN_STOP_THREADS:
             return (yield from self.apkern_stop_threads(caller, arg))
+        if op == abi.APKERN_MIGRATE_HOME and self.ak.migration is not None:
+            return (yield from self.apkern_migrate_home(caller, arg))
+        if op == abi.APKERN_MIGRATE_AWAY and self.ak.migration is not None:
+            return (yield from self.apkern_migrate_away(caller, arg))
         return -sys_abi.EINVAL
 
     # --- apkern_create_thread (Figure 3, steps 3-5) --------------------------------------------------
@@ -84,7 +91,7 @@ class ApkernDriver(Driver):
         comm, entry, a0, a1, tls, handlers = struct.unpack("<6I", block)
         if not (_user_range(comm, abi.COMM_SIZE) and _user_range(handlers, 4 * 32) and _user_range(tls, 4)):
             return -sys_abi.EFAULT
-        yield from svc.copy_from_user(comm, abi.COMM_SIZE)  # must be mapped: fault it in now, or EFAULT
+        area = yield from svc.copy_from_user(comm, abi.COMM_SIZE)  # must be mapped: fault it in now, or EFAULT
         yield Compute(costs.TCB_INIT)
         cr3 = yield ReadCR3()  # requirement 3: the new thread runs on the caller's page table
         yield from ak.lock.acquire(BSP)
@@ -108,6 +115,8 @@ class ApkernDriver(Driver):
         )
         tcb = TCB(tid, proc, caller.tid, cr3, comm, handlers, ctx, ak.tcbs.kva(tid), file)
         ctx.owner = tcb
+        if ak.migration is not None:  # section 4.3: its crt0 named an entry for it at home
+            tcb.migratable = isinstance(area, bytes) and area[abi.MIG_ENTRY : abi.MIG_ENTRY + 4] != bytes(4)
         yield from ak.tcbs.add(tcb)
         yield from proc.threads.push(tcb)
         if proc.faults:  # section 4.3: it waits with its siblings
@@ -193,6 +202,73 @@ class ApkernDriver(Driver):
                 on_cpu = yield SpinWhile(t.on_cpu_kva, on_cpu)
         return 0
 
+    # --- section 4.3: migration (see migration.py) ---------------------------------------------------------
+
+    def apkern_migrate_home(self, caller: Caller, tid: int) -> Gen:
+        """After `tid`'s KIND_MIGRATE message: its user context runs on in the calling bootstrap thread.
+
+        Returns to the thread's own code, which issues its call again, now on the bootstrap
+        kernel; the bootstrap thread's call returns only when APKERN_MIGRATE_AWAY ends it.
+        Signals passed on while it moved are delivered here.
+        """
+        ak = self.ak
+        tcb = yield from self._owned(caller, tid)
+        if isinstance(tcb, int):
+            return tcb
+        try:
+            entry = yield Load(tcb.comm + abi.MIG_ENTRY)
+        except UserAccessFault:
+            return -sys_abi.EFAULT
+        yield from ak.lock.acquire(BSP)
+        frames = tcb.home_frames
+        if tcb.state != HOME or frames is None:
+            yield from ak.lock.release()
+            return -sys_abi.EINVAL
+        tcb.home_frames = None
+        yield from ak.held("a TCB's pending signals")
+        sigs, tcb.pending_signals = tcb.pending_signals, 0
+        yield from ak.lock.release()
+        yield Compute(costs.MIGRATE)  # load the user registers
+        tcb.home_saved = yield AdoptUser(frames, tcb.ctx.tls, (entry, tcb.comm))
+        yield from ak.deliver_signals(tcb, sigs)
+        ak.mark(BSP, "ak_home", tcb)
+        return 0
+
+    def apkern_migrate_away(self, caller: Caller, tid: int) -> Gen:
+        """From crt0's entry at home, before it issues a call: the thread goes back to the APs.
+
+        The call is issued again there; the bootstrap thread's MIGRATE_HOME call returns 0.
+        """
+        ak = self.ak
+        tcb = yield from self._owned(caller, tid)
+        if isinstance(tcb, int):
+            return tcb
+        if tcb.state != HOME or tcb.home_saved is None:
+            return -sys_abi.EINVAL
+        frames = yield ReleaseUser(tcb.home_saved, "vsyscall")
+        if frames is None:  # not called from the thread's own context at home
+            return -sys_abi.EINVAL
+        tcb.home_saved = None
+        entry = frames.pop()  # crt0's entry, about to issue the call: the AP issues it instead
+        frames[-1].retry = Trap(vec.SYSCALL, *entry.regs)
+        yield Compute(costs.MIGRATE)  # save the user registers
+        ctx = Context([*frames, Frame(ak.thread_start(), user=False, kind="irq")], name=tcb.ctx.name, tls=tcb.ctx.tls)
+        ctx.owner = tcb
+        yield from ak.lock.acquire(BSP)
+        if tcb.state == DEAD:  # its process is going away: so does what it was doing
+            yield from ak.lock.release()
+            return -sys_abi.ESRCH
+        tcb.ctx = ctx  # a fresh context: the AP that sent it home may still be leaving the old one
+        tcb.pt_changed = True  # the tables changed while it was away
+        if tcb.proc.faults:
+            yield from ak.set_state(tcb, HELD)
+        else:
+            yield from ak.make_ready(tcb)
+        ak.migration.away += 1
+        ak.mark(BSP, "ak_migrate_away", tcb)
+        yield from ak.lock.release()
+        return 0
+
     # --- death: the descriptor is closed (explicitly or by process exit) ----------------------------------
 
     def flush(self, file: Any, caller: Caller) -> Gen:
@@ -255,6 +331,8 @@ class ApkernDriver(Driver):
             "ak_signals_delivered": ak.signals_delivered,
             "ak_preemptions": ak.preemptions,
             "ak_switches": ak.switches,
+            "migrations_home": ak.migration.home if ak.migration is not None else 0,
+            "migrations_away": ak.migration.away if ak.migration is not None else 0,
             **ak.shootdown.stats(),
             "tcbs_live": len(ak.tcbs.live),
             "tcbs_created": ak.tcbs.created,

@@ -62,6 +62,7 @@ from ..hw import (
 from ..hw import traps as vec
 from . import abi, costs
 from .local_calls import LocalCalls
+from .migration import MIG_SIZE, Migration
 from .process import PROC_SIZE, AKProcess
 from .ready_queue import ReadyQueue
 from .shootdown import Shootdown
@@ -117,6 +118,7 @@ class AppKernel:
         self.svc = services
         self.extensions = extensions
         self.local: LocalCalls | None = None
+        self.migration: Migration | None = None
         self.cpus = services.cpu_count
         self.current: list[TCB | None] = [None] * self.cpus
         self.prev: list[TCB | None] = [None] * self.cpus  # what a CPU left in its last switch
@@ -154,6 +156,8 @@ class AppKernel:
         if "local_calls" in self.extensions:
             self.local = LocalCalls(self, shared + SHARED_SLEEPERS)
             yield GuardedBy(shared + SHARED_SLEEPERS, LIST_WORDS * 4, lock.kva, "the sleep list", lock.name)
+        if "migration" in self.extensions:  # per-thread windows, each written by the CPU running it
+            self.migration = Migration(self, kb + svc.kmalloc(MAX_TCBS * MIG_SIZE))
         # section 4.3: with the bootstrap kernel's patch, its swapper's unmaps are shot down on the APs
         self.shootdown = Shootdown(svc, self.cpus)
         self.tlb_hook = svc.register_tlb_hook(self.shootdown.begin, self.shootdown.end)
@@ -296,7 +300,10 @@ class AppKernel:
         then look at what may have happened to it since it was picked (killed, held, signalled)."""
         cid = yield CpuId()
         yield from self.finish_switch(cid)
-        yield from self.return_to_user(cid, self.current[cid])
+        tcb = self.current[cid]
+        if tcb.migratable:
+            yield from self.migration.start(tcb)
+        yield from self.return_to_user(cid, tcb)
 
     def schedule_next(self, cid: int, prev: TCB) -> Gen:
         """Lock held on entry, released here: switch this AP to the next ready thread or to idle."""
@@ -470,6 +477,11 @@ class AppKernel:
             if tcb.state == DEAD:
                 yield from self.leave_dead(cid, tcb)
         sigs, tcb.pending_signals = tcb.pending_signals, 0
+        yield from self.deliver_signals(tcb, sigs)
+        return cid
+
+    def deliver_signals(self, tcb: TCB, sigs: int) -> Gen:
+        """Push the program's handlers for the signals `sigs` onto the thread's way back to user mode."""
         while sigs:  # the pending signals, lowest first (bsf): no signal, no iteration
             sig = (sigs & -sigs).bit_length() - 1
             sigs &= sigs - 1
@@ -479,7 +491,6 @@ class AppKernel:
             yield Compute(costs.SIGNAL_DELIVER)
             self.signals_delivered += 1
             yield PushFrame(signal_trampoline(handler, sig))
-        return cid
 
     def mark(self, cid: int, name: str, tcb: TCB | None) -> None:
         if tcb is not None:

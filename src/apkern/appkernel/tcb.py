@@ -46,7 +46,8 @@ BLOCKED = "blocked"  # waiting for its bootstrap thread (a forwarded call or exc
 HELD = "held"  # stopped while another thread of its process has a page fault in flight
 DEAD = "dead"
 SLEEPING = "sleeping"  # in a sleep served on the application kernel (the local_calls extension)
-STATE_CODES = {READY: 1, RUNNING: 2, BLOCKED: 3, HELD: 4, DEAD: 5, SLEEPING: 6}
+HOME = "home"  # migrated: its bootstrap thread runs its user context (the migration extension)
+STATE_CODES = {READY: 1, RUNNING: 2, BLOCKED: 3, HELD: 4, DEAD: 5, SLEEPING: 6, HOME: 7}
 
 # flags
 WAITING = 1  # a message is outstanding; activation makes it runnable again
@@ -95,6 +96,11 @@ class TCB:
         self.ticks = 0  # its CPU's only
         self.wake = 0  # a local sleep's wake-up time, and its result (lock held)
         self.sleep_result = 0
+        # the migration extension: whether its crt0 lets it migrate, and its user context while it
+        # moves to the bootstrap kernel (frames, thread pointer; lock held) and while there (`saved`)
+        self.migratable = False
+        self.home_frames: list[Any] | None = None
+        self.home_saved: Any = None
 
     @property
     def state(self) -> str:

@@ -30,6 +30,7 @@ Gen = Generator[Op, Any, Any]
 USER_TOP = sys_abi.USER_TOP
 CLEANUP_FIRST = frozenset({sys_abi.SYS_EXIT, sys_abi.SYS_THREAD_EXIT})
 PT_REMOVING = frozenset({sys_abi.SYS_MUNMAP})  # calls that remove mappings: handled like a page fault
+STAY = PT_REMOVING | {sys_abi.SYS_THREAD_JOIN}  # never migration points: at home they would go back at once
 ERRNO_WORDS = (1 << 32) - 4095  # results -4095..-1 are -errno, as stored in a 32-bit word
 
 
@@ -168,10 +169,15 @@ class APTraps:
             yield Compute(costs.TRAP_EXIT)
             ak.mark(cid, "ak_resumed", tcb)
             return result
-        ak.forwarded_calls += 1
         if nr in CLEANUP_FIRST:
+            ak.forwarded_calls += 1
             yield from self.post_final(cid, tcb, abi.KIND_SYSCALL, nr, args[1:])
+        if tcb.migratable and (yield from ak.migration.trapped(tcb, decide=nr not in STAY)):
+            yield from ak.migration.go_home(cid, tcb, args)  # section 4.3: the call is issued at home
+        ak.forwarded_calls += 1
         cid, result = yield from self.forward(cid, tcb, abi.KIND_SYSCALL, nr, args[1:], pt_change=nr in PT_REMOVING)
+        if tcb.migratable:
+            yield from ak.migration.resumed(tcb)
         cid = yield from ak.return_to_user(cid, tcb)
         yield Compute(costs.TRAP_EXIT)
         ak.mark(cid, "ak_resumed", tcb)
@@ -191,7 +197,11 @@ class APTraps:
         yield Compute(costs.TRAP_ENTRY)
         ak.forwarded_faults += 1
         error = (abi.FAULT_WRITE if flt.write else 0) | vec.PF_USER
+        if tcb.migratable:
+            yield from ak.migration.trapped(tcb, decide=False)
         cid, _ = yield from self.forward(cid, tcb, abi.KIND_PAGE_FAULT, vec.PF, (), flt.addr, error, pt_change=True)
+        if tcb.migratable:
+            yield from ak.migration.resumed(tcb)
         cid = yield from ak.return_to_user(cid, tcb)
         yield Compute(costs.TRAP_EXIT)
         ak.mark(cid, "ak_resumed", tcb)

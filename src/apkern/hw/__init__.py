@@ -8,6 +8,7 @@ from .machine import MAX_CPUS, NOMINAL_IPS, Machine
 from .memory import LOW_MEMORY, PAGE_SHIFT, PAGE_SIZE, PhysicalMemory
 from .mmu import StaleTLB
 from .ops import (
+    AdoptUser,
     AssertHeld,
     AtomicAdd,
     Call,
@@ -30,7 +31,9 @@ from .ops import (
     Rdtsc,
     ReadCR3,
     ReadMem,
+    ReadSysinfo,
     ReadTP,
+    ReleaseUser,
     SendIPI,
     SetIVT,
     SetTimer,
@@ -86,6 +89,9 @@ __all__ = [
     "Perturbation",
     "PhysicalMemory",
     "PushFrame",
+    "AdoptUser",
+    "ReleaseUser",
+    "ReadSysinfo",
     "ReadCR3",
     "ReadMem",
     "Rdtsc",

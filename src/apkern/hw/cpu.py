@@ -22,7 +22,7 @@ from .code import CODE_PAGE_MAGIC
 from .memory import PAGE_SHIFT, PAGE_SIZE
 from .mmu import MMU, CheckingMMU
 from .ops import Compute, Op, SpinWhile
-from .traps import GP, TIMER, UD, Fault, Fixup, MachineError
+from .traps import GP, SYSCALL, TIMER, UD, Fault, Fixup, MachineError
 
 if TYPE_CHECKING:
     from .machine import Machine
@@ -102,7 +102,7 @@ class Frame:
 class Context:
     """An execution context (a thread's register state and stacks): the frames, top last."""
 
-    __slots__ = ("frames", "name", "owner", "cpu", "tls")
+    __slots__ = ("frames", "name", "owner", "cpu", "tls", "sysinfo")
 
     def __init__(self, frames: list[Frame], name: str = "", owner: Any = None, tls: int = 0) -> None:
         self.frames = frames
@@ -110,6 +110,10 @@ class Context:
         self.owner = owner
         self.cpu: CPU | None = None
         self.tls = tls  # the thread-pointer register (the %gs base of IA-32 TLS)
+        # The thread's system-call entry (code address, cookie), like the vsyscall entry IA-32
+        # Linux gives each thread (AT_SYSINFO, called through %gs:0x10): None means `int 0x80`.
+        # Only the kernel sets it; user code reads the cookie (`ReadSysinfo`).
+        self.sysinfo: tuple[int, int] | None = None
 
     def __repr__(self) -> str:
         return f"<Context {self.name} depth={len(self.frames)}>"
@@ -224,11 +228,25 @@ class CPU:
         self.ctx.frames.append(Frame(gate.handler(self, info), user=False, kind="irq", acct="kernel", vector=vector))
 
     def software_interrupt(self, op: Any, frame: Frame) -> None:
+        sysinfo = self.ctx.sysinfo
+        if sysinfo is not None and frame.user and op.vector == SYSCALL and frame.kind != "vsyscall":
+            self._vsyscall(op, frame, *sysinfo)
+            return
         gate = self._gate(op.vector)
         if gate is None or (frame.user and not gate.user):
             raise Fault(GP, op.vector << 3, 0, f"int {op.vector:#x} not allowed")
         self.ctx.frames.append(
             Frame(gate.handler(self, op.args), user=False, kind="trap", caller=frame, vector=op.vector, regs=op.args)
+        )
+
+    def _vsyscall(self, op: Any, frame: Frame, entry: int, cookie: int) -> None:
+        """The system call goes to the thread's user-mode entry, called as entry(cookie, *registers);
+        a trap from that frame itself is a real one. The frame keeps the registers (`regs`)."""
+        func = self.machine.code.resolve(entry)
+        if func is None:
+            raise Fault(GP, 0, entry, f"system-call entry {entry:#x} is not code")
+        self.ctx.frames.append(
+            Frame(func(cookie, *op.args), user=True, kind="vsyscall", caller=frame, intr=frame.intr, regs=op.args)
         )
 
     def call(self, gen: Generator[Op, Any, Any], frame: Frame) -> None:
@@ -469,7 +487,7 @@ class CPU:
     def _return(self, frames: list[Frame], f: Frame, value: Any) -> None:
         frames.pop()
         kind = f.kind
-        if kind == "trap" or kind == "call":
+        if kind == "trap" or kind == "call" or kind == "vsyscall":
             f.caller.send = value
         elif kind == "fault":
             if isinstance(value, Fixup):

@@ -230,6 +230,17 @@ class ReadTP(Op):
         return 1
 
 
+class ReadSysinfo(Op):
+    """Read the cookie of this thread's system-call entry (`Context.sysinfo`), 0 if it has none."""
+
+    __slots__ = ()
+
+    def run(self, cpu: CPU, frame: Frame) -> int:
+        sysinfo = cpu.ctx.sysinfo
+        frame.send = 0 if sysinfo is None else sysinfo[1]
+        return 1
+
+
 class CodeAddr(Op):
     """The code address of a generator function (`lea main`)."""
 
@@ -500,6 +511,80 @@ class Switch(Op):
         _priv(frame, "context switch")
         cpu.switch_to(self.ctx)
         return 0
+
+
+class AdoptUser(Op):
+    """Kernel: run another thread's saved user frames in this context (section 4.3, migration).
+
+    `frames` (bottom first, taken whole from the context they ran in) go between the
+    user frame that trapped into this kernel path and the kernel frame, which returns
+    to the top one of them; the thread pointer and system-call entry become `tls` and
+    `sysinfo`. Sends back what `ReleaseUser` needs to undo it: (the frame that trapped,
+    the old thread pointer, the old entry).
+    """
+
+    __slots__ = ("frames", "tls", "sysinfo")
+    privileged = True
+
+    def __init__(self, frames: list[Frame], tls: int, sysinfo: tuple[int, int] | None) -> None:
+        self.frames = frames
+        self.tls = tls
+        self.sysinfo = sysinfo
+
+    def run(self, cpu: CPU, frame: Frame) -> int:
+        _priv(frame, "adopt user frames")
+        ctx = cpu.ctx
+        frames = ctx.frames
+        i = _trap_frame(frames)
+        trap = frames[i]
+        frames[i:i] = self.frames
+        saved = (trap.caller, ctx.tls, ctx.sysinfo)
+        trap.caller = self.frames[-1]
+        ctx.tls, ctx.sysinfo = self.tls, self.sysinfo
+        frame.send = saved
+        return 1
+
+
+class ReleaseUser(Op):
+    """Kernel: undo `AdoptUser`; sends back the adopted frames (with what ran on them since), or None.
+
+    `saved` is what `AdoptUser` sent. The user frames above its trapping frame are cut
+    out and returned, and the kernel frame returns to that frame again. None, and no
+    change, unless that frame is beneath this kernel path in this context and the user
+    frame that entered it is of kind `top_kind`.
+    """
+
+    __slots__ = ("saved", "top_kind")
+    privileged = True
+
+    def __init__(self, saved: tuple[Frame, int, tuple[int, int] | None], top_kind: str) -> None:
+        self.saved = saved
+        self.top_kind = top_kind
+
+    def run(self, cpu: CPU, frame: Frame) -> int:
+        _priv(frame, "release user frames")
+        ctx = cpu.ctx
+        frames = ctx.frames
+        anchor, tls, sysinfo = self.saved
+        i = _trap_frame(frames)
+        j = next((n for n in range(i) if frames[n] is anchor), None)
+        if j is None or j + 1 == i or frames[i - 1].kind != self.top_kind:
+            frame.send = None
+            return 1
+        cut = frames[j + 1 : i]
+        del frames[j + 1 : i]
+        frames[j + 1].caller = anchor
+        ctx.tls, ctx.sysinfo = tls, sysinfo
+        frame.send = cut
+        return 1
+
+
+def _trap_frame(frames: list[Frame]) -> int:
+    """The index of the kernel frame entered from the topmost user frame."""
+    i = len(frames) - 1
+    while i > 0 and not frames[i - 1].user:
+        i -= 1
+    return i
 
 
 class PushFrame(Op):

@@ -25,7 +25,23 @@ from typing import Any
 
 from ..appkernel import abi as ak
 from ..bootkernel import abi
-from ..hw.ops import AtomicAdd, Call, CodeAddr, Compute, Halt, Illegal, Load, Op, ReadMem, ReadTP, Store, Trap, WriteMem
+from ..hw.ops import (
+    AtomicAdd,
+    Call,
+    CodeAddr,
+    Compute,
+    Halt,
+    Illegal,
+    Load,
+    Op,
+    Rdtsc,
+    ReadMem,
+    ReadSysinfo,
+    ReadTP,
+    Store,
+    Trap,
+    WriteMem,
+)
 from . import libc
 from .crt0 import read_spawn_block
 from .libc import CRT0_WORD
@@ -40,6 +56,7 @@ SIGNALS_SEEN = abi.TLS_SIZE - 8  # signals this bootstrap thread's handler passe
 PAGE = 0x1000
 START_INFO = ak.COMM_SIZE  # in a new bootstrap thread's page: fd, entry, arg0, arg1, main comm
 LOOP_STEP = 6  # the loop's own compare-and-branch instructions per pass
+HOME_POLICY_STEP = 15  # a migrated thread's window at each call: loads, subtraction, compares, branches
 # The main pair's page holds, after its area, the table of further pairs: (bootstrap tid, area) words.
 PAIRS = 0x200
 MAX_PAIRS = 64  # the bootstrap kernel's threads per process
@@ -52,7 +69,16 @@ def _raw(nr: int, *args: int) -> Gen:
 
 def ak_crt0(block_addr: int) -> Gen:
     """Process start-up under the application kernel (the process's first, bootstrap, thread)."""
-    yield Store(CRT0_WORD, (yield CodeAddr(ak_crt0)))
+    return (yield from _start(block_addr, ak_crt0, False))
+
+
+def ak_crt0_auto(block_addr: int) -> Gen:
+    """Start-up for placement "auto": the same, with threads that may migrate (section 4.3)."""
+    return (yield from _start(block_addr, ak_crt0_auto, True))
+
+
+def _start(block_addr: int, me: Any, migratable: bool) -> Gen:
+    yield Store(CRT0_WORD, (yield CodeAddr(me)))
     try:
         fd = yield from libc.open(ak.DEVICE, abi.O_RDWR | abi.O_CLOEXEC)
     except OSError:  # no application kernel: run on the bootstrap kernel alone
@@ -65,14 +91,16 @@ def ak_crt0(block_addr: int) -> Gen:
     yield Store(MAIN_COMM_WORD, comm)
     entry = yield CodeAddr(ak_app_start)
     yield WriteMem(comm + PAIRS, struct.pack("<2I", (yield from _raw(abi.SYS_GETTID)), comm))
-    tcb = yield from _pair(fd, comm, comm, entry, main_addr, block_addr)
-    yield from bootstrap_loop(fd, comm, comm, tcb)
+    tcb = yield from _pair(fd, comm, comm, entry, main_addr, block_addr, migratable)
+    yield from bootstrap_loop(fd, comm, comm, tcb, migratable)
 
 
-def _pair(fd: int, comm: int, main_comm: int, entry: int, arg0: int, arg1: int) -> Gen:
+def _pair(fd: int, comm: int, main_comm: int, entry: int, arg0: int, arg1: int, migratable: bool) -> Gen:
     """Set up a communication area and an application stack; create the application thread."""
     yield Store((yield ReadTP()) + OWN_COMM, comm)
     yield Store(comm + ak.FD, fd)
+    if migratable:  # the entry its calls take at home; the driver reads it when it creates the thread
+        yield Store(comm + ak.MIG_ENTRY, (yield CodeAddr(home_syscall)))
     stack = yield from libc.mmap(abi.STACK_SIZE)
     yield Store(comm + ak.STACK, stack)
     tls = stack + abi.STACK_SIZE - abi.TLS_SIZE
@@ -91,11 +119,11 @@ def ak_app_start(main_addr: int, block_addr: int) -> Gen:
     yield from libc.exit(0 if status is None else status)  # libc checks it is an integer
 
 
-def ak_bootstrap_thread(comm: int, _unused: int) -> Gen:
+def ak_bootstrap_thread(comm: int, migratable: int) -> Gen:
     """A further bootstrap thread (section 4.3): one per application thread the program starts."""
     fd, entry, arg0, arg1, main_comm = struct.unpack("<5I", (yield ReadMem(comm + START_INFO, 20)))
-    tcb = yield from _pair(fd, comm, main_comm, entry, arg0, arg1)
-    yield from bootstrap_loop(fd, comm, main_comm, tcb)
+    tcb = yield from _pair(fd, comm, main_comm, entry, arg0, arg1, bool(migratable))
+    yield from bootstrap_loop(fd, comm, main_comm, tcb, bool(migratable))
 
 
 def bt_signal_handler(sig: int) -> Gen:
@@ -114,10 +142,20 @@ def bt_signal_handler(sig: int) -> Gen:
     yield Trap(abi.SYSCALL, abi.SYS_DRIVER_CONTROL, fd, ak.APKERN_ACTIVATE_THREAD, tcb)
 
 
+def bt_signal_handler_auto(sig: int) -> Gen:
+    """`bt_signal_handler` for threads that may migrate: at home (section 4.3), this thread runs
+    its application thread's code, so the program's handler runs here and now."""
+    if not (yield ReadSysinfo()):
+        return (yield from bt_signal_handler(sig))
+    handler = yield Load((yield Load(MAIN_COMM_WORD)) + ak.HANDLERS + 4 * sig)
+    if handler not in (abi.SIG_DFL, abi.SIG_IGN):
+        yield Call(handler, sig)
+
+
 # --- Figure 4 --------------------------------------------------------------------------------
 
 
-def bootstrap_loop(fd: int, comm: int, main_comm: int, tcb: int) -> Gen:
+def bootstrap_loop(fd: int, comm: int, main_comm: int, tcb: int, migratable: bool = False) -> Gen:
     while True:
         yield Compute(LOOP_STEP)
         yield AtomicAdd(comm + ak.PASSES, 1)
@@ -125,7 +163,12 @@ def bootstrap_loop(fd: int, comm: int, main_comm: int, tcb: int) -> Gen:
             yield Trap(abi.SYSCALL, abi.SYS_YIELD)  # reschedule()
             continue
         yield AtomicAdd(comm + ak.BUSY_PASSES, 1)
-        result = yield from handle_message(fd, comm, main_comm)
+        result = yield from handle_message(fd, comm, main_comm, migratable)
+        if result is _MIGRATE:  # section 4.3: run the thread here until it goes back
+            yield Store(comm + ak.STATE, ak.EMPTY)
+            yield WriteMem(comm + ak.MIG_USER, struct.pack("<2I", 0, (yield Rdtsc()) & 0xFFFFFFFF) + bytes(4))
+            yield Trap(abi.SYSCALL, abi.SYS_DRIVER_CONTROL, fd, ak.APKERN_MIGRATE_HOME, tcb)
+            continue
         yield Store(comm + ak.RESULT, result & 0xFFFFFFFF)
         yield Store(comm + ak.STATE, ak.EMPTY)
         if (yield Trap(abi.SYSCALL, abi.SYS_DRIVER_CONTROL, fd, ak.APKERN_ACTIVATE_THREAD, tcb)) < 0:
@@ -135,9 +178,14 @@ def bootstrap_loop(fd: int, comm: int, main_comm: int, tcb: int) -> Gen:
             yield Trap(abi.SYSCALL, abi.SYS_KILL, pid, abi.SIGKILL)
 
 
-def handle_message(fd: int, comm: int, main_comm: int) -> Gen:
+_MIGRATE = object()  # handle_message's answer to a KIND_MIGRATE message
+
+
+def handle_message(fd: int, comm: int, main_comm: int, migratable: bool = False) -> Gen:
     kind, nr, *rest = struct.unpack("<10I", (yield ReadMem(comm + ak.KIND, 40)))
     args, addr, error = rest[: ak.MAX_ARGS], rest[ak.MAX_ARGS], rest[ak.MAX_ARGS + 1]
+    if kind == ak.KIND_MIGRATE and migratable:
+        return _MIGRATE
     if kind == ak.KIND_PAGE_FAULT:  # force the page fault by referencing the address
         if error & ak.FAULT_WRITE:
             yield AtomicAdd(addr, 0)
@@ -151,21 +199,64 @@ def handle_message(fd: int, comm: int, main_comm: int) -> Gen:
         return 0
     if kind != ak.KIND_SYSCALL:
         return -abi.EINVAL
+    return (yield from _translate(fd, comm, main_comm, nr, args, migratable))
+
+
+def _translate(fd: int, comm: int, main_comm: int, nr: int, args: list[int], migratable: bool) -> Gen:
+    """Issue system call `nr` (argument words `args`) for the thread pair of `comm`."""
     signed = [a - (1 << 32) if a & 0x80000000 else a for a in args]
     if nr == abi.SYS_SIGACTION:
-        return (yield from _sigaction(main_comm, *signed[:2]))
+        return (yield from _sigaction(main_comm, *signed[:2], migratable))
     if nr == abi.SYS_THREAD_EXIT:  # its stack stays until a join; a joiner may now go ahead
         yield Store(comm + ak.EXITED, 1)
     if nr == abi.SYS_THREAD_CREATE:
-        return (yield from _thread_create(fd, main_comm, *signed[:3]))
+        return (yield from _thread_create(fd, main_comm, *signed[:3], migratable))
     if nr == abi.SYS_THREAD_JOIN:
         return (yield from _thread_join(fd, comm, main_comm, *args[:2]))
     return (yield from _raw(nr, *signed))
 
 
-def _sigaction(main_comm: int, sig: int, handler: int) -> Gen:
+# --- section 4.3: a migrated thread's system calls at home -----------------------------------------
+
+# never issued at home: they remove mappings behind the APs' backs, or end the application thread
+GO_BACK_FOR = frozenset({abi.SYS_MUNMAP, abi.SYS_THREAD_JOIN, abi.SYS_THREAD_EXIT})
+
+
+def home_syscall(comm: int, *regs: Any) -> Gen:
+    """The system-call entry of a thread migrated to the bootstrap kernel (`Context.sysinfo`).
+
+    Its calls take the bootstrap loop's translations, issued natively. Before a call it may
+    go back to the APs (the driver then issues the call there instead): for the calls in
+    GO_BACK_FOR always, else when over a window its user instructions per call exceed the
+    policy's threshold (appkernel/migration.py); the window's words are in `comm`.
+    """
+    if not regs or not all(type(a) is int and -(1 << 31) <= a < (1 << 32) for a in regs):
+        return (yield Trap(abi.SYSCALL, *regs))  # malformed: the bootstrap kernel answers it
+    nr, *args = regs
+    now = yield Rdtsc()
+    user = (yield Load(comm + ak.MIG_USER)) + ((now - (yield Load(comm + ak.MIG_RESUMED))) & 0xFFFFFFFF)
+    calls = (yield Load(comm + ak.MIG_CALLS)) + 1
+    yield Compute(HOME_POLICY_STEP)
+    away = nr in GO_BACK_FOR
+    if calls >= ak.WINDOW_CALLS or user >= ak.WINDOW_USER:
+        away = away or user > ak.AWAY_USER * calls
+        user = calls = 0
+    if away:
+        fd = yield Load(comm + ak.FD)
+        tcb = yield Load(comm + ak.TCB)
+        yield Trap(abi.SYSCALL, abi.SYS_DRIVER_CONTROL, fd, ak.APKERN_MIGRATE_AWAY, tcb)  # no return if it went
+    yield Store(comm + ak.MIG_USER, user & 0xFFFFFFFF)
+    yield Store(comm + ak.MIG_CALLS, calls)
+    fd = yield Load(comm + ak.FD)
+    main_comm = yield Load(MAIN_COMM_WORD)
+    result = yield from _translate(fd, comm, main_comm, nr, [a & 0xFFFFFFFF for a in args], True)
+    yield Store(comm + ak.MIG_RESUMED, (yield Rdtsc()) & 0xFFFFFFFF)
+    return result
+
+
+def _sigaction(main_comm: int, sig: int, handler: int, migratable: bool = False) -> Gen:
     """The bootstrap kernel gets our handler; the application's stays in the handler table."""
-    mine = yield CodeAddr(bt_signal_handler)
+    mine = yield CodeAddr(bt_signal_handler_auto if migratable else bt_signal_handler)
     installed = handler if handler in (abi.SIG_DFL, abi.SIG_IGN) else mine
     prev = yield from _raw(abi.SYS_SIGACTION, sig, installed)
     if prev < 0:
@@ -176,7 +267,7 @@ def _sigaction(main_comm: int, sig: int, handler: int) -> Gen:
     return app_prev if prev == mine else prev
 
 
-def _thread_create(fd: int, main_comm: int, entry: int, arg0: int, arg1: int) -> Gen:
+def _thread_create(fd: int, main_comm: int, entry: int, arg0: int, arg1: int, migratable: bool = False) -> Gen:
     """Start a new bootstrap thread; it creates the application thread the program asked for."""
     comm = yield from _raw(abi.SYS_MMAP, PAGE)
     if comm < 0:
@@ -186,7 +277,7 @@ def _thread_create(fd: int, main_comm: int, entry: int, arg0: int, arg1: int) ->
         return locked
     yield WriteMem(comm + START_INFO, struct.pack("<5I", fd, entry, arg0 & 0xFFFFFFFF, arg1 & 0xFFFFFFFF, main_comm))
     start = yield CodeAddr(ak_bootstrap_thread)
-    tid = yield from _raw(abi.SYS_THREAD_CREATE, start, comm, 0)
+    tid = yield from _raw(abi.SYS_THREAD_CREATE, start, comm, int(migratable))
     if tid < 0:
         yield from _unmap_unused(fd, comm)
         return tid
