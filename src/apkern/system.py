@@ -173,7 +173,7 @@ class System:
         if placement not in (None, *PLACEMENTS):
             raise ConfigError(f"unknown placement {placement!r} (choose from {', '.join(PLACEMENTS)})")
         if placement == "auto" and self._auto_crt0 is None:
-            raise ConfigError("placement 'auto' moves threads at run time: it needs 'apkern' with the migration extension")
+            raise ConfigError("placement 'auto' moves threads at run time: it needs apkern's migration extension")
         if placement == "ap" and self.kernel_name != "apkern":
             raise ConfigError(f"placement 'ap' needs application processors: kernel {self.kernel_name!r} has none")
         if isinstance(program, str):

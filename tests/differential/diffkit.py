@@ -84,6 +84,7 @@ def observe(
     strict: bool = True,
     perturb: int | None = None,
     extensions: tuple[str, ...] = (),
+    placement: str | None = None,
     **system: Any,
 ) -> Observation:
     """Run `program argv` alone on a fresh system (strict unless told; perturbed by seed `perturb`) and record it.
@@ -106,7 +107,7 @@ def observe(
     )
     for path, data in (files or {}).items():
         sim.fs.write_file(path, data)
-    proc = sim.spawn(program, argv)
+    proc = sim.spawn(program, argv, placement=placement if kernel == "apkern" else None)
     sim.run(limit=limit)
     records = sim.kernel.console.records
     pids = sorted({pid for pid, _fd, _data in records} | {proc.pid})

@@ -255,11 +255,7 @@ class ApkernDriver(Driver):
         ctx = Context([*frames, Frame(ak.thread_start(), user=False, kind="irq")], name=tcb.ctx.name, tls=tcb.ctx.tls)
         ctx.owner = tcb
         yield from ak.lock.acquire(BSP)
-        if tcb.state == DEAD:  # its process is going away: so does what it was doing
-            yield from ak.lock.release()
-            return -sys_abi.ESRCH
         tcb.ctx = ctx  # a fresh context: the AP that sent it home may still be leaving the old one
-        tcb.pt_changed = True  # the tables changed while it was away
         if tcb.proc.faults:
             yield from ak.set_state(tcb, HELD)
         else:

@@ -21,7 +21,9 @@ Mechanism, at a system call (the call is re-issued where the thread lands):
   MIGRATE_HOME call returns to its loop.
 Calls that remove mappings behind the APs' backs (munmap, a join) and thread exit
 always go back first, so section 4.3's stop protocol and the TCB's end stay the
-application kernel's.
+application kernel's. What else changes the thread's tables while it is home only
+adds mappings (its page faults, mmap) or is the swapper's, which the patch shoots
+down: so, unlike after a forwarded fault, nothing forces a CR3 reload on its return.
 
 Policy: where does the thread's kernel work cost the bootstrap processor less? On an
 AP each call costs it the call plus the forwarding (the bootstrap thread's wake-up,
@@ -47,8 +49,6 @@ if TYPE_CHECKING:
     from .tcb import TCB
 
 Gen = Generator[Op, Any, Any]
-
-HOME_USER, AWAY_USER, WINDOW_CALLS, WINDOW_USER = abi.HOME_USER, abi.AWAY_USER, abi.WINDOW_CALLS, abi.WINDOW_USER
 
 # a thread's window, in kernel memory (MIG_SIZE bytes per TCB id), written only by the CPU
 # running the thread: when it last came back from the kernel, its user time and calls since
@@ -82,13 +82,13 @@ class Migration:
         now = (yield Rdtsc()) & 0xFFFFFFFF
         user = ((yield Load(kva + W_USER)) + ((now - (yield Load(kva + W_RESUMED))) & 0xFFFFFFFF)) & 0xFFFFFFFF
         calls = (yield Load(kva + W_CALLS)) + 1
-        if calls < WINDOW_CALLS and user < WINDOW_USER:
+        if calls < abi.WINDOW_CALLS and user < abi.WINDOW_USER:
             yield Store(kva + W_USER, user)
             yield Store(kva + W_CALLS, calls)
             return False
         yield Store(kva + W_USER, 0)
         yield Store(kva + W_CALLS, 0)
-        return decide and user < HOME_USER * calls and not tcb.pending_signals
+        return decide and user < abi.HOME_USER * calls
 
     def resumed(self, tcb: TCB) -> Gen:
         """Back from the kernel: user time counts from now."""
