@@ -1,0 +1,139 @@
+"""Migration (section 4.3) against hostile and careless processes, and its configuration.
+
+The driver's two migration calls must refuse anything but the protocol (the right
+thread, the right state, the right context); a process that forges migration
+messages or breaks its entry hurts only itself.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from akkit import INNOCENTS, LIMIT, alone, assert_clean, errno_of
+
+from apkern import ConfigError, System, libc
+from apkern.appkernel import abi as ak
+from apkern.bootkernel import abi
+from apkern.hw import Load, ReadSysinfo, Store
+from apkern.userland.ak_crt0 import MAIN_COMM_WORD
+
+MIG = ("migration",)
+STICKY = {"WINDOW_CALLS": 2, "HOME_USER": 10**9, "AWAY_USER": 10**9}  # home after two calls, back only if it must
+
+
+@pytest.fixture
+def sticky(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in STICKY.items():
+        monkeypatch.setattr(ak, name, value)
+
+
+def mig_system(cpus: int) -> System:
+    return System(kernel="apkern", cpus=cpus, strict=True, check_tlb=True, check_locks=True, extensions=MIG)
+
+
+def _driver(fd: int, op: int, tid: int) -> Any:
+    return (yield from errno_of(libc.syscall(abi.SYS_DRIVER_CONTROL, fd, op, tid)))
+
+
+def _idle(_arg: int) -> Any:
+    yield from libc.sleep(200_000)
+    return 0
+
+
+def test_driver_refuses_migration_calls_out_of_protocol(sticky: None) -> None:
+    results: dict[str, Any] = {}
+
+    def hostile(argv: list[str]) -> Any:
+        comm = yield Load(MAIN_COMM_WORD)
+        fd = yield Load(comm + ak.FD)
+        mine = yield Load(comm + ak.TCB)
+        results["home at start"] = yield ReadSysinfo()
+        results["home on AP"] = yield from _driver(fd, ak.APKERN_MIGRATE_HOME, mine)
+        results["away on AP"] = yield from _driver(fd, ak.APKERN_MIGRATE_AWAY, mine)
+        # by now it has made its two calls and is at home: its calls are issued here
+        results["home after calls"] = (yield ReadSysinfo()) == comm
+        sibling = yield from libc.thread_create(_idle, 0)
+        results["home again"] = yield from _driver(fd, ak.APKERN_MIGRATE_HOME, mine)
+        others = [t for t in range(1, 8) if t != mine]
+        results["away for others"] = sorted({(yield from _driver(fd, ak.APKERN_MIGRATE_AWAY, t)) for t in others})
+        results["still home"] = (yield ReadSysinfo()) == comm
+        # its own "away", asked for by the program: it goes back, and the call, issued on the AP, is refused
+        results["away by the program"] = yield from _driver(fd, ak.APKERN_MIGRATE_AWAY, mine)
+        results["home after that"] = yield ReadSysinfo()
+        yield from libc.kill(sibling, 0)
+        yield from libc.getpid()
+        yield from libc.getpid()
+        results["home in the end"] = (yield ReadSysinfo()) == comm
+        yield from libc.exit(0)
+
+    sim = mig_system(3)
+    innocents = {name: sim.spawn(*INNOCENTS[name]) for name in ("long_sleeper", "pipeline")}
+    proc = sim.spawn(hostile, ["hostile"], placement="auto")
+    sim.run(limit=LIMIT)
+    assert proc.exit_status == 0
+    for name, inno in innocents.items():
+        assert (inno.exit_status, sim.console(inno.pid)) == alone(3, name)
+    assert_clean(sim)
+    assert results["home at start"] == 0
+    assert results["home on AP"] == -abi.EINVAL and results["away on AP"] == -abi.EINVAL
+    assert results["home after calls"] and results["still home"] and results["home in the end"]
+    assert results["home again"] == -abi.EINVAL
+    assert results["away for others"] == [-abi.ESRCH, -abi.EPERM], results["away for others"]
+    assert results["away by the program"] == -abi.EINVAL
+    assert results["home after that"] == 0
+    assert sim.stats["migrations_away"] >= 1 and sim.stats["migrations_home"] >= 2
+
+
+def test_a_forged_migration_message_is_refused(sticky: None) -> None:
+    def forger(argv: list[str]) -> Any:
+        comm = yield Load(MAIN_COMM_WORD)
+        yield Store(comm + ak.KIND, ak.KIND_MIGRATE)
+        yield Store(comm + ak.STATE, ak.POSTED)
+        for _ in range(2000):  # the bootstrap thread answers (MIGRATE_HOME refuses) and empties it
+            if (yield Load(comm + ak.STATE)) == ak.EMPTY:
+                break
+            yield from libc.compute(50)
+        else:
+            return 1
+        yield from libc.print(f"pid {(yield from libc.getpid())}\n")
+        return 10
+
+    for placement in ("auto", "ap"):
+        sim = mig_system(3)
+        inno = sim.spawn(*INNOCENTS["pipeline"])
+        proc = sim.spawn(forger, ["forger"], placement=placement)
+        sim.run(limit=LIMIT)
+        assert proc.exit_status == 10, placement
+        assert (inno.exit_status, sim.console(inno.pid)) == alone(3, "pipeline")
+        assert_clean(sim)
+
+
+def test_a_broken_entry_kills_only_its_process(sticky: None) -> None:
+    def breaker(argv: list[str]) -> Any:
+        comm = yield Load(MAIN_COMM_WORD)
+        yield Store(comm + ak.MIG_ENTRY, 0x1234)  # not code: its calls at home cannot be made
+        yield from libc.getpid()
+        yield from libc.getpid()
+        yield from libc.print("not reached\n")
+        return 0
+
+    sim = mig_system(3)
+    inno = sim.spawn(*INNOCENTS["pipeline"])
+    proc = sim.spawn(breaker, ["breaker"], placement="auto")
+    sim.run(limit=LIMIT)
+    assert proc.exit_status == -abi.SIGSEGV
+    assert "not reached" not in sim.console(proc.pid)
+    assert (inno.exit_status, sim.console(inno.pid)) == alone(3, "pipeline")
+    assert_clean(sim)
+
+
+def test_placement_auto_needs_the_extension() -> None:
+    with pytest.raises(ConfigError, match="migration"):
+        System(kernel="apkern", cpus=2).spawn("gettid", placement="auto")
+    with pytest.raises(ConfigError, match="migration"):
+        System(kernel="up").spawn("gettid", placement="auto")
+    sim = System(kernel="apkern", cpus=2, extensions=MIG)
+    p = sim.spawn("gettid", ["gettid", "3"], placement="auto")
+    sim.run()
+    assert p.exit_status == 0
