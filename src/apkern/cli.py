@@ -43,7 +43,7 @@ ext_option = click.option(
     "ext",
     default="",
     metavar="NAME,...",
-    help="section 4.3 extensions of the application kernel (local_calls)",
+    help="section 4.3 extensions of the application kernel (local_calls, balance)",
 )
 
 
