@@ -21,19 +21,24 @@ The scheme:
   else its home AP's queue (a new thread, with no home: the shortest queue).
   A thread waits in the queue of a busy AP only when no AP is available;
 - what an AP runs next (`take`): the head of its own queue; if that is empty, it
-  steals the head of the longest queue of a busy AP (a scan of every AP's record,
-  charged per AP); if nothing is queued anywhere it marks itself idle and available;
+  steals the first stealable thread of the queue with the most of them (a scan of
+  every AP's record, charged per AP); if there is none it marks itself idle and
+  available;
+- a queue's stealable threads: all of them on a busy AP; on an idle AP all but the
+  head, which was handed to it and which it is waking up to run;
 - on a quantum's expiry a running thread is preempted if its AP's own queue is not
-  empty, or if a busy AP's queue holds two or more (it then steals one: Linux's
-  periodic pull of the busiest queue, with the same threshold as its imbalance check).
-A queue of an idle AP holds only what was handed to it: nobody steals from it.
+  empty, or if another queue has two or more stealable threads (it then steals one:
+  Linux's periodic pull from the busiest queue, with the same threshold as its
+  imbalance check: pulling a lone thread would only move the imbalance).
 
 Invariant (every change under the lock, so checked whole): an AP is available only
-while no busy AP's queue holds a thread: `take` marks an AP available only after
-its steal found nothing; `push` queues on a busy AP only when none is available;
-and when a thread leaves the queue of an idle AP without running (killed, held for
-a sibling's page fault) and that AP becomes available again, it is handed the head
-of the longest busy queue (`_refill`). So no thread waits while an AP idles.
+while no queue holds a stealable thread. `take` marks an AP available only after its
+scan found none; `push` adds a stealable thread only when no AP is available (a
+hand-off to an available AP is its unstealable head); an idle AP taking its own head
+leaves the number of stealable threads as it was; and when a thread leaves the queue
+of an idle AP without running (killed, held for a sibling's page fault) and that AP
+becomes available again, it is handed the head of the queue with the most stealable
+threads (`_refill`). So no thread waits while an AP idles.
 
 The lock: the queues, the idle flags, the mask, the count and the TCBs' home words
 stay under the application kernel's one spinlock, as the single queue was. A lock
@@ -152,7 +157,7 @@ class Runqueues:
         yield from self._push_on(target, tcb)
 
     def take(self, cid: int) -> Generator[Op, Any, TCB | None]:
-        """The next TCB for AP `cid`: its own queue's head, else one stolen from the longest busy queue."""
+        """The next TCB for AP `cid`: its own queue's head, else one stolen from the queue with the most to steal."""
         yield Compute(costs.BALANCE_PLACE)
         own = self.queues[cid]
         victim = cid if len(own) else None
@@ -164,7 +169,7 @@ class Runqueues:
                 yield from self._set_idle(cid, True)
                 yield from self._set_avail(cid, True)
             return None
-        tcb = yield from self._pop_from(victim)
+        tcb = yield from self._pop_from(victim, victim != cid)
         if self.idle[cid]:
             yield from self._set_idle(cid, False)
             if self.mask >> cid & 1:
@@ -208,8 +213,12 @@ class Runqueues:
         yield from self.queues[a].push(tcb)
         yield from self._count(1)
 
-    def _pop_from(self, a: int) -> Generator[Op, Any, TCB]:
-        tcb = yield from self.queues[a].pop()
+    def _pop_from(self, a: int, steal: bool) -> Generator[Op, Any, TCB]:
+        """The first thread of AP `a`'s queue the taker may have: from an idle AP's, the one after its head."""
+        q = self.queues[a]
+        tcb = q.head.next[READY_LINKS] if steal and self.idle[a] else q.head
+        assert tcb is not None
+        yield from q.remove(tcb)
         assert tcb is not None
         yield from self._count(-1)
         return tcb
@@ -234,13 +243,17 @@ class Runqueues:
         yield Compute(costs.MASK_WORD * (a // MASK_BITS + 1))
         return a
 
+    def stealable(self, a: int) -> int:
+        """Threads of AP `a`'s queue another AP may take: all, but an idle AP's head (handed to it)."""
+        return max(0, len(self.queues[a]) - self.idle[a])
+
     def _busiest(self, cid: int, least: int) -> Generator[Op, Any, int | None]:
-        """The busy AP (not `cid`) with the longest queue, if it holds at least `least`; a scan of every record."""
+        """The AP (not `cid`) with the most stealable threads, if at least `least`; a scan of every record."""
         yield Compute(costs.QUEUE_SCAN * (self.cpus - 2))
         best, most = None, least - 1
-        for a, q in self.queues.items():
-            if a != cid and not self.idle[a] and len(q) > most:
-                best, most = a, len(q)
+        for a in self.queues:
+            if a != cid and (n := self.stealable(a)) > most:
+                best, most = a, n
         return best
 
     def _shortest(self) -> Generator[Op, Any, int]:
@@ -249,13 +262,13 @@ class Runqueues:
         return min(self.queues, key=lambda a: len(self.queues[a]))
 
     def _refill(self, a: int) -> Gen:
-        """AP `a` is available again: hand it the head of the longest busy queue, if any (keeps the invariant)."""
+        """AP `a` is available again: hand it a stealable thread, if there is one (keeps the invariant)."""
         if not self.n:
             return
         victim = yield from self._busiest(a, 1)
         if victim is None:
             return
         self.refills += 1
-        tcb = yield from self._pop_from(victim)
+        tcb = yield from self._pop_from(victim, True)
         yield from self._set_avail(a, False)
         yield from self._push_on(a, tcb)
