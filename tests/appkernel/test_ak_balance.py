@@ -188,6 +188,9 @@ def test_a_quantum_ends_in_preemption_only_if_a_thread_waits_for_this_ap() -> No
     for ap in (1, 2, 3):
         h.take(ap)
     assert not h.run(h.rq.worth_preempting(1))  # nothing waits anywhere
+    before = h.charged
+    assert not h.run(h.rq.worth_locking(1))  # and a look at two words says so, before any lock
+    assert h.charged - before == costs.QUEUE_SCAN
     h.push(h.tcb(home=2))
     assert not h.run(h.rq.worth_preempting(1))  # one waits on AP 2: AP 2's own quantum will run it
     assert h.run(h.rq.worth_preempting(2))
@@ -229,7 +232,9 @@ def test_random_sequences_keep_the_invariant_and_the_memory(seed: int) -> None:
             t = h.take(ap)
             if t is not None:
                 running[ap] = t
-        elif what < 0.8 and ap in running:  # a quantum ends
+        elif what < 0.8 and ap in running:  # a quantum ends: the unlocked look agrees when nothing moves meanwhile
+            if h.run(h.rq.worth_locking(ap)) != h.run(h.rq.worth_preempting(ap)):
+                raise AssertionError("the look before the lock and the one under it disagree")
             if h.run(h.rq.worth_preempting(ap)):
                 prev = running.pop(ap)
                 running[ap] = h.take(ap)

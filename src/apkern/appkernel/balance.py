@@ -29,7 +29,9 @@ The scheme:
 - on a quantum's expiry a running thread is preempted if its AP's own queue is not
   empty, or if another queue has two or more stealable threads (it then steals one:
   Linux's periodic pull from the busiest queue, with the same threshold as its
-  imbalance check: pulling a lone thread would only move the imbalance).
+  imbalance check: pulling a lone thread would only move the imbalance). The AP
+  looks at the length words before it takes the lock, and takes it only to act
+  (`worth_locking`), where the prototype takes it at every quantum's end.
 
 Invariant (every change under the lock, so checked whole): an AP is available only
 while no queue holds a stealable thread. `take` marks an AP available only after its
@@ -178,6 +180,21 @@ class Runqueues:
             tcb.home = cid
             yield Store(tcb.slot_kva + SLOT_HOME, cid)
         return tcb
+
+    def worth_locking(self, cid: int) -> Generator[Op, Any, bool]:
+        """Before a quantum's end takes the lock: the same question, from the length words without the lock.
+
+        Unlocked reads may be stale: a wrong yes costs one acquisition (the question is asked
+        again under the lock), a wrong no one quantum's delay, as with Linux's unlocked look at
+        a queue's nr_running before it balances. Without it every AP would take the lock at
+        every quantum's end, and the APs' timers tick together.
+        """
+        yield Compute(costs.QUEUE_SCAN)  # its own queue's length and the count
+        if len(self.queues[cid]):
+            return True
+        if not self.n:
+            return False
+        return (yield from self._busiest(cid, 2)) is not None
 
     def worth_preempting(self, cid: int) -> Generator[Op, Any, bool]:
         """A quantum ended on AP `cid`: does a thread wait for it (its own queue, or one it should pull)?"""

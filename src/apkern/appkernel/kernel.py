@@ -331,6 +331,8 @@ class AppKernel:
 
     def preempt(self, cid: int, tcb: TCB, voluntary: bool = False) -> Gen:
         """Timer preemption (or a yield) among ready threads: the running one goes to the back of the queue."""
+        if not (yield from self.ready.worth_locking(cid)):  # balance: an unlocked look first (the paper's: none)
+            return cid
         yield from self.lock.acquire(cid)
         if tcb.state != RUNNING or tcb.stop_requested or not (yield from self.ready.worth_preempting(cid)):
             yield from self.lock.release()

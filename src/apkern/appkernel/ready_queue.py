@@ -33,6 +33,11 @@ class ReadyQueue(TCBList):
         """The next TCB for AP `cid`: the head, whoever asks."""
         return (yield from self.pop())
 
+    def worth_locking(self, cid: int) -> Generator[Op, Any, bool]:
+        """Before a quantum's end takes the lock: the prototype always takes it and looks under it."""
+        return True
+        yield
+
     def worth_preempting(self, cid: int) -> Generator[Op, Any, bool]:
         """A quantum ended on AP `cid`: does any thread wait? (The length is at hand: nothing to charge.)"""
         return self.n > 0
