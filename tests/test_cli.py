@@ -216,3 +216,15 @@ def test_bench_throughput_with_local_calls_forwards_only_the_spin(capsys) -> Non
     assert on["forwarded_calls"] <= on["loops"] + 20  # the spin only
     bad = ["bench", "throughput", "--syscall-instr", "151", "--user-pct", "95", "--cpus", "1", "--ext", "local_calls"]
     assert_usage_error(*call(capsys, *bad))
+
+
+def test_run_and_bench_throughput_with_balance(capsys) -> None:
+    run = ["run", "threads", "5", "--kernel", "apkern", "--cpus", "3", "--ext", "balance", "--json"]
+    code, out, _ = call(capsys, *run)
+    assert code == 0
+    stats = json.loads(out)["stats"]
+    assert stats.get("balance_handoffs", 0) > 0
+    args = ["bench", "throughput", "--syscall-instr", "151", "--user-pct", "95", "--cpus", "4"]
+    args += ["--warmup", "100000", "--window", "300000", "--json", "--ext", "local_calls,balance"]
+    code, out, _ = call(capsys, *args)
+    assert code == 0 and json.loads(out)["forwarded_calls"] > 0

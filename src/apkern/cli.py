@@ -43,7 +43,7 @@ ext_option = click.option(
     "ext",
     default="",
     metavar="NAME,...",
-    help="section 4.3 extensions of the application kernel (local_calls)",
+    help="section 4.3 extensions of the application kernel (local_calls, balance)",
 )
 
 
@@ -188,6 +188,29 @@ def extensions_cmd(cpus: int, as_json: bool) -> None:
         click.echo(json.dumps(rep.to_dict()))
         return
     click.echo(format_table(rep))
+
+
+@bench.command("balance")
+@click.option("--cpus", "cpus_arg", default="8,16,32", show_default=True, metavar="N,...", help="machine sizes")
+@click.option("--quick", is_flag=True, help="reproduce's quick windows (a few minutes become one)")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def balance_cmd(cpus_arg: str, quick: bool, seed: int, as_json: bool) -> None:
+    """One ready queue (the paper's) against a queue per AP: lock spinning and throughput (section 4.3)."""
+    from .experiments.balance import compare, format_table
+    from .experiments.reproduce import DEFAULT, QUICK
+
+    try:
+        cpus = tuple(int(c) for c in cpus_arg.split(",") if c.strip())
+    except ValueError:
+        fail(f"--cpus takes numbers separated by commas, not {cpus_arg!r}")
+    if not cpus or not all(2 <= c <= 64 for c in cpus):
+        fail("--cpus: each machine needs 2 to 64 CPUs")
+    points = compare(cpus, precision=QUICK if quick else DEFAULT, seed=seed)
+    if as_json:
+        click.echo(json.dumps([pt.to_dict() for pt in points]))
+        return
+    click.echo(format_table(points))
 
 
 @bench.command("throughput")

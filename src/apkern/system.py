@@ -22,7 +22,7 @@ from .userland.libc import encode_spawn_block
 from .userland.programs import bin_files
 
 KERNELS = ("up", "apkern")
-EXTENSIONS = ("local_calls", "migration")  # section 4.3's optional parts of the application kernel built so far
+EXTENSIONS = ("local_calls", "migration", "balance")  # section 4.3's optional parts of the application kernel
 PLACEMENTS = ("ap", "bsp", "auto")
 
 
@@ -76,7 +76,9 @@ class System:
     `extensions`: section 4.3's optional parts of the application kernel, by name
     (`EXTENSIONS`); none is the paper's prototype. "local_calls" serves getpid, gettid,
     yield and sleep on the application processors; "migration" moves the threads of
-    processes spawned with placement "auto" between the two kernels as they run.
+    processes spawned with placement "auto" between the two kernels as they run;
+    "balance" gives each application processor its own ready queue, hands ready
+    threads to idle ones and steals.
     `perturb`: a seed (or a `Perturbation`) to vary path costs, IPI and timer delivery
     within stated bounds and so explore other interleavings; None (the default) keeps
     the machine's fixed costs, as every experiment does.

@@ -40,8 +40,9 @@ def test_every_file_is_written(grid) -> None:
     summary = json.loads((out / "summary.json").read_text())
     assert {"derived_overhead", "attributed_overhead", "model_check", "latency", "throughput"} <= set(summary)
     ext = summary["extensions"]  # section 4.3 beyond the prototype, measured beside the grid
-    assert {r["extension"] for r in ext["rows"]} == {"local_calls", "placement", "TLB shoot-down (swapper)"}
+    assert {r["extension"] for r in ext["rows"]} == {"local_calls", "balance", "placement", "TLB shoot-down (swapper)"}
     assert "Section 4.3 beyond the prototype" in (out / "report.md").read_text()
+    assert "Load balancing (`balance`)" in (out / "report.md").read_text()
     for k, v in summary["overhead_attribution"].items():
         assert int(k) in KS and set(v["parts"]) == set(PARTS) and v["points"]
         assert v["total"] == pytest.approx(sum(v["parts"].values()))

@@ -333,4 +333,5 @@ class ApkernDriver(Driver):
             "tcbs_live": len(ak.tcbs.live),
             "tcbs_created": ak.tcbs.created,
             "tcbs_freed": ak.tcbs.freed,
+            **ak.ready.stats(),
         }

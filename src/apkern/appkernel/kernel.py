@@ -4,19 +4,21 @@ Everything here runs in kernel mode: `apkern_init` and the driver entry points
 on the bootstrap processor (inside the bootstrap kernel's driver calls), the
 rest on the APs. Kernel data lives in kernel memory and changes through memory
 operations; the Python objects mirror it. What guards what:
-- the spinlock (`lock`): the ready queue, every TCB slot (state, flags, ON_CPU,
-  links), the process records, the slot free lists (annotated with `GuardedBy`:
-  the machine's lock checker fails any write to them by a CPU not holding the
-  lock); also, in Python only, the stop bookkeeping (`stop_waiters`,
-  `stops_pending`, `_to_post`), the passes folded from dead threads and the
-  signals the driver passes on (where they change: `held`, an `AssertHeld`);
+- the spinlock (`lock`): the ready queue (with the `balance` extension: the
+  per-AP queues, their idle flags, the mask of available APs; balance.py says
+  why one lock still), every TCB slot (state, flags, ON_CPU, links, home AP), the
+  process records, the slot free lists (annotated with `GuardedBy`: the machine's
+  lock checker fails any write to them by a CPU not holding the lock); also, in
+  Python only, the stop bookkeeping (`stop_waiters`, `stops_pending`, `_to_post`),
+  the passes folded from dead threads and the signals the driver passes on (where
+  they change: `held`, an `AssertHeld`);
 - a CPU's own: `current[cid]`, `prev[cid]`, `idle_ctx[cid]`, a running TCB's `ticks`;
 - atomic operations: the start-up counter (`AtomicAdd`); a TCB's pending signals
   are taken whole by its CPU (an xchg in C);
 - the message protocol, not a lock: a communication area's STATE word orders its
   body between the two sides (trap.py).
 Invariants:
-- a TCB is in the ready queue only while no CPU is on its context; a thread made
+- a TCB is in a ready queue only while no CPU is on its context; a thread made
   ready while its CPU is still leaving it is queued by that CPU once it has left
   (`finish_switch`, as Linux's finish_task_switch);
 - ON_CPU is set from the moment a CPU picks a TCB until that CPU runs another
@@ -61,6 +63,7 @@ from ..hw import (
 )
 from ..hw import traps as vec
 from . import abi, costs
+from .balance import Runqueues
 from .local_calls import LocalCalls
 from .migration import MIG_SIZE, Migration
 from .process import PROC_SIZE, AKProcess
@@ -142,7 +145,7 @@ class AppKernel:
         shared = kb + svc.kmalloc(4096)
         self.lock = Spinlock(shared + SHARED_LOCK, "the application kernel's spinlock")
         self.started_kva = shared + SHARED_STARTED
-        self.ready = ReadyQueue(shared + SHARED_READY)
+        self.ready: ReadyQueue | Runqueues = ReadyQueue(shared + SHARED_READY)
         self.tcbs = TCBTable(kb + svc.kmalloc(MAX_TCBS * TCB_SIZE), MAX_TCBS, shared + SHARED_FREE_TCBS)
         # a process with application threads has a record: at most one per TCB
         records = kb + svc.kmalloc(MAX_TCBS * PROC_SIZE)
@@ -150,6 +153,10 @@ class AppKernel:
         self.procs: dict[int, AKProcess] = {}  # pid -> record (a hash table in C: PROC_LOOKUP)
         lock = self.lock
         yield GuardedBy(shared + SHARED_READY, LIST_WORDS * 4, lock.kva, "the ready queue", lock.name)
+        if "balance" in self.extensions:  # section 4.3: a queue per AP, under the same lock (balance.py says why)
+            self.ready = Runqueues(kb + svc.kmalloc(Runqueues.block_size(self.cpus)), self.cpus)
+            yield from self.ready.init()  # no AP runs yet: nobody else can see them
+            yield GuardedBy(self.ready.kva, self.ready.size(), lock.kva, "the per-AP ready queues", lock.name)
         yield GuardedBy(shared + SHARED_FREE_TCBS, 16, lock.kva, "the free lists", lock.name)
         yield GuardedBy(self.tcbs.base, MAX_TCBS * TCB_SIZE, lock.kva, "the TCB table", lock.name)
         yield GuardedBy(self.proc_slots.base, MAX_TCBS * PROC_SIZE, lock.kva, "the process records", lock.name)
@@ -196,7 +203,7 @@ class AppKernel:
     def idle(self, cid: int) -> Gen:
         """Interrupts are taken only while it waits: an interrupt handler may take the lock the loop holds."""
         while True:
-            yield SpinWhile(self.ready.count_kva, 0, acct="idle")
+            yield SpinWhile(self.ready.wait_kva(cid), 0, acct="idle")
             yield DisableInterrupts()
             yield from self.lock.acquire(cid)
             nxt = yield from self._pick(cid)
@@ -207,7 +214,7 @@ class AppKernel:
 
     def _pick(self, cid: int) -> Gen:
         """Lock held: claim the next ready TCB for CPU `cid`."""
-        tcb = yield from self.ready.pop()
+        tcb = yield from self.ready.take(cid)
         if tcb is not None:
             yield from self.set_state(tcb, RUNNING)
             yield from self.set_cpu(tcb, cid)
@@ -331,8 +338,10 @@ class AppKernel:
 
     def preempt(self, cid: int, tcb: TCB, voluntary: bool = False) -> Gen:
         """Timer preemption (or a yield) among ready threads: the running one goes to the back of the queue."""
+        if not (yield from self.ready.worth_locking(cid)):  # balance: an unlocked look first (the paper's: none)
+            return cid
         yield from self.lock.acquire(cid)
-        if len(self.ready) == 0 or tcb.state != RUNNING or tcb.stop_requested:
+        if tcb.state != RUNNING or tcb.stop_requested or not (yield from self.ready.worth_preempting(cid)):
             yield from self.lock.release()
             return cid
         self.preemptions += not voluntary

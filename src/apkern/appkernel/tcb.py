@@ -38,6 +38,7 @@ SIBLING_LINKS = 1
 SLEEP_LINKS = 2  # the sleep list of calls served on the application kernel (section 4.3)
 LINK_KINDS = 3
 SLOT_WAKE = SLOT_LINKS + 8 * LINK_KINDS  # a sleeper's wake-up time (low word)
+SLOT_HOME = SLOT_WAKE + 4  # the AP it last ran on, 0 before it has run (the balance extension's queues)
 
 # states
 READY = "ready"
@@ -95,6 +96,7 @@ class TCB:
         self.pending_signals = 0
         self.ticks = 0  # its CPU's only
         self.wake = 0  # a local sleep's wake-up time, and its result (lock held)
+        self.home = 0  # SLOT_HOME's mirror (lock held)
         self.sleep_result = 0
         # the migration extension: whether its crt0 lets it migrate, and its user context while it
         # moves to the bootstrap kernel (frames, thread pointer; lock held) and while there (`saved`)

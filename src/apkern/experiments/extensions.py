@@ -8,7 +8,11 @@
   on the APs and with the kernel-bound ones placed on the bootstrap processor;
 - the TLB shoot-down (the swapper under the application kernel): the memory-pressure
   workload (`swap_pressure`) run with the section 4.3 patch, and without it; the
-  evictions, shoot-downs, IPIs and instructions per shoot-down on both sides.
+  evictions, shoot-downs, IPIs and instructions per shoot-down on both sides;
+- `balance`: the throughput benchmark at its short-call point on 8 and 16 CPUs with
+  the paper's one ready queue and with a queue per AP: lock spinning and acquisitions
+  per forwarded call, and throughput (`apkern bench balance` adds 32 CPUs and a
+  long-call point).
 Every figure comes from a run; nothing is computed from constants.
 """
 
@@ -19,7 +23,7 @@ from typing import Any
 
 from ..hw import StaleTLB
 from ..system import System
-from . import latency, swap_pressure, throughput
+from . import balance, latency, swap_pressure, throughput
 
 LOCAL = ("local_calls",)
 
@@ -87,6 +91,44 @@ def local_calls_rows(
             round(points["on"].forwarded_calls / points["on"].loops, 2),
         )
     )
+    return rows
+
+
+def balance_rows(
+    cpus_list: tuple[int, ...] = (8, 16), k: int = 151, p: float = 95.0, warmup: int = 400_000, window: int = 1_500_000
+) -> list[Row]:
+    """The paper's one ready queue (off) against a queue per AP (on), on the throughput benchmark."""
+    base = throughput.measure(k, p, 1, warmup=2_000_000, window=window, attribute=False)
+    rows = []
+    for cpus in cpus_list:
+        off, on = (balance.measure_point(k, p, cpus, q, warmup, window) for q in ("global", "per-AP"))
+        for pt in (off, on):
+            pt.speedup = throughput.speedup(pt.loops, window, base.loops, base.window_instructions)
+        what = f"loop K={k} P={p:g}%, {cpus} CPUs"
+        rows += [
+            Row(
+                "balance",
+                f"{what}: lock spinning per forwarded call (instructions, all CPUs)",
+                round(off.spin_per_call, 1),
+                round(on.spin_per_call, 1),
+                f"bootstrap processor's: {off.bsp_spin_per_call:.1f} / {on.bsp_spin_per_call:.1f}",
+            ),
+            Row(
+                "balance",
+                f"{what}: lock acquisitions per forwarded call (contended)",
+                f"{off.lock_acquisitions_per_call:.2f} ({off.lock_contended_per_call:.2f})",
+                f"{on.lock_acquisitions_per_call:.2f} ({on.lock_contended_per_call:.2f})",
+            ),
+            Row(
+                "balance",
+                f"{what}: forwarded calls per simulated second",
+                round(off.calls_per_second),
+                round(on.calls_per_second),
+                f"bootstrap processor's instructions per call: {off.bsp_instructions_per_call:.0f} / "
+                f"{on.bsp_instructions_per_call:.0f} (the activation places the thread)",
+            ),
+            Row("balance", f"{what}: speedup", round(off.speedup, 3), round(on.speedup, 3)),
+        ]
     return rows
 
 
@@ -201,6 +243,7 @@ def shootdown_rows(cpus: int = 4) -> tuple[list[Row], dict[str, Any]]:
 def measure(cpus: int = 4) -> ExtensionsReport:
     rep = ExtensionsReport()
     rep.rows += local_calls_rows(cpus=cpus)
+    rep.rows += balance_rows()
     rep.rows += placement_rows()
     rows, cost = shootdown_rows(cpus=cpus)
     rep.rows += rows

@@ -423,6 +423,17 @@ def write_report(summary: dict[str, Any], path: Path) -> None:
             "the forwarding overhead: otherwise that work, and their time slices, now compete with every "
             "bootstrap thread there.",
         ]
+        spins = [r for r in ext["rows"] if r["extension"] == "balance" and "lock spinning" in r["measure"]]
+        if spins:
+            lines += [
+                "",
+                "Load balancing (`balance`): off is the paper's one ready queue behind one spinlock, on a queue "
+                "per application processor with hand-off to idle ones and stealing. Lock spinning per forwarded "
+                "call, one queue against per-AP queues: "
+                + "; ".join(f"{r['measure'].split(':')[0]}: {r['off']} against {r['on']}" for r in spins)
+                + ". Every idle AP spins on the one queue's length and storms the lock when a thread is made "
+                "ready; per-AP queues wake one. `apkern bench balance` adds 32 CPUs and a long-call point.",
+            ]
     lines += [
         "",
         "## Component sizes beside the paper's section 4.4",

@@ -74,6 +74,14 @@ def _counters(sim: System) -> dict[str, int]:
     }
 
 
+def spawn_loops(sim: System, k: int, p: float, procs: int = DEFAULT_PROCS, getpids: int = 0) -> None:
+    """The benchmark's processes: `procs` endless loops of compute(U) then spin(K), each started at a random phase."""
+    u = user_instructions(k, p)
+    for _ in range(procs):
+        args = ["loop", str(u), str(k), "0", str(sim.random.randrange(u + k + 1))]
+        sim.spawn("loop", args + [str(getpids)] if getpids else args)
+
+
 def measure(
     k: int,
     p: float,
@@ -102,9 +110,7 @@ def measure(
     parts = Attribution(cpu=0, start=warmup, end=warmup + window)
     if attribute:
         sim.machine.profile(parts)
-    for _ in range(procs):
-        args = ["loop", str(u), str(k), "0", str(sim.random.randrange(u + k + 1))]
-        sim.spawn("loop", args + [str(getpids)] if getpids else args)
+    spawn_loops(sim, k, p, procs, getpids)
     sim.run(until=warmup)
     a = _counters(sim)
     sim.run(until=warmup + window)
