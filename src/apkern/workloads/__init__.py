@@ -1,7 +1,11 @@
 """Application workloads: programs with the structure of the benchmarks the Linux version measured."""
 
 from .fft import fft
+from .find import find
+from .findgrep import findgrep
+from .grep import grep
 from .lu import lu
 from .radix import radix
+from .tree import mktree
 
-__all__ = ["fft", "lu", "radix"]
+__all__ = ["fft", "find", "findgrep", "grep", "lu", "mktree", "radix"]
