@@ -5,7 +5,8 @@ from .find import find
 from .findgrep import findgrep
 from .grep import grep
 from .lu import lu
+from .mix import mix
 from .radix import radix
 from .tree import mktree
 
-__all__ = ["fft", "find", "findgrep", "grep", "lu", "mktree", "radix"]
+__all__ = ["fft", "find", "findgrep", "grep", "lu", "mix", "mktree", "radix"]

@@ -26,10 +26,12 @@ from .grep import PATTERN_DEFAULT
 Gen = Generator[Op, Any, Any]
 
 
-def spawn_io(program: str, argv: list[str], stdin: int | None = None, stdout: int | None = None) -> Gen:
-    """Spawn `program` with descriptors 0 and 1 replaced by `stdin` and `stdout` (when given); return its pid."""
+def spawn_io(
+    program: str, argv: list[str], stdin: int | None = None, stdout: int | None = None, stderr: int | None = None
+) -> Gen:
+    """Spawn `program` with descriptors 0, 1 and 2 replaced by `stdin`, `stdout` and `stderr` (those given)."""
     saved = []
-    for target, fd in ((0, stdin), (1, stdout)):
+    for target, fd in ((0, stdin), (1, stdout), (2, stderr)):
         if fd is None:
             continue
         keep = yield from libc.dup(target)
@@ -40,7 +42,7 @@ def spawn_io(program: str, argv: list[str], stdin: int | None = None, stdout: in
     try:
         pid = yield from libc.spawn(program, argv)
     finally:
-        for target, keep in saved:
+        for target, keep in reversed(saved):
             yield from libc.close(target)
             yield from libc.dup(keep)
             yield from libc.close(keep)

@@ -16,6 +16,7 @@ from .find import find
 from .findgrep import findgrep
 from .grep import grep
 from .lu import lu
+from .mix import mix
 from .radix import radix
 from .tree import mktree
 
@@ -27,6 +28,7 @@ WORKLOADS: dict[str, base.Main] = {
     "find": find,
     "grep": grep,
     "findgrep": findgrep,
+    "mix": mix,
 }
 
 WORKLOAD_USAGE: dict[str, str] = {
@@ -37,6 +39,7 @@ WORKLOAD_USAGE: dict[str, str] = {
     "find": "find [-q] [-verify MANIFEST] ROOT",
     "grep": "grep [-r] [-verify MANIFEST] PATTERN [PATH...]",
     "findgrep": "findgrep [-verify] ROOT [PATTERN]",
+    "mix": "mix [SCALE [THREADS [SEED [SIZE_PERCENT]]]]",
 }
 
 WORKLOAD_DESCRIPTIONS: dict[str, str] = {
@@ -47,6 +50,7 @@ WORKLOAD_DESCRIPTIONS: dict[str, str] = {
     "find": "walk ROOT with getdents and stat, print every path (-verify: check against the manifest)",
     "grep": "print lines containing PATTERN, files read in 96 KiB blocks (-r: a tree; no PATH: stdin)",
     "findgrep": "find ROOT | grep PATTERN: two processes joined by a pipe",
+    "mix": "the multiprogramming mix: find, grep, find | grep, FFT and LU started together on /mix",
 }
 
 PROGRAMS: dict[str, base.Main] = {**base.PROGRAMS, **WORKLOADS}
