@@ -1,7 +1,8 @@
-"""Measure the user-mode instructions GNU find and grep spend, on the tree mktree makes, with valgrind.
+"""Measure the user-mode instructions GNU find, grep and gzip spend, on the inputs the workloads use, with valgrind.
 
-The workloads `find` and `grep` charge their user compute with the figures this
-prints (FIND_PER_ENTRY, SCAN_PER_BYTE, MATCH_PER_LINE, PER_FILE). Each is the
+The workloads `find`, `grep` and `gzip` charge their user compute with the figures
+this prints (FIND_PER_ENTRY, SCAN_PER_BYTE, MATCH_PER_LINE, PER_FILE, GZIP_PER_BYTE,
+GUNZIP_PER_BYTE). Each is the
 difference of two `valgrind --tool=cachegrind --cache-sim=no` instruction counts
 ("I refs") of the real program on trees written to the host by
 `apkern.workloads.tree.write_host_tree`, so start-up and the dynamic linker cancel:
@@ -12,7 +13,9 @@ difference of two `valgrind --tool=cachegrind --cache-sim=no` instruction counts
 - MATCH_PER_LINE: `grep -r -F inode TREE` minus `grep -r -F NOMATCH TREE` (same
   length, never occurs) on the SIZE_PERCENT 100 tree, per line printed;
 - PER_FILE: `grep -r -F NOMATCH TREE` on trees of 2,000 and 1,000 entries of one-line
-  files (SIZE_PERCENT 0), per file.
+  files (SIZE_PERCENT 0), per file;
+- GZIP_PER_BYTE: `gzip -c` of tree.text(4,000,000, 1) and of its first 2,000,000 bytes, per
+  input byte; GUNZIP_PER_BYTE: `gzip -dc` of the two outputs, per output byte.
 
 Run: PYTHONPATH=src .venv/bin/python benchmarks/filetools_costs.py  (needs find, grep and valgrind)
 """
@@ -81,7 +84,18 @@ def main() -> None:
 
         per_file = (irefs([*grep, NOMATCH, big], out) - irefs([*grep, NOMATCH, small], out)) / (f2 - f1)
         print(f"PER_FILE        {per_file:8.1f}  (grep -r -F {NOMATCH}, {f2} - {f1} one-line files)")
-        for prog in (["find", "--version"], ["grep", "--version"], ["valgrind", "--version"]):
+        big_text, small_text = os.path.join(base, "t4.txt"), os.path.join(base, "t2.txt")
+        data = tree.text(4_000_000, 1)
+        for path, part in ((big_text, data), (small_text, data[:2_000_000])):
+            with open(path, "wb") as f:
+                f.write(part)
+        gz = (irefs(["gzip", "-c", big_text], out) - irefs(["gzip", "-c", small_text], out)) / 2_000_000
+        print(f"GZIP_PER_BYTE   {gz:8.1f}  (gzip -c, 4,000,000 - 2,000,000 bytes)")
+        irefs(["gzip", "-c", big_text], big_text + ".gz")
+        irefs(["gzip", "-c", small_text], small_text + ".gz")
+        gunzip = (irefs(["gzip", "-dc", big_text + ".gz"], out) - irefs(["gzip", "-dc", small_text + ".gz"], out)) / 2e6
+        print(f"GUNZIP_PER_BYTE {gunzip:8.1f}  (gzip -dc of those, per byte out)")
+        for prog in (["find", "--version"], ["grep", "--version"], ["gzip", "--version"], ["valgrind", "--version"]):
             print(subprocess.run(prog, capture_output=True, text=True, check=False).stdout.splitlines()[0])
 
 

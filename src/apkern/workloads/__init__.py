@@ -4,9 +4,10 @@ from .fft import fft
 from .find import find
 from .findgrep import findgrep
 from .grep import grep
+from .gzip import gzip
 from .lu import lu
 from .mix import mix
 from .radix import radix
-from .tree import mktree
+from .tree import mktext, mktree
 
-__all__ = ["fft", "find", "findgrep", "grep", "lu", "mix", "mktree", "radix"]
+__all__ = ["fft", "find", "findgrep", "grep", "gzip", "lu", "mix", "mktext", "mktree", "radix"]

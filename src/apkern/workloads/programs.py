@@ -15,10 +15,11 @@ from .fft import fft
 from .find import find
 from .findgrep import findgrep
 from .grep import grep
+from .gzip import gzip
 from .lu import lu
 from .mix import mix
 from .radix import radix
-from .tree import mktree
+from .tree import mktext, mktree
 
 WORKLOADS: dict[str, base.Main] = {
     "radix": radix,
@@ -29,6 +30,8 @@ WORKLOADS: dict[str, base.Main] = {
     "grep": grep,
     "findgrep": findgrep,
     "mix": mix,
+    "mktext": mktext,
+    "gzip": gzip,
 }
 
 WORKLOAD_USAGE: dict[str, str] = {
@@ -40,6 +43,8 @@ WORKLOAD_USAGE: dict[str, str] = {
     "grep": "grep [-r] [-verify MANIFEST] PATTERN [PATH...]",
     "findgrep": "findgrep [-verify] ROOT [PATTERN]",
     "mix": "mix [SCALE [THREADS [SEED [SIZE_PERCENT]]]]",
+    "mktext": "mktext PATH BYTES [SEED]",
+    "gzip": "gzip [-verify] FILE",
 }
 
 WORKLOAD_DESCRIPTIONS: dict[str, str] = {
@@ -51,6 +56,8 @@ WORKLOAD_DESCRIPTIONS: dict[str, str] = {
     "grep": "print lines containing PATTERN, files read in 96 KiB blocks (-r: a tree; no PATH: stdin)",
     "findgrep": "find ROOT | grep PATTERN: two processes joined by a pipe",
     "mix": "the multiprogramming mix: find, grep, find | grep, FFT and LU started together on /mix",
+    "mktext": "write BYTES of seeded C-like text to PATH (an input for gzip)",
+    "gzip": "compress FILE to FILE.gz with gzip 1.12's traced reads, writes and memory (-verify: inflate and compare)",
 }
 
 PROGRAMS: dict[str, base.Main] = {**base.PROGRAMS, **WORKLOADS}

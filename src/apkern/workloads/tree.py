@@ -212,6 +212,25 @@ def _usage() -> Gen:
     return 2
 
 
+def mktext(argv: list[str]) -> Gen:
+    """`mktext PATH BYTES [SEED]`: write BYTES of the tree's kind of text (`text`) to PATH, with write calls."""
+    try:
+        path, nbytes = argv[1], int(argv[2])
+        seed = int(argv[3]) if len(argv) > 3 else 1
+        if not path.startswith("/") or not 0 <= nbytes <= 1 << 26 or len(argv) > 4:
+            raise ValueError
+    except (ValueError, IndexError):
+        yield from libc.write_bytes(2, b"usage: mktext PATH BYTES [SEED]\n")
+        return 2
+    data = text(nbytes, seed)
+    fd = yield from libc.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    yield from libc.compute(MKTREE_PER_LINE * data.count(b"\n"))
+    yield from libc.write_bytes(fd, data)
+    yield from libc.close(fd)
+    yield from libc.print(f"mktext: {path}: {nbytes} bytes\n")
+    return 0
+
+
 def mktree(argv: list[str]) -> Gen:
     """Make the tree and its manifest with system calls; print what it made."""
     try:
@@ -242,3 +261,15 @@ def mktree(argv: list[str]) -> Gen:
     yield from libc.close(fd)
     yield from libc.print(f"mktree: {root}: {entries + 1 - files} directories, {files} files, {nbytes} bytes\n")
     return 0
+
+
+def text(nbytes: int, seed: int) -> bytes:
+    """`nbytes` of the tree's kind of text (whole pool lines, the last one cut), the same for the same seed."""
+    lines = pool(seed)
+    rng = random.Random(f"text {seed}")
+    out, n = [], 0
+    while n < nbytes:
+        line = lines[rng.randrange(POOL_LINES)]
+        out.append(line)
+        n += len(line)
+    return b"".join(out)[:nbytes]
