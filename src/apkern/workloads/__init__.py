@@ -3,6 +3,7 @@
 from .fft import fft
 from .find import find
 from .findgrep import findgrep
+from .gcc import gcc
 from .grep import grep
 from .gzip import gzip
 from .lu import lu
@@ -10,4 +11,4 @@ from .mix import mix
 from .radix import radix
 from .tree import mktext, mktree
 
-__all__ = ["fft", "find", "findgrep", "grep", "gzip", "lu", "mix", "mktext", "mktree", "radix"]
+__all__ = ["fft", "find", "findgrep", "gcc", "grep", "gzip", "lu", "mix", "mktext", "mktree", "radix"]

@@ -1,23 +1,25 @@
-"""The multiprogramming mix: the Linux version's find, grep, find | grep, FFT and LU started together.
+"""The multiprogramming mix: the Linux version's gcc, find, grep, find | grep, FFT and LU started together.
 
 `mix [SCALE [THREADS [SEED [SIZE_PERCENT]]]]` makes the tree /mix (mktree, SCALE x
-ENTRIES_PER_SCALE entries, file sizes as measured, or SIZE_PERCENT of that) unless
-it exists, then starts every member at once, each with its standard output and
-error going to /mix.out/NAME, and waits until the last one finishes; the
-journal's figure is that time. It prints each
-member's exit status, in a fixed order, and exits 0 when every member succeeded
-(every one checks its own result: find and grep against the tree's manifest,
-find | grep both, LU its L U against the input; FFT's output stays in /fft.out).
+ENTRIES_PER_SCALE entries, file sizes as measured, or SIZE_PERCENT of that) and
+gcc's input /mix.i (mktext, SCALE x GCC_BYTES_PER_SCALE bytes) unless they exist,
+then starts every member at once, each with its standard output and error going
+to /mix.out/NAME, and waits until the last one finishes; the journal's figure is
+that time. It prints each member's exit status, in a fixed order, and exits 0
+when every member succeeded (every one checks its own result: gcc its output
+against its input, find and grep against the tree's manifest, find | grep both,
+LU its L U against the input; FFT's output stays in /fft.out).
 
 The members at SCALE s (1, the default, keeps a run short):
+- gcc -verify /mix.i: cc1's traced compilation scaled to 1,024 s bytes of input
+  (about 12 million instructions a step: grep's order at SIZE_PERCENT 100);
 - find -verify: walks the tree;
 - grep -r -verify PATTERN_DEFAULT: reads every file of the tree;
 - findgrep -verify: find | grep on the tree's paths;
 - fft THREADS M with M = min(7, 3 + s): 4**M points;
 - lu THREADS N with N = 32 s, 8 x 8 blocks.
-The journal's mix also had gcc; a gcc-like program is not built yet, so the mix
-has none. THREADS (default 8, as the journal ran SPLASH-2 with 8 threads) is
-the thread count of FFT and LU.
+THREADS (default 8, as the journal ran SPLASH-2 with 8 threads) is the thread
+count of FFT and LU.
 """
 
 from __future__ import annotations
@@ -37,12 +39,15 @@ Gen = Generator[Op, Any, Any]
 ROOT = "/mix"
 OUT = "/mix.out"
 ENTRIES_PER_SCALE = 250
+GCC_INPUT = "/mix.i"
+GCC_BYTES_PER_SCALE = 1024
 
 
 def members(scale: int, threads: int) -> list[tuple[str, list[str]]]:
     """(name, argv) of every member, in the order the mix starts them and reports them."""
     m = tree.manifest_path(ROOT)
     return [
+        ("gcc", ["gcc", "-verify", GCC_INPUT]),
         ("find", ["find", "-verify", m, ROOT]),
         ("grep", ["grep", "-r", "-verify", m, PATTERN_DEFAULT, ROOT]),
         ("findgrep", ["findgrep", "-verify", ROOT, PATTERN_DEFAULT]),
@@ -73,6 +78,13 @@ def mix(argv: list[str]) -> Gen:
         pid = yield from libc.spawn("mktree", ["mktree", ROOT, str(ENTRIES_PER_SCALE * scale), str(seed), str(size)])
         if (yield from libc.waitpid(pid)) != 0:
             yield from libc.print("mix: mktree failed\n")
+            return 1
+    try:
+        yield from libc.stat(GCC_INPUT)
+    except OSError:
+        pid = yield from libc.spawn("mktext", ["mktext", GCC_INPUT, str(GCC_BYTES_PER_SCALE * scale), str(seed)])
+        if (yield from libc.waitpid(pid)) != 0:
+            yield from libc.print("mix: mktext failed\n")
             return 1
     yield from libc.mkdir(OUT)
     started = {}

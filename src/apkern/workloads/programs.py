@@ -14,6 +14,7 @@ from ..userland import programs as base
 from .fft import fft
 from .find import find
 from .findgrep import findgrep
+from .gcc import gcc
 from .grep import grep
 from .gzip import gzip
 from .lu import lu
@@ -32,6 +33,7 @@ WORKLOADS: dict[str, base.Main] = {
     "mix": mix,
     "mktext": mktext,
     "gzip": gzip,
+    "gcc": gcc,
 }
 
 WORKLOAD_USAGE: dict[str, str] = {
@@ -45,6 +47,7 @@ WORKLOAD_USAGE: dict[str, str] = {
     "mix": "mix [SCALE [THREADS [SEED [SIZE_PERCENT]]]]",
     "mktext": "mktext PATH BYTES [SEED]",
     "gzip": "gzip [-verify] FILE",
+    "gcc": "gcc [-verify] FILE",
 }
 
 WORKLOAD_DESCRIPTIONS: dict[str, str] = {
@@ -55,9 +58,10 @@ WORKLOAD_DESCRIPTIONS: dict[str, str] = {
     "find": "walk ROOT with getdents and stat, print every path (-verify: check against the manifest)",
     "grep": "print lines containing PATTERN, files read in 96 KiB blocks (-r: a tree; no PATH: stdin)",
     "findgrep": "find ROOT | grep PATTERN: two processes joined by a pipe",
-    "mix": "the multiprogramming mix: find, grep, find | grep, FFT and LU started together on /mix",
+    "mix": "the multiprogramming mix: gcc, find, grep, find | grep, FFT and LU started together",
     "mktext": "write BYTES of seeded C-like text to PATH (an input for gzip)",
     "gzip": "compress FILE to FILE.gz with gzip 1.12's traced reads, writes and memory (-verify: inflate and compare)",
+    "gcc": "compile FILE to FILE.s with a traced cc1's calls, memory and compute, scaled to FILE's size",
 }
 
 PROGRAMS: dict[str, base.Main] = {**base.PROGRAMS, **WORKLOADS}
