@@ -1,7 +1,7 @@
-"""Speedups of find, grep, find | grep and the multiprogramming mix over the uniprocessor kernel.
+"""Speedups of find, grep, find | grep, gzip, gcc and the multiprogramming mix over the uniprocessor kernel.
 
 For each workload and machine (up on 1 CPU; apkern on 2, 4 and 8) a fresh system
-first makes the tree with mktree (not timed), then runs the workload; its time is
+first makes the input with mktree or mktext (not timed), then runs the workload; its time is
 the simulated instructions from its start until every process has exited. The
 speedup is the up time over the apkern time. Also printed: the system calls the
 workload made, and the bootstrap load during it (as in the paper's figures: the
@@ -10,10 +10,11 @@ share of the bootstrap threads' loop passes that found a message to handle).
 The journal's figures (Kågström, Grahn, Lundberg, "The application kernel approach
 - a novel approach for adding SMP support to uniprocessor operating systems",
 Software: Practice and Experience 36(14), 2006), for comparison of shape only:
-find 0.78-0.88 of uniprocessor speed (SMP Linux 0.98); the mix about 1.2 on 8 CPUs
-(SMP Linux 1.68).
+find 0.78-0.88 of uniprocessor speed (SMP Linux 0.98); compute-bound programs
+(gzip, gcc) 5-10% below SMP Linux; the mix about 1.2 on 8 CPUs (SMP Linux 1.68).
 
-Run: PYTHONPATH=src .venv/bin/python benchmarks/filetools_speedup.py [--entries N] [--scales 1,2] [--jobs J]
+Run: PYTHONPATH=src .venv/bin/python benchmarks/filetools_speedup.py [--entries N] [--scales 1,2]
+     [--gzip-bytes N] [--gcc-bytes N] [--only LABEL-PREFIX,...] [--jobs J]
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ from apkern.workloads.grep import PATTERN_DEFAULT
 MACHINES = [("up", 1), ("apkern", 2), ("apkern", 4), ("apkern", 8)]
 
 
-def workloads(entries: int, scales: list[int]) -> list[tuple[str, list[str], list[str]]]:
+def workloads(
+    entries: int, scales: list[int], gzip_bytes: int, gcc_bytes: int
+) -> list[tuple[str, list[str], list[str]]]:
     """(label, set-up argv, workload argv)."""
     mk = ["mktree", "/t", str(entries), "1"]
     m = tree.manifest_path("/t")
@@ -37,6 +40,8 @@ def workloads(entries: int, scales: list[int]) -> list[tuple[str, list[str], lis
         (f"grep -r ({entries} entries)", mk, ["grep", "-r", "-verify", m, PATTERN_DEFAULT, "/t"]),
         (f"find | grep ({entries} entries)", mk, ["findgrep", "-verify", "/t"]),
     ]
+    out.append((f"gzip ({gzip_bytes} bytes)", ["mktext", "/z", str(gzip_bytes)], ["gzip", "-verify", "/z"]))
+    out.append((f"gcc ({gcc_bytes} bytes)", ["mktext", "/c.i", str(gcc_bytes)], ["gcc", "-verify", "/c.i"]))
     for s in scales:
         out.append((f"mix scale {s} (8 threads)", ["mktree", "/mix", str(250 * s), "1"], ["mix", str(s), "8"]))
     return out
@@ -76,9 +81,14 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--entries", type=int, default=1000)
     ap.add_argument("--scales", default="1,2")
+    ap.add_argument("--gzip-bytes", type=int, default=262144)
+    ap.add_argument("--gcc-bytes", type=int, default=4096)
+    ap.add_argument("--only", default="", help="labels starting with any of these, comma-separated")
     ap.add_argument("--jobs", type=int, default=1)
     a = ap.parse_args()
-    wl = workloads(a.entries, [int(s) for s in a.scales.split(",") if s])
+    wl = workloads(a.entries, [int(s) for s in a.scales.split(",") if s], a.gzip_bytes, a.gcc_bytes)
+    if a.only:
+        wl = [w for w in wl if w[0].startswith(tuple(a.only.split(",")))]
     jobs = [(label, setup, argv, k, c) for label, setup, argv in wl for k, c in MACHINES]
     with ProcessPoolExecutor(a.jobs) as ex:
         results = list(ex.map(measure, jobs))

@@ -23,6 +23,7 @@ find_mod = sys.modules["apkern.workloads.find"]
 grep_mod = sys.modules["apkern.workloads.grep"]
 lu_mod = sys.modules["apkern.workloads.lu"]
 gcc_mod = sys.modules["apkern.workloads.gcc"]
+mix_mod = sys.modules["apkern.workloads.mix"]
 MANIFEST = tree.manifest_path(ROOT)
 
 
@@ -66,13 +67,13 @@ def test_mktree_makes_the_planned_tree() -> None:
 
 
 def test_find_walks_the_same_on_every_kernel() -> None:
-    ref, runs = compare_all(tree_then, ["tree_then", "150", "10", "find", "-verify", MANIFEST, ROOT], [2, 4, 8])
+    ref, runs = compare_all(tree_then, ["tree_then", "80", "10", "find", "-verify", MANIFEST, ROOT], [2, 4, 8])
     out = ref.per_pid[ref.top_pid + 2][1].splitlines()  # the find process: mktree is top + 1
-    assert out == _paths(150)
-    assert ref.per_pid[ref.top_pid + 2][2] == f"find: 151 entries, checksum {_checksum(150)}: manifest agrees True\n"
+    assert out == _paths(80)
+    assert ref.per_pid[ref.top_pid + 2][2] == f"find: 81 entries, checksum {_checksum(80)}: manifest agrees True\n"
     assert ref.top_status == 0
     st = runs[-1].stats["syscalls_by_name"]
-    assert st["stat"] >= 150 and st["getdents"] > 0
+    assert st["stat"] >= 80 and st["getdents"] > 0
 
 
 def _checksum(entries: int) -> int:
@@ -83,26 +84,26 @@ def _grep_oracle(obs, pattern: bytes) -> list[bytes]:
     """Python's own search of the files the run left behind, in find's order."""
     files = _files(obs)
     out = []
-    for path in [p for p in _paths(150) if p in files]:
+    for path in [p for p in _paths(80) if p in files]:
         out += [path.encode() + b":" + line for line in files[path].splitlines(keepends=True) if pattern in line]
     return out
 
 
 def test_grep_searches_the_same_on_every_kernel() -> None:
-    argv = ["tree_then", "150", "10", "grep", "-r", "-verify", MANIFEST, "inode", ROOT]
+    argv = ["tree_then", "80", "10", "grep", "-r", "-verify", MANIFEST, "sched", ROOT]  # a rare word: quicker
     ref, runs = compare_all(tree_then, argv, [2, 4, 8])
     got = ref.per_pid[ref.top_pid + 2]
-    assert got[1].encode().splitlines(keepends=True) == _grep_oracle(ref, b"inode")
+    assert got[1].encode().splitlines(keepends=True) == _grep_oracle(ref, b"sched")
     assert got[2].endswith("manifest agrees True\n") and ref.top_status == 0
     assert runs[-1].stats["syscalls_by_name"]["read"] > 0
 
 
 def test_find_pipe_grep_on_every_kernel() -> None:
-    argv = ["tree_then", "150", "10", "findgrep", "-verify", ROOT, "int"]
+    argv = ["tree_then", "80", "10", "findgrep", "-verify", ROOT, "int"]
     ref, _ = compare_all(tree_then, argv, [2, 4, 8])
     grep_pid = next(p for p, out in ref.per_pid.items() if out[2].startswith("grep: "))
     printed = ref.per_pid[grep_pid][1]
-    want = [p for p in _paths(150) if "int" in p]
+    want = [p for p in _paths(80) if "int" in p]
     assert printed.splitlines() == want  # grep's output: find's paths holding the word, in find's order
     assert ref.console.endswith("findgrep: find exit 0, grep exit 0\n") and ref.top_status == 0
     assert ref.console.count("manifest agrees True") == 2
@@ -110,7 +111,7 @@ def test_find_pipe_grep_on_every_kernel() -> None:
 
 @pytest.mark.parametrize("program", ["grep", "findgrep"])
 def test_filetools_on_a_perturbed_machine(program: str) -> None:
-    args = ["-r", "-verify", MANIFEST, "inode", ROOT] if program == "grep" else ["-verify", ROOT]
+    args = ["-r", "-verify", MANIFEST, "sched", ROOT] if program == "grep" else ["-verify", ROOT]
     got = observe(tree_then, ["tree_then", "120", "10", program, *args], "apkern", 5, perturb=6)
     assert got.top_status == 0 and got.console.count("manifest agrees True") == (1 if program == "grep" else 2)
     assert_ak_clean(got)
@@ -164,6 +165,7 @@ def test_usage(program: str, argv: list[str]) -> None:
 
 def test_mix_on_every_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(gcc_mod, "PER_BYTE", 100)  # less machine time, the same calls: a quicker test
+    monkeypatch.setattr(mix_mod, "ENTRIES_PER_SCALE", 60)
     ref, runs = compare_all(mix, ["mix", "1", "3", "2", "5"], [2, 8])
     assert ref.console.endswith("mix: gcc exit 0, find exit 0, grep exit 0, findgrep exit 0, fft exit 0, lu exit 0\n")
     assert ref.top_status == 0
