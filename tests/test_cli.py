@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from apkern.cli import main
-from apkern.userland.programs import PROGRAMS, USAGE
+from apkern.workloads.programs import PROGRAMS, USAGE
 
 SCRIPT = Path(sys.executable).parent / "apkern"
 

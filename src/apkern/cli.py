@@ -137,7 +137,7 @@ def run(
 @cli.command()
 def programs() -> None:
     """List the built-in programs."""
-    from .userland.programs import PROGRAMS, USAGE, describe
+    from .workloads.programs import PROGRAMS, USAGE, describe
 
     width = max(len(USAGE[n]) for n in PROGRAMS)
     for name in PROGRAMS:

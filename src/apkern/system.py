@@ -16,10 +16,9 @@ from .bootkernel import BootKernel
 from .bootkernel.proc import Process
 from .hw import MAX_CPUS, Machine, Perturbation
 from .hw.machine import DEFAULT_MEMORY
-from .userland import PROGRAMS
 from .userland.crt0 import crt0
 from .userland.libc import encode_spawn_block
-from .userland.programs import bin_files
+from .workloads.programs import PROGRAMS, bin_files
 
 KERNELS = ("up", "apkern")
 EXTENSIONS = ("local_calls", "migration", "balance")  # section 4.3's optional parts of the application kernel
