@@ -228,3 +228,16 @@ def test_run_and_bench_throughput_with_balance(capsys) -> None:
     args += ["--warmup", "100000", "--window", "300000", "--json", "--ext", "local_calls,balance"]
     code, out, _ = call(capsys, *args)
     assert code == 0 and json.loads(out)["forwarded_calls"] > 0
+
+
+def test_run_with_placement_auto_moves_a_kernel_bound_program_home(capsys) -> None:
+    args = ["run", "gettid", "40", "--kernel", "apkern", "--cpus", "3", "--json"]
+    code, out, _ = call(capsys, *args, "--ext", "migration", "--placement", "auto")
+    auto = json.loads(out)
+    code2, out2, _ = call(capsys, *args)
+    ap = json.loads(out2)
+    assert code == code2 == 0 and auto["console"].startswith("gettid: 40 calls")
+    assert auto["stats"]["migrations_home"] == 1 and ap["stats"]["migrations_home"] == 0
+    assert auto["stats"]["forwarded_calls"] < ap["stats"]["forwarded_calls"] / 2
+    assert_usage_error(*call(capsys, *args, "--placement", "auto"))  # without the extension
+    assert_usage_error(*call(capsys, *args, "--placement", "sideways"))

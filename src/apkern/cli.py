@@ -43,7 +43,7 @@ ext_option = click.option(
     "ext",
     default="",
     metavar="NAME,...",
-    help="section 4.3 extensions of the application kernel (local_calls, balance)",
+    help="section 4.3 extensions of the application kernel (local_calls, migration, balance)",
 )
 
 
@@ -69,6 +69,12 @@ def cli() -> None:
 @kernel_option
 @cpus_option()
 @ext_option
+@click.option(
+    "--placement",
+    type=click.Choice(["ap", "bsp", "auto"]),
+    default=None,
+    help="apkern: run on the APs (default), on the bootstrap kernel alone, or move at run time (--ext migration)",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option(
     "--trace", "trace_file", type=click.Path(dir_okay=False, writable=True), help="write a Chrome trace-event JSON"
@@ -94,6 +100,7 @@ def run(
     kernel: str,
     cpus: int | None,
     ext: str,
+    placement: str | None,
     seed: int,
     trace_file: str | None,
     as_json: bool,
@@ -117,7 +124,7 @@ def run(
                 sim.fs.write_file(path, f.read())
         except OSError as e:
             fail(f"cannot read {host}: {e.strerror}")
-    proc = sim.spawn(program, [program, *args])
+    proc = sim.spawn(program, [program, *args], placement=placement)
     sim.run(limit=limit)
     if trace_file:
         from .experiments.chrome_trace import write_trace

@@ -65,3 +65,21 @@ def test_per_ap_queues_end_the_lock_storm_of_the_single_queue(report: dict) -> N
     calls = {c: _row(report, f"loop K=151 P=95%, {c} CPUs: forwarded calls") for c in (8, 16)}
     for c in (8, 16):  # the bootstrap processor bounds this point: the throughput moves by the placement's cost only
         assert calls[c]["on"] == pytest.approx(calls[c]["off"], rel=0.05)
+
+
+def test_migration_finds_the_better_placement_without_being_told(report: dict) -> None:
+    """The policy moves the short-call loops home and leaves the long-call ones on the APs: on each mix
+    it comes near the better fixed choice, which is a different one for the two mixes."""
+    mixes = report["mixes"]
+    assert len(mixes) == 6 and {m["cpus"] for m in mixes} == {2, 4, 8}
+    for m in mixes:
+        best = max(m["ap_speedup"], m["static_speedup"])
+        assert m["auto_speedup"] >= 0.9 * best, m
+        if m["mix"] == "the issue's mix":  # long calls, 18,040 user instructions between them: nobody moves
+            assert m["static_speedup"] < m["ap_speedup"] and m["migrations_home"] == 0
+        else:  # 8 user instructions between calls: the four short-call loops go home
+            assert m["migrations_home"] >= 4
+            if m["cpus"] >= 4:
+                assert m["auto_speedup"] > 1.1 * m["ap_speedup"]
+    rows = [r for r in report["rows"] if r["extension"] == "migration"]
+    assert [(r["off"], r["on"]) for r in rows] == [(m["ap_speedup"], m["auto_speedup"]) for m in mixes]

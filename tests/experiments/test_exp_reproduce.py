@@ -40,7 +40,14 @@ def test_every_file_is_written(grid) -> None:
     summary = json.loads((out / "summary.json").read_text())
     assert {"derived_overhead", "attributed_overhead", "model_check", "latency", "throughput"} <= set(summary)
     ext = summary["extensions"]  # section 4.3 beyond the prototype, measured beside the grid
-    assert {r["extension"] for r in ext["rows"]} == {"local_calls", "balance", "placement", "TLB shoot-down (swapper)"}
+    assert {r["extension"] for r in ext["rows"]} == {
+        "local_calls",
+        "balance",
+        "placement",
+        "migration",
+        "TLB shoot-down (swapper)",
+    }
+    assert "Migration (`migration`" in (out / "report.md").read_text()
     assert "Section 4.3 beyond the prototype" in (out / "report.md").read_text()
     assert "Load balancing (`balance`)" in (out / "report.md").read_text()
     for k, v in summary["overhead_attribution"].items():

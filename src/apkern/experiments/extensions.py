@@ -4,8 +4,11 @@
   AP), and the throughput of the loop benchmark when each loop also calls getpid:
   forwarded, those calls load the bootstrap processor; served on the AP, they do not.
 - placement: a multiprogramming mix of kernel-bound loops (K=4510, P=80%) and
-  compute-bound ones (K=151, P=99%), time to finish all of it, with every process
-  on the APs and with the kernel-bound ones placed on the bootstrap processor;
+  compute-bound ones (K=151, P=99%), and one whose kernel-bound loops make short
+  calls (K=151, P=5%): time to finish all of it, with every process on the APs
+  and with the kernel-bound ones placed on the bootstrap processor;
+- `migration`: the same mixes with every process spawned with placement "auto",
+  so that the policy, not the user, decides where each one runs (and the moves);
 - the TLB shoot-down (the swapper under the application kernel): the memory-pressure
   workload (`swap_pressure`) run with the section 4.3 patch, and without it; the
   evictions, shoot-downs, IPIs and instructions per shoot-down on both sides;
@@ -44,9 +47,10 @@ class Row:
 class ExtensionsReport:
     rows: list[Row] = field(default_factory=list)
     shootdown: dict[str, Any] = field(default_factory=dict)
+    mixes: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"rows": [r.to_dict() for r in self.rows], "shootdown": self.shootdown}
+        return {"rows": [r.to_dict() for r in self.rows], "shootdown": self.shootdown, "mixes": self.mixes}
 
 
 def local_calls_rows(
@@ -139,35 +143,68 @@ MIXES = {
 }
 
 
-def _mix_time(mix: tuple[tuple[int, float, int, int], ...], cpus: int, kernel_bound_on_bsp: bool) -> int:
-    sim = System(kernel="up" if cpus == 1 else "apkern", cpus=cpus)
+def _mix_time(mix: tuple[tuple[int, float, int, int], ...], cpus: int, mode: str) -> tuple[int, dict[str, Any]]:
+    """Time until the whole mix has finished, and the run's counters. `mode`: "ap" (every process on
+    the APs), "static" (the kernel-bound ones, the mix's first entry, on the bootstrap kernel) or
+    "auto" (every process spawned with placement "auto", the migration extension on)."""
+    ext = ("migration",) if cpus > 1 and mode == "auto" else ()
+    sim = System(kernel="up" if cpus == 1 else "apkern", cpus=cpus, extensions=ext)
     for i, (k, p, procs, loops) in enumerate(mix):
         u = throughput.user_instructions(k, p)
-        place = "bsp" if (cpus > 1 and kernel_bound_on_bsp and i == 0) else None
+        place = None
+        if cpus > 1 and (mode == "auto" or mode == "static" and i == 0):
+            place = "bsp" if mode == "static" else "auto"
         for j in range(procs):
             sim.spawn("loop", ["loop", str(u), str(k), str(loops), str(j * 997)], placement=place)
     sim.run()
-    return sim.now
+    return sim.now, sim.stats
 
 
-def placement_rows(cpus_list: tuple[int, ...] = (2, 4, 8)) -> list[Row]:
-    """Time to finish each mix, as a speedup over the uniprocessor kernel."""
-    rows = []
+def mix_times(cpus_list: tuple[int, ...] = (2, 4, 8)) -> list[dict[str, Any]]:
+    """Each mix on each CPU count under every placement: time to finish, speedup over up, moves."""
+    out = []
     for name, mix in MIXES.items():
-        up = _mix_time(mix, 1, False)
+        up, _ = _mix_time(mix, 1, "ap")
         desc = ", ".join(f"{n} x (K={k}, P={p:g}%)" for k, p, n, _ in mix)
         for cpus in cpus_list:
-            ap, bsp = _mix_time(mix, cpus, False), _mix_time(mix, cpus, True)
-            rows.append(
-                Row(
-                    "placement",
-                    f"{name} [{desc}] on {cpus} CPUs: speedup over up",
-                    round(up / ap, 3),
-                    round(up / bsp, 3),
-                    "off: all on the APs; on: the kernel-bound ones on the bootstrap processor",
-                )
+            row: dict[str, Any] = {"mix": name, "desc": desc, "cpus": cpus, "up_time": up}
+            for mode in ("ap", "static", "auto"):
+                t, st = _mix_time(mix, cpus, mode)
+                row[f"{mode}_time"] = t
+                row[f"{mode}_speedup"] = round(up / t, 3)
+                if mode == "auto":
+                    row["migrations_home"] = st["migrations_home"]
+                    row["migrations_away"] = st["migrations_away"]
+            out.append(row)
+    return out
+
+
+def placement_rows(cpus_list: tuple[int, ...] = (2, 4, 8)) -> tuple[list[Row], list[dict[str, Any]]]:
+    """Time to finish each mix, as a speedup over the uniprocessor kernel: static placement and migration."""
+    rows = []
+    mixes = mix_times(cpus_list)
+    for m in mixes:
+        what = f"{m['mix']} [{m['desc']}] on {m['cpus']} CPUs: speedup over up"
+        rows.append(
+            Row(
+                "placement",
+                what,
+                m["ap_speedup"],
+                m["static_speedup"],
+                "off: all on the APs; on: the kernel-bound ones on the bootstrap processor",
             )
-    return rows
+        )
+        rows.append(
+            Row(
+                "migration",
+                what,
+                m["ap_speedup"],
+                m["auto_speedup"],
+                f"on: placement auto ({m['migrations_home']} moves home, {m['migrations_away']} back);"
+                f" static: {m['static_speedup']}",
+            )
+        )
+    return rows, mixes
 
 
 def _pressure(cpus: int, tlb_patch: bool) -> System:
@@ -244,7 +281,8 @@ def measure(cpus: int = 4) -> ExtensionsReport:
     rep = ExtensionsReport()
     rep.rows += local_calls_rows(cpus=cpus)
     rep.rows += balance_rows()
-    rep.rows += placement_rows()
+    rows, rep.mixes = placement_rows()
+    rep.rows += rows
     rows, cost = shootdown_rows(cpus=cpus)
     rep.rows += rows
     rep.shootdown = cost

@@ -423,6 +423,25 @@ def write_report(summary: dict[str, Any], path: Path) -> None:
             "the forwarding overhead: otherwise that work, and their time slices, now compete with every "
             "bootstrap thread there.",
         ]
+        mixes = ext.get("mixes") or []
+        if mixes:
+            gaps = [m["auto_speedup"] / max(m["ap_speedup"], m["static_speedup"]) for m in mixes]
+            best = max(mixes, key=lambda m: m["cpus"])["cpus"]
+            lines += [
+                "",
+                "Migration (`migration`, placement \"auto\"): a thread goes to the bootstrap kernel when over a "
+                "window its user instructions per forwarded call fall below the forwarding work (400), and back "
+                "above twice that. Time to finish each mix as a speedup over up, on "
+                f"{best} CPUs: "
+                + "; ".join(
+                    f"{m['mix']}: all on the APs {m['ap_speedup']}, static placement {m['static_speedup']}, "
+                    f"migration {m['auto_speedup']} ({m['migrations_home']} moves home, {m['migrations_away']} back)"
+                    for m in mixes
+                    if m["cpus"] == best
+                )
+                + f". Over every mix and CPU count, migration reaches {min(gaps):.2f} to {max(gaps):.2f} of the "
+                "better of the two fixed choices, without being told which processes are kernel-bound.",
+            ]
         spins = [r for r in ext["rows"] if r["extension"] == "balance" and "lock spinning" in r["measure"]]
         if spins:
             lines += [
