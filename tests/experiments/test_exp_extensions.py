@@ -83,3 +83,11 @@ def test_migration_finds_the_better_placement_without_being_told(report: dict) -
                 assert m["auto_speedup"] > 1.1 * m["ap_speedup"]
     rows = [r for r in report["rows"] if r["extension"] == "migration"]
     assert [(r["off"], r["on"]) for r in rows] == [(m["ap_speedup"], m["auto_speedup"]) for m in mixes]
+
+
+def test_migration_leaves_compute_bound_loops_alone_and_takes_kernel_bound_ones_home(report: dict) -> None:
+    stay = _row(report, "loop K=151 P=95% (2869 user instructions per call)")
+    home = _row(report, "loop K=151 P=50% (151 user instructions per call)")
+    assert stay["extension"] == home["extension"] == "migration"
+    assert stay["on"] == pytest.approx(stay["off"], rel=0.01) and stay["note"].endswith("1.00 / 1.00")
+    assert home["on"] > 1.3 * home["off"] and home["note"].endswith(" / 0.00")  # nothing forwarded once home

@@ -143,6 +143,30 @@ MIXES = {
 }
 
 
+def migration_rows(cpus: int = 8, warmup: int = 400_000, window: int = 1_500_000) -> list[Row]:
+    """The throughput benchmark with every loop spawned "auto": a short-call point whose loops stay on
+    the APs (2,869 user instructions per call) and a kernel-bound one whose loops go home (151)."""
+    rows = []
+    for k, p in ((151, 95.0), (151, 50.0)):
+        base = throughput.measure(k, p, 1, warmup=warmup, window=window, attribute=False)
+        pts = {}
+        for name, ext in (("off", ()), ("on", ("migration",))):
+            pt = throughput.measure(k, p, cpus, warmup=warmup, window=window, attribute=False, extensions=ext)
+            pts[name] = throughput.with_speedup(pt, base)
+        u = throughput.user_instructions(k, p)
+        rows.append(
+            Row(
+                "migration",
+                f"loop K={k} P={p:g}% ({u} user instructions per call), {cpus} CPUs: speedup",
+                round(pts["off"].speedup, 3),
+                round(pts["on"].speedup, 3),
+                "forwarded calls per loop: "
+                + " / ".join(f"{pt.forwarded_calls / pt.loops:.2f}" if pt.loops else "-" for pt in pts.values()),
+            )
+        )
+    return rows
+
+
 def _mix_time(mix: tuple[tuple[int, float, int, int], ...], cpus: int, mode: str) -> tuple[int, dict[str, Any]]:
     """Time until the whole mix has finished, and the run's counters. `mode`: "ap" (every process on
     the APs), "static" (the kernel-bound ones, the mix's first entry, on the bootstrap kernel) or
@@ -283,6 +307,7 @@ def measure(cpus: int = 4) -> ExtensionsReport:
     rep.rows += balance_rows()
     rows, rep.mixes = placement_rows()
     rep.rows += rows
+    rep.rows += migration_rows()
     rows, cost = shootdown_rows(cpus=cpus)
     rep.rows += rows
     rep.shootdown = cost

@@ -75,11 +75,15 @@ def _counters(sim: System) -> dict[str, int]:
 
 
 def spawn_loops(sim: System, k: int, p: float, procs: int = DEFAULT_PROCS, getpids: int = 0) -> None:
-    """The benchmark's processes: `procs` endless loops of compute(U) then spin(K), each started at a random phase."""
+    """The benchmark's processes: `procs` endless loops of compute(U) then spin(K), each started at a random phase.
+
+    With the migration extension they are spawned with placement "auto": the policy decides where each runs.
+    """
     u = user_instructions(k, p)
+    placement = "auto" if "migration" in sim.extensions else None
     for _ in range(procs):
         args = ["loop", str(u), str(k), "0", str(sim.random.randrange(u + k + 1))]
-        sim.spawn("loop", args + [str(getpids)] if getpids else args)
+        sim.spawn("loop", args + [str(getpids)] if getpids else args, placement=placement)
 
 
 def measure(
