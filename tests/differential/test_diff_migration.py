@@ -141,11 +141,14 @@ TARGETED = {
 }
 
 
+TARGETED_LIMIT = 20_000_000  # each takes at most 250,000 instructions: a hang fails in seconds
+
+
 @pytest.mark.parametrize("case", sorted(TARGETED))
 @pytest.mark.parametrize("cpus", [2, 4])
 def test_targeted_cases_with_migration(case: str, cpus: int, policy: str) -> None:
     prog, argv = TARGETED[case]
-    got = run_auto(prog, argv, cpus)
+    got = run_auto(prog, argv, cpus, limit=TARGETED_LIMIT)
     assert_same(observe(prog, argv, "up", 1), got)
     assert_ak_clean(got)
     assert moved(got)[0] >= 1
