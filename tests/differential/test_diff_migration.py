@@ -162,3 +162,38 @@ def test_migration_on_a_perturbed_machine(seed: int, cpus: int, policy: str) -> 
     assert_same(observe(rp_main, argv, "up", 1), got)
     assert_ak_clean(got)
     assert moved(got)[0] >= 1
+
+
+# --- a signal handler at home that makes calls of its own ------------------------------------------------
+
+
+def _chatty_handler(sig: int) -> Generator[Any, Any, None]:
+    for _ in range(2):  # with the print and the kill, five calls a round: the windows' phase moves
+        yield from libc.getpid()
+    yield from libc.print(f"handler {sig}\n")
+
+
+def handler_calls_at_home(argv: list[str]) -> Generator[Any, Any, int]:
+    """Each kill is delivered on the way out of the kill call, whose entry (crt0's, at home) the handler
+    interrupts; the handler's own calls end policy windows. Going back from inside it would carry the
+    interrupted entry to the AP, where it would go on as if at home: the driver refuses (EAGAIN)."""
+    from apkern.bootkernel import abi as sysabi
+
+    yield from libc.sigaction(sysabi.SIGUSR1, _chatty_handler)
+    me = yield from libc.getpid()
+    for i in range(6):
+        yield from libc.kill(me, sysabi.SIGUSR1)
+        yield from libc.print(f"after kill {i}\n")
+    return 0
+
+
+@pytest.mark.parametrize("cpus", [2, 4])
+def test_no_move_back_from_inside_a_handler_that_interrupted_an_entry(
+    cpus: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in POLICIES["ping-pong"].items():
+        monkeypatch.setattr(ak, name, value)
+    got = run_auto(handler_calls_at_home, ["hcah"], cpus, limit=TARGETED_LIMIT)
+    assert_same(observe(handler_calls_at_home, ["hcah"], "up", 1), got)
+    assert_ak_clean(got)
+    assert got.stats["migrations_refused"] >= 3 and got.stats["migrations_away"] >= 3

@@ -238,6 +238,7 @@ class ApkernDriver(Driver):
         """From crt0's entry at home, before it issues a call: the thread goes back to the APs.
 
         The call is issued again there; the bootstrap thread's MIGRATE_HOME call returns 0.
+        EAGAIN, and it stays, while a signal handler has interrupted an earlier call's entry.
         """
         ak = self.ak
         tcb = yield from self._owned(caller, tid)
@@ -246,8 +247,9 @@ class ApkernDriver(Driver):
         if tcb.state != HOME or tcb.home_saved is None:
             return -sys_abi.EINVAL
         frames = yield ReleaseUser(tcb.home_saved, "vsyscall")
-        if frames is None:  # not called from the thread's own context at home
-            return -sys_abi.EINVAL
+        if frames is None:
+            ak.migration.refused += 1
+            return -sys_abi.EAGAIN
         tcb.home_saved = None
         entry = frames.pop()  # crt0's entry, about to issue the call: the AP issues it instead
         frames[-1].retry = Trap(vec.SYSCALL, *entry.regs)
@@ -329,6 +331,7 @@ class ApkernDriver(Driver):
             "ak_switches": ak.switches,
             "migrations_home": ak.migration.home if ak.migration is not None else 0,
             "migrations_away": ak.migration.away if ak.migration is not None else 0,
+            "migrations_refused": ak.migration.refused if ak.migration is not None else 0,
             **ak.shootdown.stats(),
             "tcbs_live": len(ak.tcbs.live),
             "tcbs_created": ak.tcbs.created,

@@ -64,6 +64,7 @@ class Migration:
         self.table = table_kva
         self.home = 0  # migrations to the bootstrap kernel
         self.away = 0  # and back to the APs
+        self.refused = 0  # moves back refused: a signal handler had interrupted a call's entry
 
     def _kva(self, tcb: TCB) -> int:
         return self.table + MIG_SIZE * tcb.id

@@ -12,7 +12,7 @@ from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 from .memory import PAGE_SIZE
-from .traps import GP, UD, Fault
+from .traps import GP, UD, Fault, MachineError
 
 if TYPE_CHECKING:
     from .cpu import CPU, IVT, Context, Frame
@@ -548,18 +548,19 @@ class AdoptUser(Op):
 class ReleaseUser(Op):
     """Kernel: undo `AdoptUser`; sends back the adopted frames (with what ran on them since), or None.
 
-    `saved` is what `AdoptUser` sent. The user frames above its trapping frame are cut
-    out and returned, and the kernel frame returns to that frame again. None, and no
-    change, unless that frame is beneath this kernel path in this context and the user
-    frame that entered it is of kind `top_kind`.
+    `saved` is what `AdoptUser` sent; the kernel path must have been entered from a user
+    frame of kind `entry_kind` above the frame that trapped then. The user frames above
+    that one are cut out and returned, and the kernel frame returns to it again. None,
+    and no change, if another frame of kind `entry_kind` is among them: code entered
+    that way and interrupted (by a signal handler) would go on elsewhere.
     """
 
-    __slots__ = ("saved", "top_kind")
+    __slots__ = ("saved", "entry_kind")
     privileged = True
 
-    def __init__(self, saved: tuple[Frame, int, tuple[int, int] | None], top_kind: str) -> None:
+    def __init__(self, saved: tuple[Frame, int, tuple[int, int] | None], entry_kind: str) -> None:
         self.saved = saved
-        self.top_kind = top_kind
+        self.entry_kind = entry_kind
 
     def run(self, cpu: CPU, frame: Frame) -> int:
         _priv(frame, "release user frames")
@@ -568,7 +569,9 @@ class ReleaseUser(Op):
         anchor, tls, sysinfo = self.saved
         i = _trap_frame(frames)
         j = next((n for n in range(i) if frames[n] is anchor), None)
-        if j is None or j + 1 == i or frames[i - 1].kind != self.top_kind:
+        if j is None or j + 1 == i or frames[i - 1].kind != self.entry_kind:
+            raise MachineError(f"cpu{cpu.id}: release of user frames not adopted beneath this {self.entry_kind} path")
+        if any(f.kind == self.entry_kind for f in frames[j + 1 : i - 1]):
             frame.send = None
             return 1
         cut = frames[j + 1 : i]
