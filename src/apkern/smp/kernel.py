@@ -19,7 +19,8 @@ port of such a kernel must change, by subclassing and replacing its parts:
 What the port adds in kernel memory (one page; the rest of the kernel's data
 stays where the uniprocessor kernel keeps it, guarded by the lock):
 - the lock word (owner CPU + 1);
-- the start-up counter (lock xadd by each AP);
+- the start-up counter (lock xadd by each AP) and the word that lets the APs
+  schedule once all are up;
 - the idle flags, one word per CPU, and their count (lock held: a CPU sets its
   own before it halts, a CPU that wakes it clears it);
 - the shoot-down request and its acknowledgement counter (shootdown.py).
@@ -73,6 +74,7 @@ Gen = Generator[Op, Any, Any]
 # the port's kernel page
 LOCK = 0
 STARTED = 4  # APs that have started (lock xadd)
+COMMENCED = 12  # set by the BSP once every AP has started: they may schedule (Linux 2.2's smp_commenced)
 IDLE_COUNT = 8  # CPUs whose idle flag is set
 SHOOTDOWN = 16  # the shoot-down request (shootdown.py)
 IDLE = 64  # + 4 * cpu: 1 while that CPU's idle loop halts and nobody has woken it yet
@@ -99,7 +101,7 @@ class SMPKernel(BootKernel):
         self.signals = SMPSignals(self)
         if self.swapper is not None:
             self.swapper = SMPSwapper(self)
-        self.aps_started = 0
+        self.aps_started = 0  # APs that reached their idle loop
 
     # --- boot -----------------------------------------------------------------------------------------------
 
@@ -115,8 +117,8 @@ class SMPKernel(BootKernel):
         yield from self.shootdown.annotate()
         for d in self.drivers.values():
             yield from d.init(self.services)
+        self.booted = True  # from now on per-CPU state changes only under the kernel lock
         yield from self._start_aps()
-        self.booted = True
         yield Switch(self.sched.idle_ctxs[0])
 
     def _start_aps(self) -> Gen:
@@ -135,7 +137,7 @@ class SMPKernel(BootKernel):
         while started < n - 1:
             started = yield SpinWhile(self.page + STARTED, started)
         self.frames.release(page)
-        self.aps_started = started
+        yield Store(self.page + COMMENCED, 1)
 
     def ap_start(self, cpu: CPU) -> Gen:
         """An AP's first code, reached through the trampoline page in real mode (paging off)."""
@@ -146,6 +148,8 @@ class SMPKernel(BootKernel):
         yield EnablePaging()
         yield SetTimer(self.tick)  # its own timer
         yield AtomicAdd(self.page + STARTED, 1)
+        self.aps_started += 1
+        yield SpinWhile(self.page + COMMENCED, 0)  # until every AP is up
         yield Switch(self.sched.idle_ctxs[cid])
 
     # --- the lock's exit path and waking other CPUs ----------------------------------------------------------
@@ -265,6 +269,9 @@ class SMPKernel(BootKernel):
                 "reschedule_ipis": self.traps.reschedule_ipis,
                 "wakeup_ipis": self.wakeup_ipis,
                 "aps_started": self.aps_started,
+                "cpus_on_dead_processes": [
+                    cid for cid, t in enumerate(self.sched._current) if t is not None and t.proc.state != ALIVE
+                ],
                 **self.shootdown.stats(),
             }
         )

@@ -123,4 +123,5 @@ class Shootdown:
             "tlb_shootdowns": self.requests,
             "tlb_shootdown_ipis": self.ipis,
             "tlb_shootdown_target_instructions": self.parked,
+            "tlb_shootdown_in_flight": int(self._in_flight),
         }
