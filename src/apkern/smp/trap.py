@@ -74,9 +74,9 @@ class SMPTraps(Traps):
             if t is not None and t.state == DEAD:  # its process died while it ran here
                 yield from k.leave_dead(t)
             result = yield from handler(cpu, info)
-            cid = yield CpuId()  # perhaps not the CPU we entered on
             if marks:
-                k.trace(k.machine.cpus[cid], "smp_unlock")
+                k.mark("smp_unlock")
+            cid = yield CpuId()  # perhaps not the CPU we entered on
             yield from k.unlock(cid)
             if marks:
                 k.trace(k.machine.cpus[cid], "smp_exit")
