@@ -6,6 +6,7 @@ from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 from ..bootkernel import abi, sysproc
+from ..bootkernel.syscall import TABLE as UP_TABLE
 from ..bootkernel.syscall import Syscalls
 from ..hw import Op
 
@@ -23,7 +24,10 @@ def sys_munmap(k: SMPKernel, addr: int, length: int) -> Gen:
     return result
 
 
+TABLE = {**UP_TABLE, abi.SYS_MUNMAP: (sys_munmap, 2)}
+
+
 class SMPSyscalls(Syscalls):
     def __init__(self, kernel: SMPKernel) -> None:
         super().__init__(kernel)
-        self.table = {**self.table, abi.SYS_MUNMAP: (sys_munmap, 2)}
+        self.table = TABLE
