@@ -244,16 +244,16 @@ class SMPKernel(BootKernel):
 
     # --- observers ----------------------------------------------------------------------------------------------
 
-    def trace(self, cpu: CPU, name: str, call: str | None = None) -> None:
+    def trace(self, cpu: CPU, name: str, t: Thread | None, call: str | None = None) -> None:
+        """A trace mark on `cpu` for thread `t` (a no-op unless the machine is tracing)."""
         tracer = self.machine.tracer
         if tracer is not None:
-            t = self.sched.current
             tracer.mark(cpu, name, t.tid if t else None, call=call)
 
     def mark(self, name: str, call: str | None = None) -> None:
-        """A trace mark on the CPU that runs the kernel (the lock holder)."""
+        """A trace mark of kernel code, on the CPU that runs it (the lock holder) for its current thread."""
         cid = self.lock.holder()
-        self.trace(self.machine.cpus[0 if cid is None else cid], name, call)
+        self.trace(self.machine.cpus[0 if cid is None else cid], name, self.sched.current, call)
 
     def stats(self) -> dict[str, Any]:
         out = super().stats()

@@ -67,7 +67,7 @@ class SMPTraps(Traps):
                 yield AssertHeld(k.lock.kva, "the kernel (a fault in kernel code)", k.lock.name)
                 return (yield from handler(cpu, info))
             if marks:
-                k.trace(cpu, "smp_lock")
+                k.trace(cpu, "smp_lock", None)  # no thread is known before the lock is held
             yield Compute(costs.LOCK_ENTRY)
             yield from k.lock.acquire(cpu.id)
             t = k.sched.current
@@ -76,10 +76,11 @@ class SMPTraps(Traps):
             result = yield from handler(cpu, info)
             if marks:
                 k.mark("smp_unlock")
+                t = k.sched.current  # the lock's holder's thread, read while we hold it
             cid = yield CpuId()  # perhaps not the CPU we entered on
             yield from k.unlock(cid)
             if marks:
-                k.trace(k.machine.cpus[cid], "smp_exit")
+                k.trace(k.machine.cpus[cid], "smp_exit", t)
             return result
 
         entry.__name__ = f"locked_{getattr(handler, '__name__', 'handler')}"
