@@ -34,7 +34,10 @@ kernel_option = click.option(
 
 def cpus_option(default: int | None = None) -> Any:
     return click.option(
-        "--cpus", type=int, default=default, help="processors (apkern: at least 2; default 1 for up, 4 for apkern)"
+        "--cpus",
+        type=int,
+        default=default,
+        help="processors (apkern: at least 2; default 1 for up, 4 for apkern and smp)",
     )
 
 
