@@ -74,8 +74,8 @@ Gen = Generator[Op, Any, Any]
 # the port's kernel page
 LOCK = 0
 STARTED = 4  # APs that have started (lock xadd)
-COMMENCED = 12  # set by the BSP once every AP has started: they may schedule (Linux 2.2's smp_commenced)
 IDLE_COUNT = 8  # CPUs whose idle flag is set
+COMMENCED = 12  # set by the BSP once every AP has started: they may schedule (Linux 2.2's smp_commenced)
 SHOOTDOWN = 16  # the shoot-down request (shootdown.py)
 IDLE = 64  # + 4 * cpu: 1 while that CPU's idle loop halts and nobody has woken it yet
 
