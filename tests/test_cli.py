@@ -241,3 +241,23 @@ def test_run_with_placement_auto_moves_a_kernel_bound_program_home(capsys) -> No
     assert auto["stats"]["forwarded_calls"] < ap["stats"]["forwarded_calls"] / 2
     assert_usage_error(*call(capsys, *args, "--placement", "auto"))  # without the extension
     assert_usage_error(*call(capsys, *args, "--placement", "sideways"))
+
+
+def test_bench_throughput_on_the_smp_port(capsys) -> None:
+    args = ["bench", "throughput", "--syscall-instr", "151", "--user-pct", "95", "--cpus", "4", "--kernel", "smp"]
+    code, out, err = call(capsys, *args, "--window", "400000", "--warmup", "200000", "--json")
+    assert code == 0, err
+    d = json.loads(out)
+    assert d["kernel"] == "smp" and d["forwarded_calls"] == 0 and d["loops"] > 0
+    assert 3 < d["speedup"] <= d["ideal_bound"] * 1.05  # every CPU runs user code under the port
+    assert 0 <= d["lock_spin_share"] < 0.5
+    code, out, _ = call(capsys, *args, "--window", "400000", "--warmup", "200000")
+    assert code == 0 and "lock spin" in out and "kernel instructions per call" in out
+    bad = args + ["--ext", "local_calls"]
+    assert_usage_error(*call(capsys, *bad))
+
+
+def test_bench_latency_on_the_smp_port(capsys) -> None:
+    code, out, err = call(capsys, "bench", "latency", "--kernel", "smp", "--cpus", "2", "--iterations", "30")
+    assert code == 0, err
+    assert "lock acquire" in out and "lock release" in out

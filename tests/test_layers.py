@@ -22,7 +22,7 @@ def test_import_linter_contracts_are_kept() -> None:
 
 
 def test_bootstrap_kernel_never_imports_the_application_kernel_or_anything_above() -> None:
-    forbidden = ("appkernel", "userland", "experiments", "system", "cli")
+    forbidden = ("appkernel", "smp", "userland", "experiments", "system", "cli")
     for path in (SRC / "bootkernel").glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom):
@@ -56,3 +56,26 @@ def test_every_line_of_the_bootstrap_kernel_patch_is_marked_and_counted() -> Non
     assert not unmarked, unmarked
     counted = patch_lines()
     assert counted["bootkernel/swap.py"] == 2 and counted["bootkernel/tlb_patch.py"] > 10
+
+
+def test_the_smp_ports_effort_is_measured_from_its_code() -> None:
+    """The report's implementation-effort measure of the giant-lock port, and the one refactor it needed."""
+    from apkern.bootkernel.syscall import TABLE, Syscalls
+    from apkern.experiments.report import smp_effort, source_lines
+    from apkern.smp import kernel
+
+    effort = smp_effort()
+    assert effort["total"] == sum(effort["lines"].values())
+    assert effort["lines"]["smp/kernel.py"] == source_lines(kernel)
+    # what an SMP port of the kernel must change, found in the code, not listed by hand
+    must = ("Traps.timer", "Scheduler.schedule", "BootKernel.exit_process", "BootKernel.free_thread", "Swapper.evict")
+    for fn in must:
+        assert fn in effort["overridden"], fn
+    assert effort["per_cpu"] == ["Scheduler.current", "Scheduler.loaded_cr3"]
+    assert effort["replaced"] == ["sys_munmap"]
+    # the bootstrap kernel's one refactor for it: the table is the instance's, the uniprocessor's by default
+    import inspect
+
+    assert Syscalls(None).table is TABLE  # type: ignore[arg-type]
+    assert "self.table.get(nr)" in inspect.getsource(Syscalls.dispatch)
+    assert set(effort["bootkernel_refactors"]) == {"bootkernel/syscall.py"}

@@ -254,3 +254,29 @@ def test_apkern_with_the_swapper_builds_the_patched_kernel_and_registers_the_sho
         sim.run(until=2_000_000)  # the driver is initialised at boot
     assert [s.kernel.tlb_patch.enabled for s in (patched, unpatched, plain)] == [True, False, False]
     assert [s.appkernel.ak.tlb_hook for s in (patched, unpatched, plain)] == [True, False, False]
+
+
+def test_the_smp_port_is_a_kernel_choice() -> None:
+    one = System(kernel="smp", cpus=1)  # the port on one CPU: the lock is taken, never contended
+    proc = one.spawn("hello")
+    one.run()
+    assert proc.exit_status == 0 and one.console() == "hello, world\n"
+    assert one.stats["kernel"] == "smp" and one.stats["lock_contended"] == 0
+    with pytest.raises(ConfigError, match="extensions"):
+        System(kernel="smp", cpus=2, extensions=("local_calls",))
+    with pytest.raises(ConfigError, match="application processors"):
+        System(kernel="smp", cpus=2).spawn("hello", placement="ap")
+
+
+@pytest.mark.parametrize("cpus", [2, 4])
+def test_spawning_again_and_resuming_under_the_smp_port(cpus: int) -> None:
+    """The run stops inside the last exit, on a CPU holding the kernel lock; the next run goes on from there."""
+    sim = System(kernel="smp", cpus=cpus, check_tlb=True, check_locks=True)
+    first = sim.spawn("threads", ["threads", "3"])
+    sim.run()
+    second = sim.spawn("pipeline", ["pipeline", "4"])
+    sim.run(until=sim.now + 3_000)
+    assert second.exit_status is None
+    sim.run()
+    assert (first.exit_status, second.exit_status) == (0, 0)
+    assert "received 4 lines" in sim.console(second.pid)

@@ -28,13 +28,16 @@ kernel_option = click.option(
     type=click.Choice(KERNELS),
     default="up",
     show_default=True,
-    help="uniprocessor kernel alone, or with the application kernel",
+    help="uniprocessor kernel alone, with the application kernel, or its giant-lock SMP port",
 )
 
 
 def cpus_option(default: int | None = None) -> Any:
     return click.option(
-        "--cpus", type=int, default=default, help="processors (apkern: at least 2; default 1 for up, 4 for apkern)"
+        "--cpus",
+        type=int,
+        default=default,
+        help="processors (apkern: at least 2; default 1 for up, 4 for apkern and smp)",
     )
 
 
@@ -232,6 +235,13 @@ def balance_cmd(cpus_arg: str, quick: bool, seed: int, as_json: bool) -> None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @ext_option
 @click.option("--getpids", type=click.IntRange(min=0), default=0, show_default=True, help="getpid calls per loop")
+@click.option(
+    "--kernel",
+    type=click.Choice(("apkern", "smp")),
+    default="apkern",
+    show_default=True,
+    help="the kernel of 2 or more CPUs (1 CPU is the uniprocessor kernel)",
+)
 @click.option("--json", "as_json", is_flag=True)
 def throughput_cmd(
     k: int,
@@ -243,6 +253,7 @@ def throughput_cmd(
     seed: int,
     ext: str,
     getpids: int,
+    kernel: str,
     as_json: bool,
 ) -> None:
     """Loops done by PROCS copies of `loop` in a window, against the one-CPU figure (Figures 6-8)."""
@@ -263,27 +274,45 @@ def throughput_cmd(
         )
 
     extensions = _ext(ext)
-    if extensions and cpus == 1:
-        fail("--ext needs the application kernel: --cpus 2 or more")
+    if extensions and (cpus == 1 or kernel != "apkern"):
+        fail("--ext needs the application kernel: --kernel apkern and --cpus 2 or more")
     w1, win1 = sized(1)
     base = measure(k, p, 1, procs=procs, warmup=w1, window=win1, seed=seed, getpids=getpids)
     wn, win = sized(cpus)
     point = (
         base
         if cpus == 1
-        else measure(k, p, cpus, procs=procs, warmup=wn, window=win, seed=seed, extensions=extensions, getpids=getpids)
+        else measure(
+            k,
+            p,
+            cpus,
+            procs=procs,
+            warmup=wn,
+            window=win,
+            seed=seed,
+            extensions=extensions,
+            getpids=getpids,
+            kernel=kernel,
+        )
     )
     with_speedup(point, base)
     d = point.to_dict()
-    d["ideal_bound"] = (cpus - 1) * (win1 / base.loops) / user_instructions(k, p) if cpus > 1 else 1.0
+    workers = cpus if kernel == "smp" else cpus - 1  # the CPUs that run user code
+    d["ideal_bound"] = workers * (win1 / base.loops) / user_instructions(k, p) if cpus > 1 else 1.0
     if as_json:
         click.echo(json.dumps(d))
         return
-    load = "-" if point.bsp_load is None else f"{point.bsp_load:.3f}"
+    if kernel == "smp" and cpus > 1:
+        tail = (
+            f"lock spin {point.lock_spin_share:.1%} of all CPU time, "
+            f"{point.kernel_instructions_per_call or 0:.0f} kernel instructions per call"
+        )
+    else:
+        load = "-" if point.bsp_load is None else f"{point.bsp_load:.3f}"
+        tail = f"bootstrap load {load}, {point.bsp_instructions_per_call or 0:.0f} BSP instructions per call"
     click.echo(
         f"K={k} P={p:g}% U={point.user_instr} on {cpus} CPU(s), {procs} processes, window {win}: "
-        f"{point.loops} loops, speedup {point.speedup:.3f}, bootstrap load {load}, "
-        f"{point.bsp_instructions_per_call or 0:.0f} BSP instructions per call"
+        f"{point.loops} loops, speedup {point.speedup:.3f}, {tail}"
     )
 
 
@@ -355,8 +384,8 @@ def reproduce(out: str, quick: bool, jobs: int | None, seed: int) -> None:
         )
     d, a = summary["derived_overhead"], summary["attributed_overhead"]
     click.echo(
-        f"wrote {out}/: latency.csv, throughput.csv ({len(summary['throughput'])} rows), fig6-8.png, "
-        f"fig_extensions.png, summary.json, report.md in {summary['wall_seconds']} s"
+        f"wrote {out}/: latency.csv, throughput.csv ({len(summary['throughput'])} rows), smp_throughput.csv, "
+        f"fig6-8.png, fig_extensions.png, summary.json, report.md in {summary['wall_seconds']} s"
     )
     if d is not None:
         click.echo(f"overhead per forwarded call: derived {d:.0f}, attributed by path {a:.0f} instructions")

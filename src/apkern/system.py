@@ -20,7 +20,7 @@ from .userland.crt0 import crt0
 from .userland.libc import encode_spawn_block
 from .workloads.programs import PROGRAMS, bin_files
 
-KERNELS = ("up", "apkern")
+KERNELS = ("up", "apkern", "smp")
 EXTENSIONS = ("local_calls", "migration", "balance")  # section 4.3's optional parts of the application kernel
 PLACEMENTS = ("ap", "bsp", "auto")
 
@@ -62,7 +62,7 @@ class ProcessHandle:
 
 
 class System:
-    """A whole simulated system; `kernel` is "up" (the bootstrap kernel alone) or "apkern".
+    """A whole simulated system; `kernel` is "up" (the bootstrap kernel alone), "apkern" or "smp" (its giant-lock port).
 
     `strict`: a program's Python exception propagates instead of crashing it with #UD.
     `check_tlb`: the machine compares every TLB hit with the page tables and raises
@@ -143,7 +143,12 @@ class System:
             self._crt0 = ak_crt0
             if "migration" in self.extensions:
                 self._auto_crt0 = ak_crt0_auto
-        self.kernel = BootKernel(self.machine, drivers=drivers, swapper=swapper, tlb_patch=bool(tlb_patch))
+        if kernel == "smp":  # the giant-lock port of the bootstrap kernel, on every CPU
+            from .smp import SMPKernel
+
+            self.kernel: BootKernel = SMPKernel(self.machine, swapper=swapper)
+        else:
+            self.kernel = BootKernel(self.machine, drivers=drivers, swapper=swapper, tlb_patch=bool(tlb_patch))
         self.appkernel = drivers[0] if drivers else None
         for path, data in bin_files(self.machine.code.address_of).items():
             self.kernel.fs.write_file(path, data)

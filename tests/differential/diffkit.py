@@ -1,7 +1,9 @@
-"""Differential testing kit: run one program on the uniprocessor kernel and on the application kernel, compare.
+"""Differential testing kit: run one program on the uniprocessor kernel and on its SMP kernels, compare.
 
 The oracle is the paper's promise: a program runs *unmodified* on the application
-kernel and must behave exactly as on the bootstrap kernel alone. `observe` runs a
+kernel and must behave exactly as on the bootstrap kernel alone. The same holds for
+the giant-lock SMP port of that kernel ("smp"): `PORTS` lists the kernels that every
+comparison with "up" covers. `observe` runs a
 program on one configuration and records what a user can see of the run:
 
 - the whole console, in order (`System.console()`), and each process's console
@@ -21,7 +23,9 @@ N with the environment variable APKERN_PERTURB_SEEDS=N (the long job, run by han
 `assert_same` compares two observations field by field with a readable message;
 `assert_ak_clean` checks what an application-kernel run must leave behind (no
 live TCB) and that it really went through the application kernel (calls were
-forwarded).
+forwarded); `assert_smp_clean` the same for the SMP port (every AP started, the
+kernel lock taken, no CPU left on a thread of a dead process, no shoot-down in
+flight); `assert_clean` picks the right one for an observation's kernel.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from typing import Any
 
 import apkern
 
+PORTS = ("apkern", "smp")  # the multiprocessor kernels, each compared with "up"
 RUN_LIMIT = 2_000_000_000  # instructions: far above any test program, far below "forever"
 PERTURB_SEEDS_ENV = "APKERN_PERTURB_SEEDS"
 
@@ -197,6 +202,37 @@ def assert_ak_clean(obs: Observation, require_calls: bool = True) -> None:
     assert not problems, "\n".join(problems)
 
 
+def smp_problems(obs: Observation) -> list[str]:
+    """What a run of the SMP port must leave behind, and proof that it ran the port on every CPU."""
+    st = obs.stats
+    out = []
+    if st.get("aps_started") != obs.cpus - 1:
+        out.append(f"{obs.label}: {st.get('aps_started')} of {obs.cpus - 1} APs started")
+    if not st.get("lock_acquisitions", 0) > 0:
+        out.append(f"{obs.label}: the kernel lock was never taken")
+    down = [c["id"] for c in st["per_cpu"] if c["state"] != "running"]
+    if down:
+        out.append(f"{obs.label}: CPUs {down} are not running")
+    if st.get("cpus_on_dead_processes"):
+        out.append(f"{obs.label}: CPUs {st['cpus_on_dead_processes']} still run a thread of a dead process")
+    if st.get("tlb_shootdown_in_flight"):
+        out.append(f"{obs.label}: a TLB shoot-down is still in flight")
+    return out
+
+
+def assert_smp_clean(obs: Observation) -> None:
+    problems = smp_problems(obs)
+    assert not problems, "\n".join(problems)
+
+
+def assert_clean(obs: Observation, require_calls: bool = True) -> None:
+    """The checks of the observation's kernel: `assert_ak_clean` or `assert_smp_clean` (nothing for "up")."""
+    if obs.kernel == "apkern":
+        assert_ak_clean(obs, require_calls)
+    elif obs.kernel == "smp":
+        assert_smp_clean(obs)
+
+
 def compare_all(
     program: Callable[..., Any] | str,
     argv: list[str],
@@ -204,14 +240,19 @@ def compare_all(
     files: dict[str, bytes] | None = None,
     normalize: Callable[[str], str] = str,
     strict: bool = True,
+    kernels: Iterable[str] = PORTS,
     **system: Any,
 ) -> tuple[Observation, list[Observation]]:
-    """Run on "up" once and on "apkern" with each CPU count; assert every run agrees with the UP run."""
+    """Run on "up" once and on each of `kernels` with each CPU count; assert every run agrees with the UP run.
+
+    The runs come back kernel by kernel, each in the order of `cpus_list`.
+    """
     ref = observe(program, argv, "up", 1, files, strict=strict, **system)
     runs = []
-    for cpus in cpus_list:
-        got = observe(program, argv, "apkern", cpus, files, strict=strict, **system)
-        assert_same(ref, got, normalize)
-        assert_ak_clean(got)
-        runs.append(got)
+    for kernel in kernels:
+        for cpus in cpus_list:
+            got = observe(program, argv, kernel, cpus, files, strict=strict, **system)
+            assert_same(ref, got, normalize)
+            assert_clean(got)
+            runs.append(got)
     return ref, runs

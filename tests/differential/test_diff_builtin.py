@@ -1,10 +1,12 @@
-"""Every built-in program behaves the same on the uniprocessor kernel and on the application kernel.
+"""Every built-in program behaves the same on the uniprocessor kernel, the application kernel and the SMP port.
 
-Each case runs once on "up" (1 CPU) and on "apkern" with 2, 3, 4 and 8 CPUs, and
-on "apkern" perturbed by a few seeds (other interleavings, `diffkit.perturb_seeds`);
-the whole console, each process's output on fd 1 and fd 2, every process's exit
-status and the file system afterwards must be identical, and the application
-kernel must have forwarded calls and freed every TCB.
+Each case runs once on "up" (1 CPU) and on each of `diffkit.PORTS` ("apkern" and
+"smp") with 2, 3, 4 and 8 CPUs, and perturbed by a few seeds (other interleavings,
+`diffkit.perturb_seeds`); the whole console, each process's output on fd 1 and
+fd 2, every process's exit status and the file system afterwards must be
+identical, and each kernel must leave itself clean (`diffkit.assert_clean`: the
+application kernel forwarded calls and freed every TCB; the port started every
+AP and left no CPU on a dead process).
 """
 
 from __future__ import annotations
@@ -14,13 +16,13 @@ import random
 import re
 
 import pytest
-from diffkit import Observation, assert_ak_clean, assert_same, observe, perturb_seeds
+from diffkit import PORTS, Observation, assert_clean, assert_same, observe, perturb_seeds
 
 from apkern.bootkernel import abi
 from apkern.userland.programs import PROGRAMS
 
 AK_CPUS = (2, 3, 4, 8)
-CI_SEEDS = 2  # perturbed runs per case in the ordinary run, each on one of AK_CPUS
+CI_SEEDS = 2  # perturbed runs per case and kernel in the ordinary run, each on one of AK_CPUS
 
 
 def _text(seed: int, n_words: int) -> bytes:
@@ -93,27 +95,29 @@ def reference(case: str) -> Observation:
 
 @pytest.mark.parametrize("cpus", AK_CPUS)
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_builtin_same_on_up_and_apkern(case: str, cpus: int) -> None:
+@pytest.mark.parametrize("kernel", PORTS)
+def test_builtin_same_on_up_and_every_smp_kernel(kernel: str, case: str, cpus: int) -> None:
     prog, argv = CASES[case]
     ref = reference(case)
-    got = observe(prog, argv, "apkern", cpus, FILES)
+    got = observe(prog, argv, kernel, cpus, FILES)
     assert_same(ref, got, normalize)
-    assert_ak_clean(got)
+    assert_clean(got)
 
 
 PERTURBED = [
-    (case, seed, AK_CPUS[(i + k) % len(AK_CPUS)])
+    (kernel, case, seed, AK_CPUS[(i + k + j) % len(AK_CPUS)])
+    for j, kernel in enumerate(PORTS)
     for i, case in enumerate(sorted(CASES))
     for k, seed in enumerate(perturb_seeds(CI_SEEDS, case))
 ]
 
 
-@pytest.mark.parametrize(("case", "seed", "cpus"), PERTURBED)
-def test_builtin_same_on_up_and_perturbed_apkern(case: str, seed: int, cpus: int) -> None:
+@pytest.mark.parametrize(("kernel", "case", "seed", "cpus"), PERTURBED)
+def test_builtin_same_on_up_and_perturbed_smp_kernels(kernel: str, case: str, seed: int, cpus: int) -> None:
     prog, argv = CASES[case]
-    got = observe(prog, argv, "apkern", cpus, FILES, perturb=seed)
+    got = observe(prog, argv, kernel, cpus, FILES, perturb=seed)
     assert_same(reference(case), got, normalize)
-    assert_ak_clean(got)
+    assert_clean(got)
 
 
 # --- sanity of the reference runs themselves: the comparison above is only worth what they show ---
@@ -136,14 +140,21 @@ def test_reference_run_is_meaningful(case: str) -> None:
     assert ref.files == {**ref.files, **FILES}, "the input files are left alone"
 
 
+def _mean(obs: Observation) -> float:
+    m = re.search(r"mean ([0-9.]+) instructions", obs.console)
+    assert m, obs.console
+    return float(m.group(1))
+
+
 def test_gettid_really_is_slower_on_the_application_kernel() -> None:
     """The one output allowed to differ does differ, in the expected direction."""
-
-    def mean(obs: Observation) -> float:
-        m = re.search(r"mean ([0-9.]+) instructions", obs.console)
-        assert m, obs.console
-        return float(m.group(1))
-
     up = reference("gettid")
     ak = observe("gettid", ["gettid", "5"], "apkern", 2, FILES)
-    assert mean(ak) > mean(up) > 0
+    assert _mean(ak) > _mean(up) > 0
+
+
+def test_gettid_costs_the_smp_port_only_the_lock() -> None:
+    """Under the giant lock a gettid is the uniprocessor's path plus taking and releasing the lock."""
+    up = reference("gettid")
+    smp = observe("gettid", ["gettid", "5"], "smp", 2, FILES)
+    assert _mean(up) < _mean(smp) < _mean(up) + 20

@@ -200,6 +200,14 @@ def test_synchronisation_on_a_perturbed_machine(name: str, seed: int) -> None:
     assert got.stats["syscalls_by_name"].get("futex", 0) > 0  # they really slept and woke each other
 
 
+@pytest.mark.parametrize("name", ["mutex_counter", "barrier_phases", "producer_consumer"])
+def test_synchronisation_on_a_perturbed_smp_port(name: str) -> None:
+    prog, argv = PROGRAMS[name]
+    got = observe(prog, argv, "smp", 4, perturb=3)
+    assert got.console == EXPECTED[name]
+    assert got.stats["syscalls_by_name"].get("futex", 0) > 0
+
+
 def directories(argv: list[str]) -> Generator[Any, Any, int]:
     """mkdir, stat, getdents (listdir) and their errors, then a walk of the tree like `find`."""
     import stat as st

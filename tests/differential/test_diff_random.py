@@ -1,10 +1,10 @@
-"""Random programs behave the same on the uniprocessor kernel and on the application kernel.
+"""Random programs behave the same on the uniprocessor kernel, on the application kernel and on the SMP port.
 
 Hypothesis generates programs of the action language in `randprog` (compute,
 system calls, page-faulting memory patterns, files, printing, pipes to
 children, spawned children with their own programs, signals to self and to
 children, threads on shared memory, fatal endings); each runs on "up" and on
-"apkern" with 2 to 8 CPUs, and everything observable must agree (see
+"apkern" and "smp" (`diffkit.PORTS`) with 2 to 8 CPUs, and everything observable must agree (see
 `diffkit`); then more programs on perturbed machines, the seed drawn with
 the program (a few dozen in the ordinary run, more in the long job:
 APKERN_PERTURB_SEEDS=N). Derandomized, so every run tests the same programs.
@@ -13,7 +13,7 @@ APKERN_PERTURB_SEEDS=N). Derandomized, so every run tests the same programs.
 from __future__ import annotations
 
 import pytest
-from diffkit import assert_ak_clean, assert_same, long_job, observe, perturb_seeds
+from diffkit import PORTS, assert_clean, assert_same, long_job, observe, perturb_seeds
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from randprog import ERROR_PROBES, REGISTRY, SIGNAL_CHOICES, Prog, argv_for, count_programs, register, rp_main
@@ -71,14 +71,16 @@ TESTED: list[int] = []  # programs (top + children) per example, for the report 
 
 
 def run_both(prog: Prog, cpus: int, perturb: int | None = None) -> None:
+    """The program on "up", then on each of `PORTS` with `cpus` CPUs (perturbed by `perturb`): all agree."""
     REGISTRY.clear()
     key = register(prog)
     ref = observe(rp_main, argv_for(key), "up", 1)
-    got = observe(rp_main, argv_for(key), "apkern", cpus, perturb=perturb)
-    assert_same(ref, got)
     # a program may die before its first system call: then only that exception was forwarded
     calls = any(act[0] != "compute" for act in prog.actions) or prog.end[0] not in ("segv", "illegal", "gp")
-    assert_ak_clean(got, require_calls=calls)
+    for kernel in PORTS:
+        got = observe(rp_main, argv_for(key), kernel, cpus, perturb=perturb)
+        assert_same(ref, got)
+        assert_clean(got, require_calls=calls)
 
 
 @settings(
@@ -89,7 +91,7 @@ def run_both(prog: Prog, cpus: int, perturb: int | None = None) -> None:
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 @given(prog=programs(), cpus=st.integers(2, 8))
-def test_random_program_same_on_up_and_apkern(prog: Prog, cpus: int) -> None:
+def test_random_program_same_on_up_and_smp_kernels(prog: Prog, cpus: int) -> None:
     TESTED.append(count_programs(prog))
     run_both(prog, cpus)
 
@@ -102,7 +104,7 @@ def test_random_program_same_on_up_and_apkern(prog: Prog, cpus: int) -> None:
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 @given(prog=programs(), cpus=st.integers(2, 8), seed=st.integers(0, 2**32 - 1))
-def test_random_program_same_on_up_and_perturbed_apkern(prog: Prog, cpus: int, seed: int) -> None:
+def test_random_program_same_on_up_and_perturbed_smp_kernels(prog: Prog, cpus: int, seed: int) -> None:
     TESTED.append(count_programs(prog))
     run_both(prog, cpus, perturb=seed)
 
@@ -150,7 +152,7 @@ ENDING_STATUS = [3, 260 & 0xFF, -abi.SIGSEGV, -abi.SIGILL, -abi.SIGSEGV, -abi.SI
 
 @pytest.mark.parametrize("cpus", [2, 5, 8])
 @pytest.mark.parametrize("end", ALL_ENDINGS, ids=lambda e: e[0])
-def test_kitchen_sink_same_on_up_and_apkern(end: tuple, cpus: int) -> None:
+def test_kitchen_sink_same_on_up_and_smp_kernels(end: tuple, cpus: int) -> None:
     run_both(Prog(KITCHEN_SINK, end), cpus)
 
 
@@ -163,7 +165,7 @@ def test_kitchen_sink_same_on_up_and_apkern(end: tuple, cpus: int) -> None:
     ],
     ids=str,
 )
-def test_kitchen_sink_same_on_up_and_perturbed_apkern(end: tuple, seed: int, cpus: int) -> None:
+def test_kitchen_sink_same_on_up_and_perturbed_smp_kernels(end: tuple, seed: int, cpus: int) -> None:
     run_both(Prog(KITCHEN_SINK, end), cpus, perturb=seed)
 
 

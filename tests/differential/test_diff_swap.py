@@ -14,7 +14,7 @@ data goes wrong), which is the paper's warning.
 from __future__ import annotations
 
 import pytest
-from diffkit import assert_ak_clean, assert_same, observe
+from diffkit import assert_ak_clean, assert_same, assert_smp_clean, observe
 
 from apkern import System
 from apkern.experiments.swap_pressure import ARGV, MEMORY, pressure
@@ -38,6 +38,24 @@ def test_swapping_under_the_application_kernel_is_invisible(cpus: int) -> None:
     st = got.stats
     assert st["pages_evicted"] > 0 and st["tlb_shootdowns"] == st["pages_evicted"]
     assert st["tlb_shootdown_ipis"] > 0  # some evicted pages were in use on an AP at the time
+
+
+@pytest.mark.parametrize("cpus", [2, 4, 8])
+def test_swapping_under_the_smp_port_is_invisible(cpus: int) -> None:
+    """The port shoots every eviction down on the CPUs that run the address space (no patch: it is the port)."""
+    ref = observe(pressure, ARGV, "up", 1, memory=MEMORY, swapper=True)
+    got = observe(pressure, ARGV, "smp", cpus, memory=MEMORY, swapper=True)
+    assert_same(ref, got)
+    assert_smp_clean(got)
+    st = got.stats
+    assert st["pages_evicted"] > 0 and st["tlb_shootdown_ipis"] > 0  # some evicted pages were in use elsewhere
+
+
+def test_swapping_under_the_smp_port_on_a_perturbed_machine() -> None:
+    got = observe(pressure, ARGV, "smp", 4, memory=MEMORY, swapper=True, perturb=5, limit=4_000_000_000)
+    assert got.console == "statuses [0, 0, 0, 0]\n"
+    assert got.stats["tlb_shootdown_ipis"] > 0
+    assert_smp_clean(got)
 
 
 @pytest.mark.parametrize("cpus", [4, 8])

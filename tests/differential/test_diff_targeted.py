@@ -1,4 +1,4 @@
-"""Hand-written differential programs aimed at the application kernel's hard cases.
+"""Hand-written differential programs aimed at the application kernel's hard cases (and run on the SMP port too).
 
 Multithreaded processes whose threads really run at the same time on several
 application processors (page faults while siblings run, munmap, signals, fatal
@@ -17,7 +17,7 @@ from collections.abc import Callable, Generator
 from typing import Any
 
 import pytest
-from diffkit import assert_ak_clean, assert_same, observe, perturb_seeds
+from diffkit import PORTS, assert_clean, assert_same, observe, perturb_seeds
 
 from apkern import System, libc
 from apkern.bootkernel import abi
@@ -30,7 +30,7 @@ PERTURBED_LIMIT = 4
 
 
 def compare(program: Callable[..., Any], argv: list[str], cpus_list: list[int], limit: int = 200_000_000) -> None:
-    """UP against apkern on each of `cpus_list`, then on perturbed machines (the CPU counts taken in turn).
+    """UP against each of `PORTS` on each of `cpus_list`, then on perturbed machines (the CPU counts taken in turn).
 
     A perturbed run may take up to PERTURBED_LIMIT times longer: kernel paths may cost twice
     as much and stall (`apkern.hw.perturb`).
@@ -38,12 +38,13 @@ def compare(program: Callable[..., Any], argv: list[str], cpus_list: list[int], 
     ref = observe(program, argv, "up", 1, limit=limit)
     seeds = perturb_seeds(CI_SEEDS, f"{program.__name__} {argv} {cpus_list}")
     runs = [(cpus, None) for cpus in cpus_list] + [(cpus_list[k % len(cpus_list)], s) for k, s in enumerate(seeds)]
-    for cpus, seed in runs:
-        got = observe(
-            program, argv, "apkern", cpus, limit=limit * (1 if seed is None else PERTURBED_LIMIT), perturb=seed
-        )
-        assert_same(ref, got)
-        assert_ak_clean(got)
+    for kernel in PORTS:
+        for cpus, seed in runs:
+            got = observe(
+                program, argv, kernel, cpus, limit=limit * (1 if seed is None else PERTURBED_LIMIT), perturb=seed
+            )
+            assert_same(ref, got)
+            assert_clean(got)
 
 
 def on_signal(sig: int) -> Generator[Any, Any, None]:

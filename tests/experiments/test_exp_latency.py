@@ -45,3 +45,27 @@ def test_apkern_is_slower_by_what_the_breakdown_explains(up, ak) -> None:
 
 def test_latency_is_deterministic() -> None:
     assert measure("apkern", 3, iterations=50) == measure("apkern", 3, iterations=50)
+
+
+@pytest.fixture(scope="module", params=[1, 2, 8])
+def smp(request):
+    return measure("smp", request.param, iterations=200)
+
+
+def test_smp_gettid_is_the_uniprocessor_path_plus_the_lock(up, smp) -> None:
+    """Each uniprocessor stage costs what it costs on one CPU; the lock adds its entry and exit paths."""
+    from apkern.smp import costs as smp_costs
+
+    assert sum(smp.breakdown.values()) == pytest.approx(smp.mean_instructions, abs=1e-9)
+    assert smp.program_mean == pytest.approx(smp.mean_instructions, abs=0.006)
+    for stage in ("kernel entry", "dispatch", "call body", "kernel exit"):
+        assert smp.breakdown[stage] == up.breakdown[stage], stage
+    uncontended_acquire = smp_costs.LOCK_ENTRY + 1  # the path and one compare-exchange
+    release = 1 + smp_costs.LOCK_EXIT + 1  # read the CPU number, the exit path, the releasing store
+    assert smp.breakdown["lock release"] == release
+    assert smp.min_instructions == up.min_instructions + uncontended_acquire + release
+    # on one CPU nobody else takes the lock; on eight the idle CPUs' timer ticks sometimes hold it
+    if smp.cpus == 1:
+        assert smp.breakdown["lock acquire"] == uncontended_acquire
+    else:
+        assert smp.breakdown["lock acquire"] >= uncontended_acquire

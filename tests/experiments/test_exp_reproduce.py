@@ -159,7 +159,7 @@ def test_two_cpu_gains_are_judged_against_the_measured_noise(grid) -> None:
 def test_latency_rows_and_their_breakdowns(grid) -> None:
     out, s = grid
     kernels = {(r["kernel"], r["cpus"]) for r in s["latency"]}
-    assert kernels == {("up", 1), ("apkern", 2), ("apkern", 4), ("apkern", 8)}
+    assert kernels == {("up", 1), *((kernel, n) for kernel in ("apkern", "smp") for n in (2, 4, 8))}
     for r in s["latency"]:
         assert sum(r["breakdown"].values()) == pytest.approx(r["mean_instructions"], abs=1e-6)
 
@@ -174,3 +174,41 @@ def test_a_point_is_deterministic(grid) -> None:
         r["bsp_instructions"],
         r["passes"],
     )
+
+
+# --- the giant-lock SMP port's grid beside the application kernel's ----------------------------------------
+
+
+def test_the_smp_port_runs_the_same_grid(grid) -> None:
+    out, s = grid
+    smp = s["smp"]["throughput"]
+    assert len(smp) == len(KS) * len(PS) * (len(NS) - 1)
+    with open(out / "smp_throughput.csv") as f:
+        assert len(list(csv.DictReader(f))) == len(smp)
+    assert sum(s["smp"]["wins"].values()) == len(smp)
+    report = (out / "report.md").read_text()
+    assert "## The giant-lock SMP port beside the application kernel" in report
+    for k, by_p in s["smp"]["saturated_speedups"].items():
+        for p, by_n in by_p.items():
+            assert set(by_n) == {2, 3, 4, 5, 6, 7, 8}
+            r = next(r for r in smp if (r["syscall_instr"], r["user_pct"], r["cpus"]) == (int(k), float(p), 8))
+            assert f"| {k} | {p} | 8 | {r['apkern_speedup']:.2f} | {r['speedup']:.2f} |" in report
+
+
+def test_the_smp_port_stays_under_its_capacity_bound(grid) -> None:
+    """Never above min(CPUs, t_up / k_up); and where the kernel share is large it gets close to the lock's bound."""
+    _, s = grid
+    for r in s["smp"]["throughput"]:
+        assert r["speedup"] <= r["bound"] * (1 + BOUND_TOLERANCE), (r["syscall_instr"], r["user_pct"], r["cpus"])
+        assert 0 <= r["lock_spin_share"] < 1
+    heavy = next(r for r in s["smp"]["throughput"] if (r["syscall_instr"], r["user_pct"], r["cpus"]) == (151, 80.0, 8))
+    assert heavy["lock_bound"] < 8 and heavy["speedup"] >= 0.85 * heavy["lock_bound"]
+    assert heavy["lock_spin_share"] > 0.3  # most of the extra CPUs' time goes into spinning
+
+
+def test_at_two_cpus_the_port_wins_every_curve(grid) -> None:
+    """With one application processor the application kernel gains little; the port runs user code on both."""
+    _, s = grid
+    for r in s["smp"]["throughput"]:
+        if r["cpus"] == 2:
+            assert r["winner"] == "smp", (r["syscall_instr"], r["user_pct"], r["speedup"], r["apkern_speedup"])

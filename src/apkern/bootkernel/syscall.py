@@ -59,13 +59,14 @@ def _is_word(v: Any) -> bool:
 class Syscalls:
     def __init__(self, kernel: BootKernel) -> None:
         self.k = kernel
+        self.table = TABLE  # number -> (implementation, argument count)
         self.counts: dict[str, int] = {}
 
     def dispatch(self, args: tuple[Any, ...]) -> Gen:
         if not args or not all(_is_word(a) for a in args):
             return -abi.EINVAL
         nr, rest = args[0], args[1:]
-        entry = TABLE.get(nr)
+        entry = self.table.get(nr)
         if entry is None:
             return -abi.ENOSYS
         impl, nargs = entry

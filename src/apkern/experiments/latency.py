@@ -34,6 +34,14 @@ AK_STAGES: dict[Any, str] = {
     ("sys_return", "gettid"): "activation",
     "ak_activated": "AP resume",
 }
+# The giant-lock SMP port: the uniprocessor's path between taking and releasing the kernel lock.
+SMP_STAGES: dict[Any, str] = {
+    "smp_lock": "lock acquire",
+    **{k: v for k, v in UP_STAGES.items() if k != "sys_return"},
+    "sys_return": "kernel exit",
+    "smp_unlock": "lock release",
+    "smp_exit": "interrupts taken on return",
+}
 # A call served on the application processor (the local_calls extension of section 4.3).
 LOCAL_STAGES: dict[Any, str] = {
     "ak_trap": "AP trap entry",
@@ -97,7 +105,10 @@ def measure(
     marks = [mk for mk in sim.machine.tracer.marks]
     inspects = [mk for mk in marks if mk.name == "inspect"]
     inspection_cost = inspects[1].time - inspects[0].time
-    stages = UP_STAGES if kernel == "up" else LOCAL_STAGES if "local_calls" in extensions else AK_STAGES
+    if kernel in ("up", "smp"):
+        stages = UP_STAGES if kernel == "up" else SMP_STAGES
+    else:
+        stages = LOCAL_STAGES if "local_calls" in extensions else AK_STAGES
     calls = split_stages(marks, inspection_cost, stages)
     if len(calls) != iterations:
         raise RuntimeError(f"expected {iterations} measured calls, found {len(calls)}")

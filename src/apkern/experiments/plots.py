@@ -1,4 +1,8 @@
-"""Figures 6, 7 and 8: speedup (top) and bootstrap load (bottom) against CPUs, a line per user share."""
+"""Figures 6, 7 and 8: speedup (top) and bootstrap load (bottom) against CPUs, a line per user share.
+
+With the giant-lock SMP port's grid in the summary, its speedups (top) and lock-spin
+shares (bottom) are drawn dashed in the colour of the same user share.
+"""
 
 from __future__ import annotations
 
@@ -46,20 +50,26 @@ def plot_figures(summary: dict[str, Any], out: Path) -> list[Path]:
     written = []
     for k, name in FIGURES.items():
         fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.4, 7.2), sharex=True, height_ratios=[3, 2])
+        smp = (summary.get("smp") or {}).get("throughput", [])
         for p in sorted({r["user_pct"] for r in rows if r["syscall_instr"] == k}):
             pts = sorted((r for r in rows if r["syscall_instr"] == k and r["user_pct"] == p), key=lambda r: r["cpus"])
             cpus = [r["cpus"] for r in pts]
-            top.plot(cpus, [r["speedup"] for r in pts], marker="o", label=f"{p:g}%")
+            (line,) = top.plot(cpus, [r["speedup"] for r in pts], marker="o", label=f"{p:g}%")
             ak = [r for r in pts if r["cpus"] > 1 and r["bsp_load"] is not None]
             bottom.plot([r["cpus"] for r in ak], [r["bsp_load"] for r in ak], marker="o", label=f"{p:g}%")
-        top.set_ylabel("speedup (vs. uniprocessor kernel)")
+            port = [pts[0]] + [r for r in smp if r["syscall_instr"] == k and r["user_pct"] == p]
+            if len(port) > 1:  # the giant-lock port, dashed in the same colour; its lock spin below
+                style = {"color": line.get_color(), "linestyle": "--", "marker": "x", "linewidth": 1}
+                top.plot([r["cpus"] for r in port], [r["speedup"] for r in port], **style)
+                bottom.plot([r["cpus"] for r in port[1:]], [r["lock_spin_share"] for r in port[1:]], **style)
+        top.set_ylabel("speedup (vs. uniprocessor kernel)" + ("; dashed: smp" if smp else ""))
         top.set_title(f"Speedup and bootstrap kernel load at {k}-instruction system calls")
         top.grid(alpha=0.3)
         top.legend(title="user share", fontsize=8)
         if plateau is not None:  # where the saturated points' load settles, as observed
             bottom.axhline(plateau, color="grey", linestyle="--", linewidth=0.8)
             bottom.annotate("observed plateau", (1.1, plateau + 0.02), fontsize=7, color="grey")
-        bottom.set_ylabel("bootstrap load")
+        bottom.set_ylabel("bootstrap load" + (" (smp, dashed: lock-spin share)" if smp else ""))
         bottom.set_xlabel("CPUs")
         bottom.set_ylim(0, 1.05)
         bottom.grid(alpha=0.3)

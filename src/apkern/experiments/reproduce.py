@@ -9,7 +9,9 @@ evidence, derives the per-call overhead the way the paper does (C = scps *
 bootstrap processor's instructions by path (attribution.py), predicts each
 curve's plateau from the overhead of the other call lengths, judges the gain at
 two CPUs with one yardstick, and writes CSVs, Figures 6-8, summary.json and
-report.md.
+report.md. The giant-lock SMP port of the same kernel runs the same grid and the
+same latency points beside the application kernel (`_smp`): its speedups, its
+lock-spin share, its capacity bound and where each approach wins.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ KS = (151, 451, 4510)
 PS = (80.0, 90.0, 92.5, 95.0, 97.0, 99.0)
 NS = tuple(range(1, 9))
 LATENCY_CPUS = (2, 4, 8)
+# the curves the paper derived its overhead from (section 5.2: 99% in Figure 6, 97% in 7, 90% in 8)
+PAPER_SATURATED = {151: 99.0, 451: 97.0, 4510: 90.0}
 # The one-CPU and two-CPU points run under this many seeds (the grid's and the next ones): their
 # spread is the grid's noise, which decides what counts as a gain and as growth.
 NOISE_SEEDS = 2
@@ -93,6 +97,10 @@ def _point_task(k: int, p: float, n: int, warmup: int, window: int, seed: int, a
     return throughput.measure(k, p, n, warmup=warmup, window=window, seed=seed, attribute=attribute).to_dict()
 
 
+def _smp_point_task(k: int, p: float, n: int, warmup: int, window: int, seed: int) -> dict[str, Any]:
+    return throughput.measure(k, p, n, warmup=warmup, window=window, seed=seed, attribute=False, kernel="smp").to_dict()
+
+
 def _extensions_task() -> dict[str, Any]:
     from . import extensions
 
@@ -105,6 +113,7 @@ def plan(precision: Precision, seed: int = 0) -> list[tuple[str, tuple[Any, ...]
     tasks.append(("extensions", (), 12.0))  # section 4.3 beyond the prototype: the grid above does not use it
     for n in LATENCY_CPUS:
         tasks.append(("latency", ("apkern", n, precision.latency_iterations, seed), 5.0))
+        tasks.append(("latency", ("smp", n, precision.latency_iterations, seed), 2.0))
     for k in KS:
         for p in PS:
             for n in NS:
@@ -113,6 +122,8 @@ def plan(precision: Precision, seed: int = 0) -> list[tuple[str, tuple[Any, ...]
                 seeds = range(seed, seed + (NOISE_SEEDS if n <= 2 else 1))
                 # the other seeds' points serve only the noise: their loop counts, no attribution
                 tasks += [("point", (k, p, n, w, win, s, s == seed), cost) for s in seeds]
+                if n > 1:  # the giant-lock port beside it, against the same uniprocessor point
+                    tasks.append(("smp_point", (k, p, n, w, win, seed), 0.4 * cost))
     tasks.sort(key=lambda t: -t[2])
     return tasks
 
@@ -120,7 +131,12 @@ def plan(precision: Precision, seed: int = 0) -> list[tuple[str, tuple[Any, ...]
 def run_tasks(
     tasks: list[tuple[str, tuple[Any, ...], float]], jobs: int, progress: Callable[[int, int], None] | None = None
 ) -> list[tuple[str, tuple[Any, ...], dict[str, Any]]]:
-    funcs = {"latency": _latency_task, "point": _point_task, "extensions": _extensions_task}
+    funcs = {
+        "latency": _latency_task,
+        "point": _point_task,
+        "smp_point": _smp_point_task,
+        "extensions": _extensions_task,
+    }
     out: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
     if jobs <= 1:
         for i, (kind, args, _) in enumerate(tasks):
@@ -288,6 +304,79 @@ def _two_cpu_gains(raw: dict[tuple[int, float, int, int], dict[str, Any]], noise
     return {"noise": noise["sd"], "seeds": noise["seeds"], "threshold": threshold, "points": points}
 
 
+def _smp(
+    results: list[tuple[str, tuple[Any, ...], dict[str, Any]]],
+    raw: dict[tuple[int, float, int, int], dict[str, Any]],
+    rows: list[dict[str, Any]],
+    seed: int,
+    noise: dict[str, Any],
+) -> dict[str, Any] | None:
+    """The giant-lock port's grid beside the application kernel's: speedups, lock spin, its capacity bound, winners.
+
+    The bound, derived like the paper's formula: the lock serializes the kernel work of every loop, so
+    at most one loop's kernel path completes per k_up instructions (k_up: the uniprocessor's kernel
+    instructions per loop, ticks and switches included), and the speedup never passes t_up / k_up,
+    the inverse of the kernel share, nor the number of CPUs.
+    """
+    ak = {(r["syscall_instr"], r["user_pct"], r["cpus"]): r for r in rows}
+    threshold = NOISE_SIGMAS * noise["sd"]
+    out = []
+    for kind, _, r in results:
+        if kind != "smp_point":
+            continue
+        k, p, n = r["syscall_instr"], r["user_pct"], r["cpus"]
+        up = raw[(k, p, 1, seed)]
+        t_up = up["window_instructions"] / up["loops"]
+        lock_bound = t_up / up["kernel_instructions_per_call"]
+        speedup, ak_speedup = _speedup(r, up), ak[(k, p, n)]["speedup"]
+        winner = "tie"
+        if speedup > ak_speedup * (1 + threshold):
+            winner = "smp"
+        elif ak_speedup > speedup * (1 + threshold):
+            winner = "apkern"
+        out.append(
+            {
+                "syscall_instr": k,
+                "user_pct": p,
+                "cpus": n,
+                "loops": r["loops"],
+                "window_instructions": r["window_instructions"],
+                "speedup": speedup,
+                "apkern_speedup": ak_speedup,
+                "apkern_bsp_load": ak[(k, p, n)]["bsp_load"],
+                "winner": winner,
+                "lock_spin_share": r["lock_spin_share"],
+                "kernel_instructions_per_call": r["kernel_instructions_per_call"],
+                "t_up": t_up,
+                "up_kernel_per_call": up["kernel_instructions_per_call"],
+                "lock_bound": lock_bound,
+                "bound": min(n, lock_bound),
+            }
+        )
+    if not out:
+        return None
+    out.sort(key=lambda r: (r["syscall_instr"], r["user_pct"], r["cpus"]))
+    wins = {w: sum(r["winner"] == w for r in out) for w in ("smp", "apkern", "tie")}
+    margin = {
+        "smp": max(out, key=lambda r: r["speedup"] / r["apkern_speedup"]),
+        "apkern": max(out, key=lambda r: r["apkern_speedup"] / r["speedup"]),
+    }
+    return {
+        "throughput": out,
+        "wins": wins,
+        "threshold": threshold,
+        "largest_margin": margin,
+        "worst_bound_ratio": max(r["speedup"] / r["bound"] for r in out),
+        "saturated_speedups": {
+            str(k): {
+                f"{p:g}": {r["cpus"]: r["speedup"] for r in out if (r["syscall_instr"], r["user_pct"]) == (k, p)}
+                for p in (95.0, PAPER_SATURATED[k])
+            }
+            for k in KS
+        },
+    }
+
+
 def analyse(results: list[tuple[str, tuple[Any, ...], dict[str, Any]]]) -> dict[str, Any]:
     """Speedups, saturation, the derived and attributed overheads, the model check and the two-CPU gains."""
     lat = [r for kind, _, r in results if kind == "latency"]
@@ -329,6 +418,7 @@ def analyse(results: list[tuple[str, tuple[Any, ...], dict[str, Any]]]) -> dict[
         },
         "model_check": _model_check(evidence, per_k),
         "two_cpu_gain": _two_cpu_gains(raw, noise),
+        "smp": _smp(results, raw, rows, grid_seed, noise),
     }
 
 
@@ -357,6 +447,22 @@ TP_FIELDS = [
     "ipsc",
     "up_kernel_per_call",
 ]
+SMP_FIELDS = [
+    "syscall_instr",
+    "user_pct",
+    "cpus",
+    "window_instructions",
+    "loops",
+    "speedup",
+    "apkern_speedup",
+    "winner",
+    "lock_spin_share",
+    "kernel_instructions_per_call",
+    "t_up",
+    "up_kernel_per_call",
+    "lock_bound",
+    "bound",
+]
 
 
 def write_outputs(out: Path, summary: dict[str, Any]) -> None:
@@ -375,6 +481,12 @@ def write_outputs(out: Path, summary: dict[str, Any]) -> None:
         w.writerow(TP_FIELDS)
         for r in summary["throughput"]:
             w.writerow([r.get(c) for c in TP_FIELDS])
+    if summary.get("smp"):
+        with open(out / "smp_throughput.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(SMP_FIELDS)
+            for r in summary["smp"]["throughput"]:
+                w.writerow([r.get(c) for c in SMP_FIELDS])
     plot_figures(summary, out)
     with open(out / "summary.json", "w") as f:
         json.dump(summary, f, indent=1, default=str)

@@ -1,6 +1,9 @@
 """Throughput (paper section 5.2): 20 loop processes, compute(U) then spin(K), on 1 to N CPUs.
 
-One CPU is the bootstrap kernel alone; two or more run the application kernel.
+One CPU is the bootstrap kernel alone; two or more run the application kernel, or
+with `kernel="smp"` the giant-lock port of the bootstrap kernel (there every CPU
+serves calls; the bootstrap-loop figures are absent and `lock_spin_share` says what
+share of all CPUs' time went into spinning on the kernel lock).
 Each point runs a warm-up, then counts in a fixed window: loops completed (spin
 calls served), the bootstrap processor's instructions, forwarded calls, and the
 bootstrap-loop passes with and without a message. Every figure is a difference
@@ -54,6 +57,8 @@ class ThroughputPoint:
     busy_passes: int
     bsp_parts: dict[str, int]
     speedup: float | None = None
+    kernel: str = "apkern"  # the kernel of the points with more than one CPU
+    lock_spin_share: float | None = None  # smp: spin instructions of all CPUs in the window / (CPUs x window)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -71,6 +76,8 @@ def _counters(sim: System) -> dict[str, int]:
         "bsp_spin": bsp["spin_instructions"],
         "passes": st.get("bootstrap_loop_passes", 0),
         "busy": st.get("bootstrap_loop_busy_passes", 0),
+        "spin": sum(c["spin_instructions"] for c in st["per_cpu"]),
+        "kernel": sum(c["kernel_instructions"] for c in st["per_cpu"]),
     }
 
 
@@ -97,6 +104,7 @@ def measure(
     attribute: bool = True,
     extensions: tuple[str, ...] = (),
     getpids: int = 0,
+    kernel: str = "apkern",
 ) -> ThroughputPoint:
     """One point of Figures 6-8 (speedup left unset: it needs the one-CPU point).
 
@@ -107,11 +115,17 @@ def measure(
     """
     if k < 0 or procs < 1 or warmup < 0 or window < 1:
         raise ValueError("need K >= 0, procs >= 1, warmup >= 0 and window >= 1")
+    if kernel not in ("apkern", "smp"):
+        raise ValueError(f"throughput compares the uniprocessor with 'apkern' or 'smp', not {kernel!r}")
     u = user_instructions(k, p)
     sim = System(
-        kernel="up" if cpus == 1 else "apkern", cpus=cpus, seed=seed, extensions=extensions if cpus > 1 else ()
+        kernel="up" if cpus == 1 else kernel,
+        cpus=cpus,
+        seed=seed,
+        extensions=extensions if cpus > 1 and kernel == "apkern" else (),
     )
     parts = Attribution(cpu=0, start=warmup, end=warmup + window)
+    attribute = attribute and not (kernel == "smp" and cpus > 1)  # the bootstrap processor's paths: apkern's only
     if attribute:
         sim.machine.profile(parts)
     spawn_loops(sim, k, p, procs, getpids)
@@ -123,7 +137,8 @@ def measure(
         sim.run(until=sim.now + SETTLE_STEP)
     parts.settle()
     d = {key: b[key] - a[key] for key in a}
-    calls = d["forwarded"] if cpus > 1 else d["loops"]
+    smp = kernel == "smp" and cpus > 1
+    calls = d["forwarded"] if cpus > 1 and not smp else d["loops"]
     return ThroughputPoint(
         cpus=cpus,
         procs=procs,
@@ -138,11 +153,15 @@ def measure(
         bsp_busy_instructions=d["bsp_busy"],
         bsp_load=d["busy"] / d["passes"] if d["passes"] else None,
         bsp_instructions_per_call=d["bsp"] / calls if calls else None,
-        kernel_instructions_per_call=d["bsp_kernel"] / d["loops"] if cpus == 1 and d["loops"] else None,
+        kernel_instructions_per_call=(d["kernel"] if smp else d["bsp_kernel"]) / d["loops"]
+        if (cpus == 1 or smp) and d["loops"]
+        else None,
         bsp_spin_per_call=d["bsp_spin"] / calls if calls else None,
         passes=d["passes"],
         busy_passes=d["busy"],
         bsp_parts=dict(parts.parts) if attribute else {},
+        kernel=kernel,
+        lock_spin_share=d["spin"] / (cpus * window) if smp else None,
     )
 
 
