@@ -139,3 +139,30 @@ def test_placement_auto_needs_the_extension() -> None:
     p = sim.spawn("gettid", ["gettid", "3"], placement="auto")
     sim.run()
     assert p.exit_status == 0
+
+
+def _caller(_arg: int) -> Any:
+    while True:
+        yield from libc.getpid()
+
+
+def exit_beside_callers(argv: list[str]) -> Any:
+    for i in range(4):
+        yield from libc.thread_create(_caller, i)
+    yield from libc.compute(int(argv[1]))
+    yield from libc.exit(0)
+
+
+@pytest.mark.parametrize(("cpus", "seed", "delay"), [(2, 3, 20000), (2, 11, 20000), (5, 3, 33333)])
+def test_a_thread_killed_on_its_way_home_is_freed(
+    cpus: int, seed: int, delay: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The process exits while one of its threads is between its system call's entry and its move home
+    (these perturbed runs hit that window): the move must find it dead and leave it so, or its TCB leaks."""
+    for name, value in {"WINDOW_CALLS": 2, "HOME_USER": 10**9, "AWAY_USER": 0}.items():
+        monkeypatch.setattr(ak, name, value)
+    sim = System(kernel="apkern", cpus=cpus, extensions=MIG, perturb=seed, check_tlb=True, check_locks=True)
+    proc = sim.spawn(exit_beside_callers, ["ebc", str(delay)], placement="auto")
+    sim.run(limit=50_000_000)
+    assert proc.exit_status == 0
+    assert_clean(sim)
