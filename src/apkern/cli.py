@@ -229,7 +229,7 @@ def bench() -> None:
 @cpus_option()
 @ext_option
 @click.option("--iterations", type=int, default=1000, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help=SEED_HELP)
 @click.option("--json", "as_json", is_flag=True)
 def latency(kernel: str, cpus: int | None, ext: str, iterations: int, seed: int, as_json: bool) -> None:
     """gettid latency with inspection points, and its breakdown by stage."""
@@ -268,7 +268,7 @@ def extensions_cmd(cpus: int, as_json: bool) -> None:
 @bench.command("balance")
 @click.option("--cpus", "cpus_arg", default="8,16,32", show_default=True, metavar="N,...", help="machine sizes")
 @click.option("--quick", is_flag=True, help="reproduce's quick windows (a few minutes become one)")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="seeds the loops' random start phases")
 @click.option("--json", "as_json", is_flag=True)
 def balance_cmd(cpus_arg: str, quick: bool, seed: int, as_json: bool) -> None:
     """One ready queue (the paper's) against a queue per AP: lock spinning and throughput (section 4.3)."""
@@ -297,7 +297,7 @@ def balance_cmd(cpus_arg: str, quick: bool, seed: int, as_json: bool) -> None:
 @click.option("--procs", type=int, default=20, show_default=True)
 @click.option("--warmup", type=int, default=None, help="instructions before the window (default: by K and P)")
 @click.option("--window", type=int, default=None, help="measurement window in instructions (default: by K and P)")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="seeds the loops' random start phases")
 @ext_option
 @click.option("--getpids", type=click.IntRange(min=0), default=0, show_default=True, help="getpid calls per loop")
 @click.option(
@@ -437,7 +437,7 @@ def model(ipsc: float, interval: float, opsc: float | None, ips: float, results:
 @click.option("--out", type=click.Path(file_okay=False), default="results", show_default=True)
 @click.option("--quick", is_flag=True, help="shorter windows: a few minutes on two cores")
 @click.option("--jobs", type=int, default=None, help="worker processes (default: one per core)")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="seeds the loops' random start phases")
 def reproduce(out: str, quick: bool, jobs: int | None, seed: int) -> None:
     """Run the paper's section 5 and write CSVs, Figures 6-8, summary.json and report.md."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
