@@ -56,7 +56,7 @@ SYSCALL_NAMES = {v: k[4:].lower() for k, v in globals().items() if k.startswith(
 # creation, exit, join, munmap, sigaction and driver calls are never wrapped).
 SPIN_CALL_TARGETS = frozenset(
     {SYS_GETPID, SYS_GETTID, SYS_OPEN, SYS_READ, SYS_WRITE, SYS_CLOSE, SYS_PIPE, SYS_LSEEK, SYS_DUP}
-    | {SYS_MKDIR, SYS_STAT, SYS_GETDENTS, SYS_WAITPID, SYS_MMAP}
+    | {SYS_MKDIR, SYS_STAT, SYS_GETDENTS, SYS_WAITPID, SYS_MMAP, SYS_FUTEX}
 )
 
 # --- error numbers and flags: the host's values ----------------------------------------

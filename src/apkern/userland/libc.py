@@ -20,7 +20,7 @@ SCRATCH_SIZE bytes and stages `write_bytes`, `read_bytes` and spawn blocks
 through the rest (the staging buffer), so no call needs a heap.
 
 Charged calls: getpid, gettid, waitpid, mmap, open, mkdir, stat, getdents, read,
-write, close, lseek, dup and pipe take a keyword `spin=n`: with n > 0 the kernel
+write, close, lseek, dup, pipe, futex_wait and futex_wake take a keyword `spin=n`: with n > 0 the kernel
 first spins n instructions and then makes the call, in one trap
 (`SYS_SPIN_CALL`), so that a call replayed from a trace spends its measured
 kernel time without a second call's entry and exit (`apkern replay`).
@@ -525,12 +525,12 @@ def illegal() -> Generator[Op, Any, None]:
 # --- futexes and what is built on them (as SPLASH-2's macros build on pthreads) -------------------------
 
 
-def futex_wait(addr: int, value: int) -> Generator[Op, Any, bool]:
+def futex_wait(addr: int, value: int, *, spin: int = 0) -> Generator[Op, Any, bool]:
     """Sleep while the word at `addr` holds `value`; False if it held another value already."""
+    spin = _int("futex_wait", "spin", spin)
+    addr, value = _int("futex_wait", "addr", addr), _int("futex_wait", "value", value)
     try:
-        yield from syscall(
-            abi.SYS_FUTEX, _int("futex_wait", "addr", addr), abi.FUTEX_WAIT, _int("futex_wait", "value", value)
-        )
+        yield from _call(spin, abi.SYS_FUTEX, addr, abi.FUTEX_WAIT, value)
     except OSError as e:
         if e.errno == errno.EAGAIN:
             return False
@@ -538,11 +538,11 @@ def futex_wait(addr: int, value: int) -> Generator[Op, Any, bool]:
     return True
 
 
-def futex_wake(addr: int, n: int = 1) -> Generator[Op, Any, int]:
+def futex_wake(addr: int, n: int = 1, *, spin: int = 0) -> Generator[Op, Any, int]:
     """Wake up to `n` threads sleeping on the word at `addr`; return how many woke."""
-    return (
-        yield from syscall(abi.SYS_FUTEX, _int("futex_wake", "addr", addr), abi.FUTEX_WAKE, _int("futex_wake", "n", n))
-    )
+    spin = _int("futex_wake", "spin", spin)
+    addr, n = _int("futex_wake", "addr", addr), _int("futex_wake", "n", n)
+    return (yield from _call(spin, abi.SYS_FUTEX, addr, abi.FUTEX_WAKE, n))
 
 
 class Mutex:
