@@ -397,10 +397,15 @@ def reproduce(out: str, quick: bool, jobs: int | None, seed: int) -> None:
 @cpus_option()
 @click.option("--ips", type=float, default=None, help="instructions per second of the trace [default: 1e8, nominal]")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--limit", type=click.IntRange(min=1), default=10_000_000_000, show_default=True)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=None,
+    help="instructions of machine time [default: twice what the trace charges, and some]",
+)
 @click.option("--json", "as_json", is_flag=True, help="the mapping and the run's figures as JSON")
 def replay_cmd(
-    trace: str, kernel: str, cpus: int | None, ips: float | None, seed: int, limit: int, as_json: bool
+    trace: str, kernel: str, cpus: int | None, ips: float | None, seed: int, limit: int | None, as_json: bool
 ) -> None:
     """Replay TRACE (`strace -f -ttt -T -o TRACE PROGRAM`, or a shipped trace: find, grep, gzip, findgrep, python)."""
     from .experiments import replay as rx
@@ -439,15 +444,13 @@ def predict_cmd(
     """Replayed speedups of TRACE on 1-8 CPUs under every kernel, beside the capacity model's."""
     from .experiments import replay as rx
 
-    if opsc is not None and not opsc >= 0:
+    if opsc is not None and not 0 <= opsc < float("inf"):
         fail("--opsc must be a number of instructions, at least 0")
     label, plan = rx.load(trace, rx.rp.DEFAULT_IPS if ips is None else ips)
     out = plot_file or f"{label.removesuffix('.trace')}.predict.png"
-    try:
-        with open(out, "ab"):
-            pass
-    except OSError as e:
-        fail(f"cannot write {out}: {e.strerror}")
+    folder = os.path.dirname(os.path.abspath(out))
+    if os.path.isdir(out) or not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+        fail(f"cannot write the plot to {out}")
     pred = rx.predict(label, plan, opsc=opsc, seed=seed)
     rx.plot_prediction(pred, out)
     if as_json:

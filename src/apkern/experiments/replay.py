@@ -53,7 +53,21 @@ from .model import capacity
 
 CPU_COUNTS = tuple(range(1, 9))
 OPSC_POINT = (151, 80.0, 4)  # K, user %, CPUs: the grid's shortest call at its lowest user share is flat from 3 CPUs
-RUN_LIMIT = 10_000_000_000  # instructions of machine time, as `apkern run`
+PER_CALL_ALLOWANCE = 20_000  # instructions a call may cost on top of its charge: several times a forwarded call's
+BASE_ALLOWANCE = 50_000_000  # plus start-up and the last thread's exit, with room to spare
+
+
+RUN_LIMIT = 10_000_000_000  # at most, unless told: 100 s of machine time at the nominal rate (as `apkern run`)
+
+
+def default_limit(plan: rp.Plan) -> int:
+    """How long a replay may run: twice what its timelines charge, PER_CALL_ALLOWANCE per call, and a base.
+
+    A replay that needs more is stuck (a corrupt trace can make its processes wait for each other
+    forever). Never more than RUN_LIMIT.
+    """
+    calls = len([s for t in plan.tasks for s in t.steps]) + sum(plan.setup.values())
+    return min(RUN_LIMIT, 2 * plan.instructions + PER_CALL_ALLOWANCE * calls + BASE_ALLOWANCE)
 
 
 class ReplayError(ValueError):
@@ -108,10 +122,14 @@ def run(
     kernel: str = "up",
     cpus: int = 1,
     seed: int = 0,
-    limit: int = RUN_LIMIT,
+    limit: int | None = None,
     **system: Any,
 ) -> ReplayRun:
-    """Replay `plan` alone on a fresh system; ConfigError for an impossible one, SimulationLimit past `limit`."""
+    """Replay `plan` alone on a fresh system; ConfigError for an impossible one, SimulationLimit past `limit`.
+
+    `limit`: instructions of machine time, `default_limit(plan)` unless given.
+    """
+    limit = default_limit(plan) if limit is None else limit
     if plan.instructions > limit:
         raise SimulationLimit(
             f"the trace charges {plan.instructions:,} instructions at {plan.ips:g} per second, "
@@ -121,7 +139,13 @@ def run(
     sim = System(kernel=kernel, cpus=cpus, seed=seed, **system)
     plan.install(sim.fs)
     proc = sim.spawn(plan.program(), [plan.name])
-    sim.run(limit=limit)
+    try:
+        sim.run(limit=limit)
+    except SimulationLimit:
+        raise SimulationLimit(
+            f"the replay did not finish within {limit:,} instructions: its processes may be waiting for each "
+            "other (as a trace cut short or edited can make them); --limit gives it more time"
+        ) from None
     st = sim.stats
     per = st["per_cpu"]
     return ReplayRun(
@@ -313,7 +337,7 @@ def predict(
     cpus: Iterable[int] = CPU_COUNTS,
     opsc: float | None = None,
     seed: int = 0,
-    limit: int = RUN_LIMIT,
+    limit: int | None = None,
     progress: Callable[[str, int], None] | None = None,
 ) -> Prediction:
     """Replay `plan` on every kernel and CPU count; each speedup over up (1 CPU) beside the model's."""

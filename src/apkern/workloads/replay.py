@@ -101,6 +101,7 @@ DEFAULT_IPS = NOMINAL_IPS
 ROOT = "/trace"
 DEFAULT_CWD = "/cwd"
 MAX_SPIN = 1 << 30  # the kernel's bound on one spin (bootstrap kernel, sysproc.MAX_SPIN)
+MAX_SLEEP = (1 << 31) - 1  # a sleep's length is a signed word
 MAX_FD = 1024  # traced descriptors the replay can follow
 FILL = b"."
 PIPE_CAPACITY = 4096  # our pipes' buffer (abi.PIPE_BUF)
@@ -318,11 +319,12 @@ class _Compiler:
         self.capped = 0
 
     # time -----------------------------------------------------------------------------------
-    def instr(self, seconds: float | None) -> int:
+    def instr(self, seconds: float | None, cap: int | None = MAX_SPIN) -> int:
+        """`seconds` in instructions, at most `cap` (a call's spin or sleep is one kernel argument)."""
         n = round(max(0.0, seconds or 0.0) * self.ips)
-        if n > MAX_SPIN:
+        if cap is not None and n > cap:
             self.capped += 1
-            return MAX_SPIN
+            return cap
         return n
 
     # paths ----------------------------------------------------------------------------------
@@ -434,7 +436,7 @@ class _Compiler:
         start = c.start
         last = task.last_end if task.last_end is not None else start
         task.last_end = max(last, c.end)
-        return self.instr(start - last)
+        return self.instr(start - last, None)
 
     def compile(self, task: Task, c: strace.Call) -> None:
         proc = self.procs[task.leader]
@@ -524,10 +526,10 @@ class _Compiler:
         elif name == "futex" and len(args) >= 3:
             self.futex(task, proc, c, args, measured, floor, base)
         elif name in SLEEPS:
-            self.add(task, Step("sleep", spin=measured, **base), "sleep")
+            self.add(task, Step("sleep", spin=self.instr(c.duration, MAX_SLEEP), **base), "sleep")
         elif name in WAITS:
             if c.value == 0:
-                self.add(task, Step("sleep", spin=measured, **base), "sleep")
+                self.add(task, Step("sleep", spin=self.instr(c.duration, MAX_SLEEP), **base), "sleep")
             else:
                 spin("floor", floor)
         else:
@@ -689,7 +691,7 @@ class _Compiler:
             self.add(task, Step("spin", spin=measured, **base), "measured")
             return
         if c.errno == "ETIMEDOUT":
-            self.add(task, Step("sleep", spin=measured, **base), "sleep")
+            self.add(task, Step("sleep", spin=self.instr(c.duration, MAX_SLEEP), **base), "sleep")
             return
         if c.value == 0:
             woken = self.woken_by(c)
@@ -706,7 +708,7 @@ class _Compiler:
         self.add(task, Step("spin", spin=measured, **base), "measured")
 
     def woken_by(self, wait: strace.Call) -> int | None:
-        """Which wake of the wait's address (1, 2, ...) ended it: the last one of its process before it returned.
+        """Which wake of the wait's address (1, 2, ...) ended it: the last, by another thread, begun before it returned.
 
         Worked out from all of the trace's wakes of that address (not only those compiled so far).
         """
@@ -724,11 +726,11 @@ class _Compiler:
                 and a[1].startswith("FUTEX_WAKE")
                 and not a[1].startswith("FUTEX_WAKE_OP")
             ):
-                wakes.append((c.end, c.line, c.pid, c.value or 0))
+                wakes.append((c.start, c.line, c.pid, c.value or 0))
         wakes.sort()
         k = None
-        for i, (end, _line, pid, woke) in enumerate(wakes, 1):
-            if end <= wait.end and woke > 0 and pid != wait.pid:
+        for i, (start, _line, pid, woke) in enumerate(wakes, 1):
+            if start <= wait.end and woke > 0 and pid != wait.pid:  # it began before the waiter was back
                 k = i
         return k
 
@@ -761,7 +763,7 @@ def plan(trace: strace.Trace, ips: float = DEFAULT_IPS) -> Plan:
     if len(c.tasks) > (DATA_END - TASK_TABLE) // 4 - max((len(p.slots) for p in c.procs.values()), default=0):
         raise ValueError(f"{len(c.tasks)} threads and their futexes do not fit the replay's tables")
     if c.capped:
-        c.notes.append(f"{c.capped} call(s) longer than {MAX_SPIN} instructions were cut to that")
+        c.notes.append(f"{c.capped} call(s) longer than the kernel takes in one spin or sleep: cut to that")
     for proc in c.procs.values():
         c.own("mmap (the process's buffer)")
         if proc.pipe_writer:
