@@ -24,8 +24,10 @@ The model's inputs, from the trace (at the replay's instruction rate):
 Each kernel's prediction on N CPUs (None where the model has nothing to say):
 
 - up: 1 on one CPU (the reference);
-- apkern: min(N - 1, parallelism, interval / (ipsc + opsc)), the paper's bound
-  (section 5.2) on the N - 1 application processors;
+- apkern: min((N - 1) * interval / (interval - ipsc), parallelism,
+  interval / (ipsc + opsc)): the N - 1 application processors do all the user
+  work (while the bootstrap processor does the kernel's), and the paper's bound
+  (section 5.2): the bootstrap processor serves every call;
 - smp: min(N, parallelism, interval / ipsc), the giant lock's bound (the
   uniprocessor's kernel work serialised: the inverse of its kernel share), as
   the reproduction states it for the port.
@@ -297,7 +299,9 @@ def model_speedup(kernel: str, cpus: int, m: ModelInputs) -> float | None:
     if kernel == "apkern":
         if cpus < 2 or m.ipsc + m.opsc <= 0 or m.interval <= 0:
             return None
-        return min(cpus - 1, m.parallelism, capacity(m.ipsc, m.interval, m.opsc, m.ips).max_speedup)
+        user = m.interval - m.ipsc  # the user work per call, which only the application processors do
+        aps = (cpus - 1) * m.interval / user if user > 0 else math.inf
+        return min(aps, m.parallelism, capacity(m.ipsc, m.interval, m.opsc, m.ips).max_speedup)
     if kernel == "smp":
         bound = m.interval / m.ipsc if m.ipsc > 0 else math.inf
         return min(cpus, m.parallelism, bound)
