@@ -81,7 +81,7 @@ def test_the_replay_spends_what_the_trace_charges() -> None:
     assert p.instructions <= run.time <= 1.1 * p.instructions
     assert run.user_instructions >= p.user_instructions
     assert run.kernel_instructions >= p.kernel_instructions
-    written = b"".join(s.data for s in p.tasks[0].steps if s.op == "write")
+    written = b"".join(s.data + rp.FILL * (s.count - len(s.data)) for s in p.tasks[0].steps if s.op == "write")
     assert len(written) == 46_633 and run.console == written.decode("utf-8", "replace")  # the .gz, as far as shown
 
 
@@ -202,6 +202,24 @@ def test_a_thread_without_a_traced_creator_and_calls_after_an_exit() -> None:
     assert any("no traced creator" in n for n in p.notes) and any("after its thread's exit" in n for n in p.notes)
     run = replayed(p)
     assert run.exit_status == 0 and len(run.processes) == 2
+
+
+def test_transfers_and_files_are_bounded_by_what_the_machine_holds() -> None:
+    big = 20 << 20
+    p = compiled(
+        '60 openat(AT_FDCWD, "/big", O_RDONLY) = 3 <0.000010>',
+        f'60 read(3, "x"..., {big}) = {big} <0.010000>',
+        f'60 write(1, "y"..., {big}) = {big} <0.010000>',
+        "60 exit_group(0) = ?",
+    )
+    assert [s.count for s in p.tasks[0].steps if s.op in ("read", "write")] == [rp.MAX_TRANSFER] * 2
+    assert p.files == {"/trace/big": rp.MAX_FILE}
+    assert p.notes == [
+        f"2 read(s) or write(s) of more than {rp.MAX_TRANSFER} bytes move that many",
+        f"/trace/big: {big} bytes read, the replay's file holds {rp.MAX_FILE}",
+    ]
+    run = replayed(p)
+    assert run.exit_status == 0 and run.console == "y" + "." * (rp.MAX_TRANSFER - 1)
 
 
 def test_bad_rates_and_limits_are_refused() -> None:

@@ -78,10 +78,12 @@ tree/a/b/deep.h, tree/c/m1.c ... m3.c), licenses.txt (the first 200,000 bytes of
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import dataclasses
 import functools
 import importlib.resources
+import math
 import os
 import posixpath
 import re
@@ -103,6 +105,8 @@ DEFAULT_CWD = "/cwd"
 MAX_SPIN = 1 << 30  # the kernel's bound on one spin (bootstrap kernel, sysproc.MAX_SPIN)
 MAX_SLEEP = (1 << 31) - 1  # a sleep's length is a signed word
 MAX_FD = 1024  # traced descriptors the replay can follow
+MAX_TRANSFER = 1 << 18  # bytes one replayed read or write moves at most (the machine has 32 MiB)
+MAX_FILE = 16 << 20  # bytes a file of the trace holds at most in the simulated file system
 FILL = b"."
 PIPE_CAPACITY = 4096  # our pipes' buffer (abi.PIPE_BUF)
 NEVER = -1  # a traced descriptor with no counterpart
@@ -154,7 +158,7 @@ class Step:
     whence: int = 0
     flags: int = 0
     path: str = ""
-    data: bytes = b""
+    data: bytes = b""  # write: the bytes strace showed (the rest of `count` is FILL)
     task: int = -1  # the task created, waited for or joined; futex: its word's slot
     pipe: bool = False  # a read from a pipe: read on until the traced count
     fds: tuple[int, ...] = ()  # spawn: the descriptors the child inherits; cloexec: those closed
@@ -317,6 +321,9 @@ class _Compiler:
         self.by_pid: dict[int, int] = {}
         self.procs: dict[int, _Proc] = {}  # leader task -> its table
         self.capped = 0
+        self.cut_transfers = 0
+        self._wakes: dict[tuple[int, int], list[tuple[float, int, int, int]]] | None = None
+        self.creators: dict[int, tuple[strace.Call, bool]] = {}
 
     # time -----------------------------------------------------------------------------------
     def instr(self, seconds: float | None, cap: int | None = MAX_SPIN) -> int:
@@ -598,7 +605,8 @@ class _Compiler:
         d = proc.fds[fd]
         got = c.value or 0
         asked = _int(args[-1]) if c.name == "read" else None
-        count = got if got > 0 else max(1, min(asked or 4096, 1 << 20))
+        count = min(got, MAX_TRANSFER) if got > 0 else max(1, min(asked or 4096, MAX_TRANSFER))
+        self.cut_transfers += got > MAX_TRANSFER
         proc.buffer = max(proc.buffer, count)
         if d.kind == "pipe_r":
             self.add(task, Step("read", spin=floor, fd=fd, count=count, pipe=True, **base), "floor")
@@ -617,16 +625,18 @@ class _Compiler:
         self, task: Task, proc: _Proc, c: strace.Call, fd: int, args: list[str], measured: int, base: Any
     ) -> None:
         d = proc.fds[fd]
-        count = c.value or 0
-        if d.kind in ("dir", "pipe_r") or count > 1 << 24:
+        if d.kind in ("dir", "pipe_r"):
             self.add(task, Step("spin", spin=measured, **base), "measured")
             return
+        traced = c.value or 0
+        count = min(traced, MAX_TRANSFER)
+        self.cut_transfers += traced > MAX_TRANSFER
         shown = b"".join(
             got[0] for s in _STRING.findall(args[1] if len(args) > 1 else "") if (got := strace.unquote(s))
         )
-        data = (shown + FILL * count)[:count]
+        data = shown[:count]  # the rest is FILL, added as the replay writes it
         if d.kind == "file":
-            d.pos += count
+            d.pos += traced
         if d.kind == "pipe_w":
             proc.pipe_writer = True
         proc.buffer = max(proc.buffer, count)
@@ -707,43 +717,51 @@ class _Compiler:
             return
         self.add(task, Step("spin", spin=measured, **base), "measured")
 
+    def leader_pid(self, pid: int) -> int:
+        """The pid of the first thread of `pid`'s process, from the trace's clones alone."""
+        seen = set()
+        while pid in self.creators and self.creators[pid][1] and pid not in seen:
+            seen.add(pid)
+            pid = self.creators[pid][0].pid
+        return pid
+
+    def wake_index(self) -> dict[tuple[int, int], list[tuple[float, int, int, int]]]:
+        """(process, futex address) -> its wakes (start, line, pid, threads woken), in the order they began."""
+        if self._wakes is None:
+            self._wakes = {}
+            for c in self.trace.calls:
+                a = c.arg_list() if c.name == "futex" else []
+                if len(a) >= 3 and a[1].startswith("FUTEX_WAKE") and not a[1].startswith("FUTEX_WAKE_OP"):
+                    key = (self.leader_pid(c.pid), _int(a[0]) or 0)
+                    self._wakes.setdefault(key, []).append((c.start, c.line, c.pid, c.value or 0))
+            for wakes in self._wakes.values():
+                wakes.sort()
+        return self._wakes
+
     def woken_by(self, wait: strace.Call) -> int | None:
         """Which wake of the wait's address (1, 2, ...) ended it: the last, by another thread, begun before it returned.
 
         Worked out from all of the trace's wakes of that address (not only those compiled so far).
         """
-        leader = self.tasks[self.by_pid[wait.pid]].leader
-        addr = _int(wait.arg_list()[0])
-        wakes = []  # every wake of the address in the process, as the replay counts them
-        for c in self.trace.calls:
-            t = self.task_of(c.pid) if c.name == "futex" else None
-            if t is None or t.leader != leader:
-                continue
-            a = c.arg_list()
-            if (
-                len(a) >= 3
-                and _int(a[0]) == addr
-                and a[1].startswith("FUTEX_WAKE")
-                and not a[1].startswith("FUTEX_WAKE_OP")
-            ):
-                wakes.append((c.start, c.line, c.pid, c.value or 0))
-        wakes.sort()
-        k = None
-        for i, (start, _line, pid, woke) in enumerate(wakes, 1):
-            if start <= wait.end and woke > 0 and pid != wait.pid:  # it began before the waiter was back
-                k = i
-        return k
+        wakes = self.wake_index().get((self.leader_pid(wait.pid), _int(wait.arg_list()[0]) or 0), [])
+        i = bisect.bisect_right(wakes, (wait.end, math.inf))  # those that began before the waiter was back
+        while i > 0:
+            _start, _line, pid, woke = wakes[i - 1]
+            if woke > 0 and pid != wait.pid:
+                return i
+            i -= 1
+        return None
 
 
 def _woken_index_check(plan: Plan) -> None:
     """A futex wait must wait for a wake its process makes: drop any that waits for more wakes than exist."""
+    made: dict[tuple[int, int], int] = {}  # (process, slot) -> wakes
     for task in plan.tasks:
-        wakes: dict[int, int] = {}
-        for other in plan.tasks:
-            if other.leader == task.leader:
-                for s in other.steps:
-                    if s.op == "futex_wake":
-                        wakes[s.task] = wakes.get(s.task, 0) + 1
+        for s in task.steps:
+            if s.op == "futex_wake":
+                made[task.leader, s.task] = made.get((task.leader, s.task), 0) + 1
+    for task in plan.tasks:
+        wakes = {slot: n for (leader, slot), n in made.items() if leader == task.leader}
         task.steps = [
             dataclasses.replace(s, op="spin") if s.op == "futex_wait" and s.count > wakes.get(s.task, 0) else s
             for s in task.steps
@@ -762,6 +780,12 @@ def plan(trace: strace.Trace, ips: float = DEFAULT_IPS) -> Plan:
         c.notes.append(f"standard input: a file of the {stdin} bytes the program read")
     if len(c.tasks) > (DATA_END - TASK_TABLE) // 4 - max((len(p.slots) for p in c.procs.values()), default=0):
         raise ValueError(f"{len(c.tasks)} threads and their futexes do not fit the replay's tables")
+    if c.cut_transfers:
+        c.notes.append(f"{c.cut_transfers} read(s) or write(s) of more than {MAX_TRANSFER} bytes move that many")
+    for path, size in c.files.items():
+        if size > MAX_FILE:
+            c.files[path] = MAX_FILE
+            c.notes.append(f"{path}: {size} bytes read, the replay's file holds {MAX_FILE}")
     if c.capped:
         c.notes.append(f"{c.capped} call(s) longer than the kernel takes in one spin or sleep: cut to that")
     for proc in c.procs.values():
@@ -936,7 +960,7 @@ def _make_program(plan: Plan) -> Callable[[list[str]], Gen]:
                         break
                     got += n
             elif s.op == "write":
-                yield from libc.write_mem(buf, s.data)
+                yield from libc.write_mem(buf, s.data + FILL * (s.count - len(s.data)))
                 yield from libc.write(ours, buf, s.count, spin=s.spin)
             elif s.op == "lseek":
                 yield from libc.lseek(ours, s.count, s.whence, spin=s.spin)
