@@ -57,6 +57,15 @@ def test_replay_of_a_users_trace_as_json(capsys, user_trace: Path) -> None:
     assert [p[1] for p in d["run"]["processes"].values()] == [0, 0]
 
 
+def test_replay_of_a_trace_cut_mid_line_notes_it(capsys, tmp_path: Path) -> None:
+    path = tmp_path / "cut.trace"
+    path.write_text(USER_TRACE[: USER_TRACE.index("700 1000.001500") + 30])
+    code, out, err = call(capsys, "replay", str(path))
+    assert (code, err) == (0, "")
+    assert "line 11: cut short (the file ends mid-line): left out" in out
+    assert "thread 700: no end in the trace: it ends after its last call" in out
+
+
 def test_predict_prints_every_kernel_beside_the_model_and_plots(capsys, user_trace: Path, tmp_path: Path) -> None:
     plot = tmp_path / "p.png"
     code, out, err = call(capsys, "predict", str(user_trace), "--opsc", "500", "--plot", str(plot))

@@ -204,6 +204,25 @@ def test_a_thread_without_a_traced_creator_and_calls_after_an_exit() -> None:
     assert run.exit_status == 0 and len(run.processes) == 2
 
 
+def test_vfork_unknown_calls_and_a_wait_for_any_child() -> None:
+    p = compiled(
+        "70 vfork() = 71 <0.000100>",
+        '71 execve("/bin/true", ["true"], 0x1 /* 1 var */) = 0 <0.000200>',
+        "71 frobnicate(1, 2) = 0 <0.000040>",  # a call strace knows and we do not
+        "71 syscall_0x1c8(0x1, 0x2) = -1 ENOSYS (Function not implemented) <0.000003>",
+        "71 exit_group(2) = ?",
+        "71 +++ exited with 2 +++",
+        "70 wait4(-1, [{WIFEXITED(s) && WEXITSTATUS(s) == 2}], 0, NULL) = 71 <0.000050>",
+        "70 --- SIGCHLD {si_signo=SIGCHLD, si_code=CLD_EXITED, si_pid=71, si_status=2} ---",
+        "70 exit_group(0) = ?",
+    )
+    assert p.processes == 2 and steps(p, 0) == [("spawn", "vfork"), ("wait", "wait4"), ("exit", "exit_group")]
+    assert [(s.op, s.spin) for s in p.tasks[1].steps][1:3] == [("spin", 4_000), ("spin", 300)]
+    assert p.mapping[("frobnicate", "spin", "measured")] == 1 and p.signals == 1
+    run = replayed(p)
+    assert run.exit_status == 0 and run.processes == {1: ("replay", 0), 2: ("replay", 2)}
+
+
 def test_transfers_and_files_are_bounded_by_what_the_machine_holds() -> None:
     big = 20 << 20
     p = compiled(

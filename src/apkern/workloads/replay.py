@@ -41,13 +41,14 @@ directory the replay resolves paths from, and spin); futex waits and wakes betwe
 the threads of a process (a wait that a wake ended waits, in the replay, until as
 many wakes of that address have happened as the trace shows up to it; a wait on a
 thread id is a join); clone, fork, vfork, wait4, exit, exit_group. Any other call, and a
-mapped call the trace shows failing (but open and the look-ups, which fail in our
-kernel too), becomes `SYS_SPIN` of its measured time. `Plan.mapping` lists what
+mapped call the trace shows failing (but open, mkdir and the look-ups, which fail in
+our kernel too), becomes `SYS_SPIN` of its measured time. `Plan.mapping` lists what
 was mapped how; `Plan.notes` what was left out.
 
 What a trace cannot show and the replay does not invent: page faults (no memory
 is touched beyond the replay's buffers, so anonymous mmap, brk and munmap are
-spins), file contents (files hold '.' bytes, as many as the program read),
+spins), file contents (files hold '.' bytes, as many as the program read, at most
+MAX_FILE; a read or write moves at most MAX_TRANSFER bytes: the machine has 32 MiB),
 signal handlers (signals are listed, not delivered: a process killed by a signal
 kills itself at the end of its timeline), shared memory between processes.
 Writes of concurrent processes or threads to one file or console interleave as
@@ -61,9 +62,14 @@ and what runtime timing adds: another read when a pipe holds less than the trace
 read at once, another futex wait when a wake was for someone else.
 
 Shipped traces (`traces/NAME.trace`, `shipped()`), captured on Debian 12 (strace
-6.1, x86-64) in a scratch directory holding a small tree (tree/a/f1.txt ...
-tree/a/b/deep.h, tree/c/m1.c ... m3.c), licenses.txt (the first 200,000 bytes of
-/usr/share/common-licenses/*, concatenated) and count.py (below), each with
+6.1, Python 3.11, x86-64) in a scratch directory made by
+
+    mkdir -p tree/a/b tree/c
+    for i in 1 2 3; do echo "hello world $i" > tree/a/f$i.txt; echo "int main(void) { return $i; }" > tree/c/m$i.c; done
+    echo "#define X 1" > tree/a/b/deep.h
+    cat /usr/share/common-licenses/* | head -c 200000 > licenses.txt
+
+with count.py (below) beside them, each with
 
     env -i PATH=/usr/bin:/bin LC_ALL=C strace -f -ttt -T -o NAME.trace COMMAND
 
@@ -71,9 +77,27 @@ tree/a/b/deep.h, tree/c/m1.c ... m3.c), licenses.txt (the first 200,000 bytes of
 - grep: `grep -r int tree`
 - gzip: `gzip -c licenses.txt > licenses.txt.gz`
 - findgrep: `sh -c "find tree -name '*.c' | grep m2"` (three processes, a pipe)
-- python: `python3 -S -I count.py`, where count.py forks a child that counts the
-  words of tree/a/f1.txt and sends the count through a pipe, waits for it, then
-  sums squares in a thread and joins it (two processes, two threads, futexes).
+- python: `python3 -S -I count.py` (two processes, two threads, futexes), count.py being
+
+      import os, threading
+      def count_words(path):
+          with open(path) as f:
+              return len(f.read().split())
+      r, w = os.pipe()
+      pid = os.fork()
+      if pid == 0:
+          os.close(r)
+          os.write(w, b"%d\\n" % count_words("tree/a/f1.txt"))
+          os._exit(0)
+      os.close(w)
+      got = os.read(r, 64)
+      os.close(r)
+      os.waitpid(pid, 0)
+      result = []
+      t = threading.Thread(target=lambda: result.append(sum(i * i for i in range(20000))))
+      t.start()
+      t.join()
+      print("child words", int(got), "thread sum", result[0])
 """
 
 from __future__ import annotations
