@@ -47,7 +47,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..hw import NOMINAL_IPS
 from ..system import KERNELS, ConfigError, SimulationLimit, System
 from ..workloads import replay as rp
 from ..workloads import strace
@@ -225,7 +224,7 @@ def format_run(plan: rp.Plan, r: ReplayRun) -> str:
     busy = r.user_instructions + r.kernel_instructions + r.spin_instructions
     out = [
         f"replayed on {r.kernel}, {r.cpus} CPU(s): {r.time:,} instructions "
-        f"({_ms(r.time, NOMINAL_IPS)} at the machine's nominal rate; the trace spans {plan.span * 1e3:.3f} ms), "
+        f"({_ms(r.time, plan.ips)} at {plan.ips:,.0f} per second; the trace spans {plan.span * 1e3:.3f} ms), "
         f"exit status {r.exit_status}, {len(r.console)} bytes of output",
         f"  CPU time: user {r.user_instructions:,}, kernel {r.kernel_instructions:,}, "
         f"lock spin {r.spin_instructions:,} ({busy:,} busy), idle {r.idle_instructions:,}",
