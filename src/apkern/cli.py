@@ -472,6 +472,75 @@ def reproduce(out: str, quick: bool, jobs: int | None, seed: int) -> None:
         click.echo(f"overhead per forwarded call: derived {d:.0f}, attributed by path {a:.0f} instructions")
 
 
+@cli.command("replay")
+@click.argument("trace")
+@kernel_option
+@cpus_option()
+@click.option("--ips", type=float, default=None, help="instructions per second of the trace [default: 1e8, nominal]")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=None,
+    help="instructions of machine time [default: twice what the trace charges, and some]",
+)
+@click.option("--json", "as_json", is_flag=True, help="the mapping and the run's figures as JSON")
+def replay_cmd(
+    trace: str, kernel: str, cpus: int | None, ips: float | None, seed: int, limit: int | None, as_json: bool
+) -> None:
+    """Replay TRACE (`strace -f -ttt -T -o TRACE PROGRAM`, or a shipped trace: find, grep, gzip, findgrep, python)."""
+    from .experiments import replay as rx
+
+    label, plan = rx.load(trace, rx.rp.DEFAULT_IPS if ips is None else ips)
+    r = rx.run(plan, kernel, _cpus(kernel, cpus), seed=seed, limit=limit)
+    if as_json:
+        mapping = [{"call": c, "as": op, "charge": ch, "count": n} for (c, op, ch), n in sorted(plan.mapping.items())]
+        click.echo(
+            json.dumps(
+                {"trace": label, "mapping": mapping, "setup": plan.setup, "notes": plan.notes, "run": r.to_dict()}
+            )
+        )
+        return
+    click.echo(rx.report(label, plan))
+    click.echo("")
+    click.echo(rx.format_run(plan, r))
+
+
+@cli.command("predict")
+@click.argument("trace")
+@click.option("--ips", type=float, default=None, help="instructions per second of the trace [default: 1e8, nominal]")
+@click.option("--opsc", type=float, default=None, help="apkern's overhead per forwarded call [default: derived]")
+@click.option(
+    "--plot",
+    "plot_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="where to write the figure [default: TRACE's name with .predict.png, here]",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def predict_cmd(
+    trace: str, ips: float | None, opsc: float | None, plot_file: str | None, seed: int, as_json: bool
+) -> None:
+    """Replayed speedups of TRACE on 1-8 CPUs under every kernel, beside the capacity model's."""
+    from .experiments import replay as rx
+
+    if opsc is not None and not 0 <= opsc < float("inf"):
+        fail("--opsc must be a number of instructions, at least 0")
+    label, plan = rx.load(trace, rx.rp.DEFAULT_IPS if ips is None else ips)
+    out = plot_file or f"{label.removesuffix('.trace')}.predict.png"
+    folder = os.path.dirname(os.path.abspath(out))
+    if os.path.isdir(out) or not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+        fail(f"cannot write the plot to {out}")
+    pred = rx.predict(label, plan, opsc=opsc, seed=seed)
+    rx.plot_prediction(pred, out)
+    if as_json:
+        click.echo(json.dumps({**pred.to_dict(), "plot": out}))
+        return
+    click.echo(rx.format_prediction(plan, pred))
+    click.echo(f"plot: {out}")
+
+
 def _interrupted(e: BaseException | None) -> NoReturn:
     """Ctrl-C: say what was kept (an interrupted reproduction's finished tasks) and exit 130."""
     finished = getattr(e, "finished", None)
