@@ -47,6 +47,7 @@ SYS_MKDIR = 27  # (path_ptr) -> 0
 SYS_STAT = 28  # (path_ptr, buf) -> 0; buf gets STAT_SIZE bytes: mode, size (little-endian words)
 SYS_GETDENTS = 29  # (fd of a directory, buf, n) -> bytes of entries written, 0 at the end
 SYS_FUTEX = 26  # (address, op, value): FUTEX_WAIT sleeps if the word still holds value; FUTEX_WAKE wakes value sleepers
+SYS_UNLINK = 30  # (path_ptr) -> 0: remove a file's name; descriptors open on it keep reading and writing it
 
 SYSCALL_NAMES = {v: k[4:].lower() for k, v in globals().items() if k.startswith("SYS_")}
 
