@@ -110,7 +110,15 @@ def run(
     limit: int,
     files: tuple[str, ...],
 ) -> None:
-    """Run a built-in PROGRAM with ARGS; print its output (fd 1 to stdout, fd 2 to stderr), exit with its status."""
+    """Run PROGRAM with ARGS; print its output (fd 1 to stdout, fd 2 to stderr), exit with its status.
+
+    PROGRAM is a built-in's name (`apkern programs`), a Python file FILE.py[:FUNCTION]
+    whose generator function main(argv) (or FUNCTION) is the program, or a TOML
+    workload WORKLOAD.toml (see docs/workloads.md).
+    """
+    from .workloads.source import resolve
+
+    prog = resolve(program, args)
     if trace_file:
         try:
             with open(trace_file, "w"):
@@ -118,6 +126,8 @@ def run(
         except OSError as e:
             fail(f"cannot write {trace_file}: {e.strerror}")
     sim = System(kernel=kernel, cpus=_cpus(kernel, cpus), seed=seed, trace=trace_file is not None, extensions=_ext(ext))
+    for path, data in prog.files.items():  # a TOML workload's [files]; --file may replace them
+        sim.fs.write_file(path, data)
     for spec in files:
         path, sep, host = spec.partition("=")
         if not sep or not path.startswith("/"):
@@ -127,7 +137,7 @@ def run(
                 sim.fs.write_file(path, f.read())
         except OSError as e:
             fail(f"cannot read {host}: {e.strerror}")
-    proc = sim.spawn(program, [program, *args], placement=placement)
+    proc = sim.spawn(prog.main, prog.argv, placement=placement)
     sim.run(limit=limit)
     if trace_file:
         from .experiments.chrome_trace import write_trace
@@ -142,6 +152,72 @@ def run(
         click.echo(sim.kernel.console.text(fd=1), nl=False)
         click.echo(sim.kernel.console.text(fd=2), nl=False, err=True)
     sys.exit(status if status >= 0 else 128 - status)
+
+
+@cli.command(context_settings={"ignore_unknown_options": True})
+@click.argument("program")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@click.option(
+    "--cpus",
+    "cpus_arg",
+    default="1,2,4,8",
+    show_default=True,
+    metavar="N,...",
+    help="CPU counts for each kernel (up runs on 1: the baseline)",
+)
+@ext_option
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=10_000_000_000,
+    show_default=True,
+    help="stop with an error after this many instructions of machine time, per run",
+)
+@click.option(
+    "--file",
+    "files",
+    multiple=True,
+    metavar="PATH=HOSTFILE",
+    help="copy a host file into the simulated file system of every run",
+)
+@click.option("--json", "as_json", is_flag=True, help="print every run's figures and the verdict as JSON")
+def compare(
+    program: str, args: tuple[str, ...], cpus_arg: str, ext: str, limit: int, files: tuple[str, ...], as_json: bool
+) -> None:
+    """Run PROGRAM (a built-in, FILE.py[:FUNCTION] or WORKLOAD.toml) on every kernel and CPU count.
+
+    Prints time and speedup against up, forwarded calls and exceptions, the bootstrap
+    processor's load and per-CPU user/kernel/spin/idle shares, and checks that output,
+    exit statuses and files are the same on every kernel: exit status 1 when they differ.
+    """
+    from .experiments.compare import compare as run_compare
+    from .experiments.compare import format_comparison
+    from .hw import MAX_CPUS
+    from .workloads.source import resolve
+
+    try:
+        cpus = [int(c) for c in cpus_arg.split(",") if c.strip()]
+    except ValueError:
+        fail(f"--cpus takes numbers separated by commas, not {cpus_arg!r}")
+    if not cpus or not all(1 <= c <= MAX_CPUS for c in cpus):
+        fail(f"--cpus: each machine has 1 to {MAX_CPUS} CPUs, not {cpus_arg!r}")
+    extra: dict[str, bytes] = {}
+    for spec in files:
+        path, sep, host = spec.partition("=")
+        if not sep or not path.startswith("/") or path == "/" or path.startswith("/dev"):
+            fail(f"--file wants /PATH=HOSTFILE (not / or under /dev), not {spec!r}")
+        try:
+            with open(host, "rb") as f:
+                extra[path] = f.read()
+        except OSError as e:
+            fail(f"cannot read {host}: {e.strerror}")
+    prog = resolve(program, args)
+    result = run_compare(prog, cpus, extensions=_ext(ext), files=extra, limit=limit)
+    if as_json:
+        click.echo(json.dumps(result.to_dict()))
+    else:
+        click.echo(format_comparison(result))
+    sys.exit(0 if result.same else 1)
 
 
 @cli.command()
