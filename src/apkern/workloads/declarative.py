@@ -46,7 +46,6 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from ..bootkernel import abi
 from ..hw.ops import Op
 from ..userland import libc
 from .source import ProgramError
@@ -203,8 +202,8 @@ class _Check:
                 known = ", ".join("{" + p + "}" for p in PLACEHOLDERS)
                 raise self.fail(where, f"{s!r}: unknown placeholder {{{bad[0]}}} (known: {known})")
             widest = s.format(process="x" * 32, copy=MAX_COPIES, thread=MAX_THREADS)
-        if len(os.fsencode(widest)) >= abi.PATH_MAX:
-            raise self.fail(where, f"path longer than {abi.PATH_MAX - 1} bytes")
+        if len(os.fsencode(widest)) >= libc.PATH_MAX:
+            raise self.fail(where, f"path longer than {libc.PATH_MAX - 1} bytes")
         return s
 
 
@@ -581,7 +580,7 @@ def _process_main(w: Workload, p: ProcessSpec) -> Callable[..., Gen]:
             yield from libc.close(ends[pipe][1])
         drained = drained_sum = 0
         for pipe in sorted(reads):  # the rest of what the writers wrote
-            while chunk := (yield from libc.read_bytes(ends[pipe][0], abi.PIPE_BUF)):
+            while chunk := (yield from libc.read_bytes(ends[pipe][0], libc.PIPE_BUF)):
                 drained += len(chunk)
                 drained_sum += sum(chunk)
             yield from libc.close(ends[pipe][0])
