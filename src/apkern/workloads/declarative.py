@@ -369,7 +369,8 @@ def _call(ck: _Check, name: str, value: Any, where: str, pipes: list[str]) -> Ca
             value.get("instructions", DEFAULTS["instructions"]), f"{where} instructions", 0, MAX_INSTRUCTIONS
         )
     if "bytes" in params:
-        kw["bytes"] = ck.int(value.get("bytes", DEFAULTS["bytes"]), f"{where} bytes", 1, MAX_BYTES)
+        default = 4096 if name == "mmap" else DEFAULTS["bytes"]
+        kw["bytes"] = ck.int(value.get("bytes", default), f"{where} bytes", 1, MAX_BYTES)
     if "pipe" in value:
         if "file" in value:
             raise ck.fail(where, "a call goes to a file or to a pipe, not both")
