@@ -279,6 +279,7 @@ def parse_workload(doc: dict[str, Any], path: str = "<workload>", default_name: 
     if threads > MAX_ALL_THREADS:
         raise ck.fail("process", f"{threads} threads in all (count x threads, added up); at most {MAX_ALL_THREADS}")
     _check_pipes(ck, procs, pipes)
+    _check_sharing(ck, procs, files)
     for p in procs:
         file_entries = sum(1 for c in p.calls if c.name in ("read", "write") and c.pipe is None)
         fds = 3 + 2 * len(pipes) + p.threads * file_entries + 1
@@ -428,6 +429,61 @@ def _check_pipes(ck: _Check, procs: list[ProcessSpec], pipes: list[str]) -> None
     for p in procs:
         if p.name not in state:
             visit(p.name, [])
+
+
+def _check_sharing(ck: _Check, procs: list[ProcessSpec], files: dict[str, bytes]) -> None:
+    """No thread touches a file (or a directory that only another's writes make) another thread writes.
+
+    What one thread reads, finds or appends would depend on how far another has got: on
+    timing, which differs from kernel to kernel.
+    """
+    writers: dict[str, tuple[str, int, int]] = {}  # path -> the one thread that writes it
+    below: dict[str, set[tuple[str, int, int]]] = {}  # a directory -> threads writing under it
+    given_dirs = {path[:i] for path in files for i in range(1, len(path)) if path[i] == "/"}
+    touches: list[tuple[tuple[str, int, int], str, str]] = []  # thread, path, where
+    for p in procs:
+        for i, c in enumerate(p.calls):
+            if c.file is None:
+                continue
+            where = f"process {p.name!r} calls #{i + 1} ({c.name}) file"
+            for copy in range(p.count):
+                for t in range(p.threads):
+                    who = (p.name, copy, t)
+                    path = c.file.format(process=p.name, copy=copy, thread=t)
+                    if path.startswith(REPORT_DIR + "/") or path == REPORT_DIR:
+                        raise ck.fail(where, f"{REPORT_DIR} holds the workload's own reports")
+                    touches.append((who, path, where))
+                    if c.name != "write":
+                        continue
+                    other = writers.setdefault(path, who)
+                    if other != who:
+                        raise ck.fail(
+                            where,
+                            f"{path!r} is written by {_who(other)} and by {_who(who)}: the order of "
+                            "their writes would depend on timing; put {thread} and {copy} in the path",
+                        )
+                    for k in range(1, len(path)):
+                        if path[k] == "/":
+                            below.setdefault(path[:k], set()).add(who)
+    for who, path, where in touches:
+        other = writers.get(path)
+        if other is not None and other != who:
+            raise ck.fail(
+                where,
+                f"{path!r} is written by {_who(other)} while {_who(who)} uses it: what it finds would depend on timing",
+            )
+        if path not in given_dirs and path not in files:
+            others = below.get(path, set()) - {who}
+            if others:
+                raise ck.fail(
+                    where,
+                    f"{path!r} exists only once {_who(min(others))} has written below it: "
+                    "whether it is there would depend on timing",
+                )
+
+
+def _who(thread: tuple[str, int, int]) -> str:
+    return f"{thread[0]}[{thread[1]}] thread {thread[2]}"
 
 
 # --- the program ---------------------------------------------------------------------------
