@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..system import EXTENSIONS, KERNELS, ConfigError, System
+from ..system import EXTENSIONS, KERNELS, ConfigError, SimulationLimit, System
 from ..workloads.source import Program
 
 BASELINE = ("up", 1)
@@ -156,7 +156,10 @@ def run_once(
     for path, data in {**program.files, **(files or {})}.items():
         sim.fs.write_file(path, data)
     proc = sim.spawn(program.main, program.argv)
-    sim.run(limit=limit)
+    try:
+        sim.run(limit=limit)
+    except SimulationLimit as e:
+        raise SimulationLimit(f"{kernel} on {cpus} CPU{'s' if cpus != 1 else ''}: {e}") from None
     console = sim.kernel.console
     pids = sorted({pid for pid, _fd, _data in console.records} | {proc.pid})
     return Run(
