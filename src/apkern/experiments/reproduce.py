@@ -128,9 +128,20 @@ def plan(precision: Precision, seed: int = 0) -> list[tuple[str, tuple[Any, ...]
     return tasks
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during `run_tasks`: `finished` holds the (kind, args, result) of the tasks done by then."""
+
+    def __init__(self, finished: list[tuple[str, tuple[Any, ...], dict[str, Any]]], total: int) -> None:
+        super().__init__(f"{len(finished)} of {total} tasks finished")
+        self.finished = finished
+        self.total = total
+
+
 def run_tasks(
     tasks: list[tuple[str, tuple[Any, ...], float]], jobs: int, progress: Callable[[int, int], None] | None = None
 ) -> list[tuple[str, tuple[Any, ...], dict[str, Any]]]:
+    """Run the tasks (in `jobs` worker processes); on Ctrl-C, cancel the rest at once and raise
+    `Interrupted` with the results finished so far."""
     funcs = {
         "latency": _latency_task,
         "point": _point_task,
@@ -139,18 +150,29 @@ def run_tasks(
     }
     out: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
     if jobs <= 1:
-        for i, (kind, args, _) in enumerate(tasks):
-            out.append((kind, args, funcs[kind](*args)))
-            if progress:
-                progress(i + 1, len(tasks))
+        try:
+            for i, (kind, args, _) in enumerate(tasks):
+                out.append((kind, args, funcs[kind](*args)))
+                if progress:
+                    progress(i + 1, len(tasks))
+        except KeyboardInterrupt:
+            raise Interrupted(out, len(tasks)) from None
     else:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
+        pool = ProcessPoolExecutor(max_workers=jobs)
+        try:
             futs = {pool.submit(funcs[kind], *args): (kind, args) for kind, args, _ in tasks}
             for i, fut in enumerate(as_completed(futs)):
                 kind, args = futs[fut]
                 out.append((kind, args, fut.result()))
                 if progress:
                     progress(i + 1, len(tasks))
+        except KeyboardInterrupt:
+            workers = list((getattr(pool, "_processes", None) or {}).values())
+            for proc in workers:  # at once, not after their tasks
+                proc.terminate()
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise Interrupted(out, len(tasks)) from None
+        pool.shutdown()
     order = {(kind, args): i for i, (kind, args, _) in enumerate(tasks)}
     out.sort(key=lambda r: order[(r[0], r[1])])
     return out
@@ -465,6 +487,31 @@ SMP_FIELDS = [
 ]
 
 
+class OutputError(ValueError):
+    """The output folder cannot be made or written."""
+
+
+def check_output_dir(out: str | os.PathLike[str]) -> Path:
+    """Make `out` and prove it writable now, before any simulation: `OutputError` if not."""
+    path = Path(out)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".apkern-write-check"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise OutputError(f"cannot write into {str(out)!r}: {e.strerror or e}") from None
+    return path
+
+
+def save_partial(out: str | os.PathLike[str], e: Interrupted) -> Path:
+    """Keep what an interrupted run finished: `out/partial.json`, [{kind, args, result}]."""
+    path = Path(out) / "partial.json"
+    rows = [{"kind": k, "args": list(a), "result": r} for k, a, r in e.finished]
+    path.write_text(json.dumps({"finished": len(rows), "total": e.total, "tasks": rows}, indent=1, default=str))
+    return path
+
+
 def write_outputs(out: Path, summary: dict[str, Any]) -> None:
     from .plots import plot_figures
     from .report import write_report
@@ -500,11 +547,20 @@ def reproduce(
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
-    """Run everything and write the result files into `out`; returns the summary."""
+    """Run everything and write the result files into `out`; returns the summary.
+
+    `out` is made and checked first (`OutputError` if it cannot be written). On Ctrl-C the
+    tasks finished so far go to `out/partial.json` and `Interrupted` is raised.
+    """
     precision = QUICK if quick else DEFAULT
     jobs = jobs or os.cpu_count() or 1
+    check_output_dir(out)
     t0 = time.perf_counter()
-    results = run_tasks(plan(precision, seed), jobs, progress)
+    try:
+        results = run_tasks(plan(precision, seed), jobs, progress)
+    except Interrupted as e:
+        save_partial(out, e)
+        raise
     summary = analyse(results)
     summary["config"] = {
         "precision": precision.name,
