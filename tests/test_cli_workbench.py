@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from apkern.system import KERNELS
 from test_cli import assert_usage_error, call
@@ -198,3 +200,44 @@ def test_a_malformed_workload_is_a_usage_error_for_run_and_compare(capsys, tmp_p
         code, out, err = call(capsys, command, str(path))
         assert_usage_error(code, out, err)
         assert "threads: must be between 1 and 16, not -1" in err
+
+
+def test_compare_stops_at_the_limit_with_what_finished(capsys) -> None:
+    path = str(EXAMPLES / "pipeline.toml")  # 2,470,992 instructions on up; more on 2 CPUs of the application kernel
+    code, out, err = call(capsys, "compare", path, "--cpus", "2", "--limit", "2500000")
+    assert code == 3 and list(_rows(out)) == [("up", 1)]
+    assert "on every kernel that finished (1 runs)" in out
+    assert err.startswith(f"apkern: stopped: {KERNELS[1]} on 2 CPUs: ") and len(err.splitlines()) == 1
+    code, out, err = call(capsys, "compare", path, "--cpus", "2", "--limit", "1000", "--json")
+    doc = json.loads(out)
+    assert (code, err, doc["runs"]) == (3, "", [])
+    assert doc["unfinished"].startswith("up on 1 CPU: ")
+
+
+def test_compare_takes_memory_and_refuses_bad_sizes_and_timeouts(capsys) -> None:
+    code, out, _ = call(capsys, "compare", "pagetouch", "100", "--cpus", "2", "--memory", "64M", "--json")
+    assert code == 0 and all(r["exit_status"] == 0 for r in json.loads(out)["runs"])
+    for bad in (("--memory", "64Q"), ("--memory", "1M"), ("--timeout", "0"), ("--timeout", "soon")):
+        assert_usage_error(*call(capsys, "compare", "hello", "--cpus", "2", *bad))
+
+
+@settings(
+    max_examples=15,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    cpus=st.one_of(
+        st.lists(st.integers(-2, 9) | st.just(65), min_size=0, max_size=3).map(lambda xs: ",".join(map(str, xs))),
+        st.sampled_from(["x", "2,,4", " 2", "2.5", "-", "1e3"]),
+    ),
+    limit=st.integers(-5, 3_000_000),
+)
+def test_fuzz_compare_options(capsys, cpus: str, limit: int) -> None:
+    code, out, err = call(capsys, "compare", "hello", "--cpus", cpus, "--limit", str(limit))
+    assert "Traceback" not in out + err
+    assert code in (0, 2, 3), (code, err)
+    if code == 2:
+        assert len(err.splitlines()) == 1 and err.startswith("apkern: error:")

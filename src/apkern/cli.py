@@ -233,10 +233,17 @@ def _size(text: str, what: str) -> int:
 @click.option(
     "--limit",
     type=click.IntRange(min=1),
-    default=10_000_000_000,
+    default=DEFAULT_LIMIT,
     show_default=True,
-    help="stop with an error after this many instructions of machine time, per run",
+    help=f"stop after this many instructions of machine time in one run (exit status {EXIT_UNFINISHED})",
 )
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help=f"stop after this many seconds of wall time in one run (exit status {EXIT_UNFINISHED})",
+)
+@click.option("--memory", default=None, metavar="SIZE", help="each machine's memory: bytes, or with K, M or G: 64M")
 @click.option(
     "--file",
     "files",
@@ -246,13 +253,22 @@ def _size(text: str, what: str) -> int:
 )
 @click.option("--json", "as_json", is_flag=True, help="print every run's figures and the verdict as JSON")
 def compare(
-    program: str, args: tuple[str, ...], cpus_arg: str, ext: str, limit: int, files: tuple[str, ...], as_json: bool
+    program: str,
+    args: tuple[str, ...],
+    cpus_arg: str,
+    ext: str,
+    limit: int,
+    timeout: float | None,
+    memory: str | None,
+    files: tuple[str, ...],
+    as_json: bool,
 ) -> None:
     """Run PROGRAM (a built-in, FILE.py[:FUNCTION] or WORKLOAD.toml) on every kernel and CPU count.
 
     Prints time and speedup against up, forwarded calls and exceptions, the bootstrap
     processor's load and per-CPU user/kernel/spin/idle shares, and checks that output,
     exit statuses and files are the same on every kernel: exit status 1 when they differ.
+    A run that reaches --limit or --timeout ends it: what finished is printed (exit status 3).
     """
     from .experiments.compare import compare as run_compare
     from .experiments.compare import format_comparison
@@ -275,12 +291,17 @@ def compare(
                 extra[path] = f.read()
         except OSError as e:
             fail(f"cannot read {host}: {e.strerror}")
+    system: dict[str, Any] = {} if memory is None else {"memory": _size(memory, "--memory")}
     prog = resolve(program, args)
-    result = run_compare(prog, cpus, extensions=_ext(ext), files=extra, limit=limit)
+    result = run_compare(prog, cpus, extensions=_ext(ext), files=extra, limit=limit, timeout=timeout, **system)
     if as_json:
         click.echo(json.dumps(result.to_dict()))
-    else:
+    elif result.runs:
         click.echo(format_comparison(result))
+    if result.unfinished:
+        if not as_json:
+            click.echo(f"apkern: stopped: {result.unfinished}", err=True)
+        sys.exit(EXIT_UNFINISHED)
     sys.exit(0 if result.same else 1)
 
 

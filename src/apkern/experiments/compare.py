@@ -116,6 +116,7 @@ class Comparison:
     cpus: list[int]
     runs: list[Run]
     skipped: list[tuple[str, int, str]]  # kernel, cpus, why
+    unfinished: str | None = None  # the run that hit the limit or the timeout (no run after it was made)
 
     @property
     def baseline(self) -> Run:
@@ -140,6 +141,7 @@ class Comparison:
             "differences": self.differences,
             "runs": [r.to_dict() for r in self.runs],
             "skipped": [{"kernel": k, "cpus": n, "reason": why} for k, n, why in self.skipped],
+            **({"unfinished": self.unfinished} if self.unfinished else {}),
         }
 
 
@@ -150,16 +152,22 @@ def run_once(
     extensions: tuple[str, ...] = (),
     files: dict[str, bytes] | None = None,
     limit: int = DEFAULT_LIMIT,
+    timeout: float | None = None,
+    **system: Any,
 ) -> Run:
-    """Run `program` alone on a fresh system; ConfigError if the system cannot be built."""
-    sim = System(kernel=kernel, cpus=cpus, extensions=extensions if kernel == "apkern" else ())
+    """Run `program` alone on a fresh system (`system`: further `System` settings, e.g. memory).
+
+    ConfigError if the system cannot be built; SimulationLimit (naming the kernel and CPU
+    count) past `limit` instructions or `timeout` seconds of wall time.
+    """
+    sim = System(kernel=kernel, cpus=cpus, extensions=extensions if kernel == "apkern" else (), **system)
     for path, data in {**program.files, **(files or {})}.items():
         sim.fs.write_file(path, data)
     proc = sim.spawn(program.main, program.argv)
     try:
-        sim.run(limit=limit)
+        sim.run(limit=limit, timeout=timeout)
     except SimulationLimit as e:
-        raise SimulationLimit(f"{kernel} on {cpus} CPU{'s' if cpus != 1 else ''}: {e}") from None
+        raise type(e)(f"{kernel} on {cpus} CPU{'s' if cpus != 1 else ''}: {e}") from None
     console = sim.kernel.console
     pids = sorted({pid for pid, _fd, _data in console.records} | {proc.pid})
     return Run(
@@ -219,13 +227,22 @@ def compare(
     extensions: tuple[str, ...] = (),
     files: dict[str, bytes] | None = None,
     limit: int = DEFAULT_LIMIT,
+    timeout: float | None = None,
+    **system: Any,
 ) -> Comparison:
-    """Run `program` on the baseline and on each other kernel with each CPU count; compare every run."""
+    """Run `program` on the baseline and on each other kernel with each CPU count; compare every run.
+
+    A run that reaches `limit` instructions or `timeout` seconds ends the comparison: what
+    finished is kept, and `unfinished` says which run stopped and where.
+    """
     cpus = list(dict.fromkeys(cpus))
     unknown = [e for e in extensions if e not in EXTENSIONS]
     if unknown:  # else every run of the application kernel would be skipped for it
         raise ConfigError(f"unknown extension {unknown[0]!r} (choose from {', '.join(EXTENSIONS)})")
-    ref = run_once(program, *BASELINE, files=files, limit=limit)
+    try:
+        ref = run_once(program, *BASELINE, files=files, limit=limit, timeout=timeout, **system)
+    except SimulationLimit as e:
+        return Comparison(program, cpus, [], [], unfinished=str(e))
     ref.speedup = 1.0
     runs, skipped = [ref], []
     for kernel in kernels:
@@ -236,10 +253,12 @@ def compare(
                 skipped.append((kernel, n, "the uniprocessor kernel uses one CPU: its run on 1 is the baseline"))
                 continue
             try:
-                run = run_once(program, kernel, n, extensions, files, limit)
+                run = run_once(program, kernel, n, extensions, files, limit, timeout, **system)
             except ConfigError as e:
                 skipped.append((kernel, n, str(e)))
                 continue
+            except SimulationLimit as e:
+                return Comparison(program, cpus, runs, skipped, unfinished=str(e))
             run.speedup = ref.time / run.time if run.time else None
             run.differences = differences(ref, run)
             runs.append(run)
@@ -255,7 +274,9 @@ def _pct(v: float | None) -> str:
 
 
 def format_comparison(c: Comparison) -> str:
-    """The tables: one line per run, then each run's per-CPU shares, then the verdict."""
+    """The tables: one line per run, then each run's per-CPU shares, then the verdict ("" if no run finished)."""
+    if not c.runs:
+        return ""
     kernels = ", ".join(dict.fromkeys(r.kernel for r in c.runs))
     lines = [
         f"{' '.join(c.program.argv) if c.program.kind != 'toml' else c.program.name} on {kernels}; "
@@ -292,7 +313,8 @@ def format_comparison(c: Comparison) -> str:
         lines += ["  " + line for line in _table(("cpu", *SHARES), share_rows)]
     lines.append("")
     if c.same:
-        lines.append(f"same output, exit status and files on every kernel ({len(c.runs)} runs)")
+        tail = " that finished" if c.unfinished else ""
+        lines.append(f"same output, exit status and files on every kernel{tail} ({len(c.runs)} runs)")
     else:
         bad = sum(1 for r in c.runs if r.differences)
         lines.append(f"DIFFERENT: {bad} of {len(c.runs) - 1} runs differ from up on 1 CPU (marked *):")
