@@ -39,6 +39,7 @@ import errno
 import os
 import random
 import re
+import signal
 import string
 import tomllib
 from collections.abc import Callable, Generator
@@ -541,8 +542,6 @@ def _build(w: Workload) -> Callable[..., Gen]:
 
 
 def _signame(sig: int) -> str:
-    import signal
-
     try:
         return signal.Signals(sig).name
     except ValueError:
