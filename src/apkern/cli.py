@@ -126,11 +126,18 @@ def run(
     memory: str | None,
     files: tuple[str, ...],
 ) -> None:
-    """Run a built-in PROGRAM with ARGS; print its output (fd 1 to stdout, fd 2 to stderr), exit with its status.
+    """Run PROGRAM with ARGS; print its output (fd 1 to stdout, fd 2 to stderr), exit with its status.
+
+    PROGRAM is a built-in's name (`apkern programs`), a Python file FILE.py[:FUNCTION]
+    whose generator function main(argv) (or FUNCTION) is the program, or a TOML
+    workload WORKLOAD.toml (see docs/workloads.md).
 
     A process killed by a signal gets one line on stderr, as a shell says it ("Segmentation
     fault"), with the Python exception and its file:line when its code raised.
     """
+    from .workloads.source import resolve
+
+    prog = resolve(program, args)
     if trace_file:
         try:
             with open(trace_file, "w"):
@@ -146,6 +153,8 @@ def run(
         extensions=_ext(ext),
         **system,
     )
+    for path, data in prog.files.items():  # a TOML workload's [files]; --file may replace them
+        sim.fs.write_file(path, data)
     for spec in files:
         path, sep, host = spec.partition("=")
         if not sep or not path.startswith("/"):
@@ -155,7 +164,7 @@ def run(
                 sim.fs.write_file(path, f.read())
         except OSError as e:
             fail(f"cannot read {host}: {e.strerror}")
-    proc = sim.spawn(program, [program, *args], placement=placement)
+    proc = sim.spawn(prog.main, prog.argv, placement=placement)
     unfinished = None
     try:
         sim.run(limit=limit, timeout=timeout)
@@ -207,6 +216,93 @@ def _size(text: str, what: str) -> int:
     except ValueError:
         fail(f"{what} takes a size such as 64M or 67108864, not {text!r}")
     return n * scale
+
+
+@cli.command(context_settings={"ignore_unknown_options": True})
+@click.argument("program")
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+@click.option(
+    "--cpus",
+    "cpus_arg",
+    default="1,2,4,8",
+    show_default=True,
+    metavar="N,...",
+    help="CPU counts for each kernel (up runs on 1: the baseline)",
+)
+@ext_option
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=DEFAULT_LIMIT,
+    show_default=True,
+    help=f"stop after this many instructions of machine time in one run (exit status {EXIT_UNFINISHED})",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help=f"stop after this many seconds of wall time in one run (exit status {EXIT_UNFINISHED})",
+)
+@click.option("--memory", default=None, metavar="SIZE", help="each machine's memory: bytes, or with K, M or G: 64M")
+@click.option(
+    "--file",
+    "files",
+    multiple=True,
+    metavar="PATH=HOSTFILE",
+    help="copy a host file into the simulated file system of every run",
+)
+@click.option("--json", "as_json", is_flag=True, help="print every run's figures and the verdict as JSON")
+def compare(
+    program: str,
+    args: tuple[str, ...],
+    cpus_arg: str,
+    ext: str,
+    limit: int,
+    timeout: float | None,
+    memory: str | None,
+    files: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Run PROGRAM (a built-in, FILE.py[:FUNCTION] or WORKLOAD.toml) on every kernel and CPU count.
+
+    Prints time and speedup against up, forwarded calls and exceptions, the bootstrap
+    processor's load and per-CPU user/kernel/spin/idle shares, and checks that output,
+    exit statuses and files are the same on every kernel: exit status 1 when they differ.
+    A run that reaches --limit or --timeout ends it: what finished is printed (exit status 3).
+    """
+    from .experiments.compare import compare as run_compare
+    from .experiments.compare import format_comparison
+    from .hw import MAX_CPUS
+    from .workloads.source import resolve
+
+    try:
+        cpus = [int(c) for c in cpus_arg.split(",") if c.strip()]
+    except ValueError:
+        fail(f"--cpus takes numbers separated by commas, not {cpus_arg!r}")
+    if not cpus or not all(1 <= c <= MAX_CPUS for c in cpus):
+        fail(f"--cpus: each machine has 1 to {MAX_CPUS} CPUs, not {cpus_arg!r}")
+    extra: dict[str, bytes] = {}
+    for spec in files:
+        path, sep, host = spec.partition("=")
+        if not sep or not path.startswith("/") or path == "/" or path.startswith("/dev"):
+            fail(f"--file wants /PATH=HOSTFILE (not / or under /dev), not {spec!r}")
+        try:
+            with open(host, "rb") as f:
+                extra[path] = f.read()
+        except OSError as e:
+            fail(f"cannot read {host}: {e.strerror}")
+    system: dict[str, Any] = {} if memory is None else {"memory": _size(memory, "--memory")}
+    prog = resolve(program, args)
+    result = run_compare(prog, cpus, extensions=_ext(ext), files=extra, limit=limit, timeout=timeout, **system)
+    if as_json:
+        click.echo(json.dumps(result.to_dict()))
+    elif result.runs:
+        click.echo(format_comparison(result))
+    if result.unfinished:
+        if not as_json:
+            click.echo(f"apkern: stopped: {result.unfinished}", err=True)
+        sys.exit(EXIT_UNFINISHED)
+    sys.exit(0 if result.same else 1)
 
 
 @cli.command()

@@ -206,3 +206,26 @@ def test_spawn_of_a_program_whose_bin_file_is_not_an_image() -> None:
     sim.run()
     assert proc.exit_status == 0
     assert got == [errno.ENOEXEC, abi.ENOENT]
+
+
+def test_unlink_removes_the_name_and_an_open_descriptor_keeps_the_data() -> None:
+    got = []
+
+    def main(argv):
+        fd = yield from libc.open("/dir/f.txt", os.O_RDWR | os.O_CREAT)
+        yield from libc.write_bytes(fd, b"kept")
+        yield from libc.unlink("/dir/f.txt")
+        got.append((yield from errno_of(libc.stat("/dir/f.txt"))))
+        got.append((yield from errno_of(libc.open("/dir/f.txt"))))
+        yield from libc.lseek(fd, 0)
+        got.append((yield from libc.read_bytes(fd, 10)))
+        got.append((yield from errno_of(libc.unlink("/dir/f.txt"))))
+        got.append((yield from errno_of(libc.unlink("/keep/x.txt/below"))))
+        got.append((yield from errno_of(libc.unlink("/keep"))))
+        got.append((yield from errno_of(libc.unlink("relative"))))
+        return 0
+
+    sim = run_with({"/keep/x.txt": b"x"}, main)
+    assert got == [errno.ENOENT, errno.ENOENT, b"kept", errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.ENOENT]
+    assert not sim.fs.exists("/dir/f.txt") and sim.fs.read_file("/keep/x.txt") == b"x"
+    assert sim.kernel.syscalls.counts["unlink"] == 5

@@ -12,6 +12,7 @@ from typing import Any
 
 from apkern.bootkernel import abi
 from apkern.hw.ops import (
+    AtomicAdd,
     Call,
     CodeAddr,
     Compute,
@@ -139,6 +140,9 @@ class FakeProcess:
                 send = self.word(op.vaddr)
             elif isinstance(op, Store):
                 self.set_word(op.vaddr, op.value)
+            elif isinstance(op, AtomicAdd):
+                send = self.word(op.vaddr)
+                self.set_word(op.vaddr, (send + op.delta) & 0xFFFFFFFF)
             elif isinstance(op, ReadMem):
                 send = self.read(op.vaddr, op.n)
             elif isinstance(op, WriteMem):

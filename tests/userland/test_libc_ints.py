@@ -67,6 +67,7 @@ CALLS: dict[str, tuple[Callable[..., Any], dict[str, Any], dict[str, bool]]] = {
     "futex_wake": (libc.futex_wake, {"addr": ADDR, "n": 1, "spin": 0}, {"addr": False, "n": False, "spin": False}),
     "mlock": (libc.mlock, {"addr": 0x20000000, "length": 4096}, {"addr": False, "length": False}),
     "munlock": (libc.munlock, {"addr": 0x20000000, "length": 4096}, {"addr": False, "length": False}),
+    "atomic_add": (libc.atomic_add, {"addr": ADDR, "delta": 2}, {"addr": False, "delta": False}),
     "load": (libc.load, {"addr": ADDR}, {"addr": False}),
     "store": (libc.store, {"addr": ADDR, "value": 1}, {"addr": False, "value": True}),
     "read_mem": (libc.read_mem, {"addr": ADDR, "n": 8}, {"addr": False, "n": False}),

@@ -50,6 +50,7 @@ SYS_FUTEX = 26  # (address, op, value): FUTEX_WAIT sleeps if the word still hold
 # (n, nr, a0, a1, a2): spin n instructions, then make call nr(a0, a1, a2), in one trap: a call of a
 # replayed trace (`apkern replay`) that spends its measured kernel time. nr is one of SPIN_CALL_TARGETS.
 SYS_SPIN_CALL = 30
+SYS_UNLINK = 31  # (path_ptr) -> 0: remove a file's name; descriptors open on it keep reading and writing it
 
 SYSCALL_NAMES = {v: k[4:].lower() for k, v in globals().items() if k.startswith("SYS_")}
 # The calls SYS_SPIN_CALL may make: plain ones, which return to their caller and leave its process's

@@ -53,6 +53,7 @@ FILE_RW = 40  # dispatch on the file type, offset bookkeeping
 PIPE_CREATE = 120  # allocate the pipe buffer and two files
 MKDIR = 60  # path lookup, make the directory entry
 STAT = 40  # path lookup, fill the stat block
+UNLINK = 50  # path lookup, remove the directory entry (open files keep the inode)
 GETDENTS = 30  # check the descriptor, start the copy-out
 DIRENT = 12  # per directory entry copied out
 LSEEK = 20  # check the whence, compute and store the new offset

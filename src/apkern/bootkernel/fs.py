@@ -81,6 +81,22 @@ class FileSystem:
             raise FileNotFoundError(parent)
         self.dirs.add(p)
 
+    def unlink(self, path: str) -> None:
+        """Remove a file's name (an open file keeps its inode): FileNotFoundError, IsADirectoryError or
+        NotADirectoryError (a parent is a file)."""
+        p = normalize(path)
+        if p in self.inodes:
+            del self.inodes[p]
+            return
+        if self.is_dir(p):
+            raise IsADirectoryError(p)
+        parent = posixpath.dirname(p)
+        while parent != "/":
+            if parent in self.inodes:
+                raise NotADirectoryError(parent)
+            parent = posixpath.dirname(parent)
+        raise FileNotFoundError(p)
+
     def listdir(self, path: str = "/") -> list[str]:
         p = normalize(path).rstrip("/") + "/"
         return sorted({q[len(p) :].split("/")[0] for q in (*self.inodes, *self.dirs) if q.startswith(p)})

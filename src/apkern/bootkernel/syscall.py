@@ -43,6 +43,7 @@ TABLE: dict[int, tuple[Callable[..., Gen], int]] = {
     abi.SYS_FUTEX: (sysproc.sys_futex, 3),
     abi.SYS_MKDIR: (sysfile.sys_mkdir, 1),
     abi.SYS_STAT: (sysfile.sys_stat, 2),
+    abi.SYS_UNLINK: (sysfile.sys_unlink, 1),
     abi.SYS_GETDENTS: (sysfile.sys_getdents, 3),
     abi.SYS_OPEN: (sysfile.sys_open, 2),
     abi.SYS_READ: (sysfile.sys_read, 3),

@@ -1,4 +1,4 @@
-"""File system calls: open, read, write, lseek, dup, close, pipe, mkdir, stat, getdents, driver_control."""
+"""File system calls: open, read, write, lseek, dup, close, pipe, mkdir, stat, unlink, getdents, driver_control."""
 
 from __future__ import annotations
 
@@ -185,6 +185,22 @@ def sys_stat(k: BootKernel, path_ptr: int, buf: int) -> Gen:
     except FileSystemError:
         return -abi.ENOENT
     yield WriteMem(buf, struct.pack("<2I", mode, size))
+    return 0
+
+
+def sys_unlink(k: BootKernel, path_ptr: int) -> Gen:
+    yield Compute(costs.UNLINK)
+    path = yield from path_arg(k, path_ptr)
+    if isinstance(path, int):
+        return path
+    try:
+        k.fs.unlink(path)
+    except IsADirectoryError:
+        return -abi.EISDIR
+    except NotADirectoryError:
+        return -abi.ENOTDIR
+    except (FileNotFoundError, FileSystemError):
+        return -abi.ENOENT
     return 0
 
 

@@ -25,6 +25,12 @@ first spins n instructions and then makes the call, in one trap
 (`SYS_SPIN_CALL`), so that a call replayed from a trace spends its measured
 kernel time without a second call's entry and exit (`apkern replay`).
 
+Constants: libc re-exports what a program needs from the ABI, so `from apkern import libc`
+is enough: open flags (`libc.O_CREAT`), `SEEK_*`, signal numbers (`libc.SIGUSR1`,
+`SIG_DFL`, `SIG_IGN`), errno names (`libc.ENOENT`, for `e.errno == libc.ENOENT`) and
+`S_IFDIR`/`S_IFREG` for `stat`. They are the host's values, so `os.O_*`, `signal.SIG*` and
+`errno.E*` mean the same.
+
 Static data: libc owns the first LIBC_DATA_SIZE bytes of the data segment
 (DATA_BASE); the word at CRT0_WORD holds the code address of the crt0 this
 process started under, which `spawn` passes on to its children. Programs may use
@@ -42,7 +48,61 @@ from collections.abc import Callable, Generator
 from typing import Any
 
 from ..bootkernel import abi
-from ..bootkernel.abi import SYSCALL
+from ..bootkernel.abi import (  # noqa: F401  re-exported: the constants a program needs
+    EAGAIN,
+    EBADF,
+    ECHILD,
+    EDEADLK,
+    EEXIST,
+    EFAULT,
+    EINTR,
+    EINVAL,
+    EISDIR,
+    EMFILE,
+    ENAMETOOLONG,
+    ENODEV,
+    ENOENT,
+    ENOMEM,
+    ENOSYS,
+    ENOTDIR,
+    ENOTEMPTY,
+    ENOTTY,
+    EPERM,
+    EPIPE,
+    ESPIPE,
+    ESRCH,
+    NSIG,
+    O_ACCMODE,
+    O_APPEND,
+    O_CLOEXEC,
+    O_CREAT,
+    O_EXCL,
+    O_RDONLY,
+    O_RDWR,
+    O_TRUNC,
+    O_WRONLY,
+    PATH_MAX,
+    PIPE_BUF,
+    S_IFDIR,
+    S_IFREG,
+    SEEK_CUR,
+    SEEK_END,
+    SEEK_SET,
+    SIG_DFL,
+    SIG_IGN,
+    SIGALRM,
+    SIGCHLD,
+    SIGHUP,
+    SIGILL,
+    SIGINT,
+    SIGKILL,
+    SIGPIPE,
+    SIGSEGV,
+    SIGTERM,
+    SIGUSR1,
+    SIGUSR2,
+    SYSCALL,
+)
 from ..hw.ops import (
     AtomicAdd,
     Call,
@@ -385,6 +445,11 @@ def stat(path: str, *, spin: int = 0) -> Generator[Op, Any, tuple[int, int]]:
     return struct.unpack("<2I", (yield ReadMem(buf, abi.STAT_SIZE)))
 
 
+def unlink(path: str) -> Generator[Op, Any, None]:
+    """Remove the file `path`; descriptors already open on it go on working (EISDIR for a directory)."""
+    yield from syscall(abi.SYS_UNLINK, (yield from _stage_path(path)))
+
+
 def getdents(fd: int, n: int = 1024, *, spin: int = 0) -> Generator[Op, Any, list[tuple[str, int]]]:
     """The next directory entries of `fd` (an open directory) as (name, DT_REG or DT_DIR); [] at the end."""
     spin = _int("getdents", "spin", spin)
@@ -525,6 +590,14 @@ def illegal() -> Generator[Op, Any, None]:
 # --- futexes and what is built on them (as SPLASH-2's macros build on pthreads) -------------------------
 
 
+def atomic_add(addr: int, delta: int) -> Generator[Op, Any, int]:
+    """Atomically add `delta` to the 32-bit word at `addr` (`lock xadd`); return the old value (signed).
+
+    The word wraps at 32 bits; no system call, so it costs the same on every kernel.
+    """
+    return _s32((yield AtomicAdd(_int("atomic_add", "addr", addr), _int("atomic_add", "delta", delta))))
+
+
 def futex_wait(addr: int, value: int, *, spin: int = 0) -> Generator[Op, Any, bool]:
     """Sleep while the word at `addr` holds `value`; False if it held another value already."""
     spin = _int("futex_wait", "spin", spin)
@@ -572,6 +645,11 @@ class Mutex:
         if (yield AtomicAdd(self.addr, -1)) != 1:  # there may be sleepers
             yield Store(self.addr, 0)
             yield from futex_wake(self.addr, 1)
+
+
+def mutex(addr: int) -> Mutex:
+    """A `Mutex` in the word at `addr` (which must hold 0 before first use): `yield from m.lock()` / `m.unlock()`."""
+    return Mutex(addr)
 
 
 class Condition:
