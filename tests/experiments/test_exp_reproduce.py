@@ -12,6 +12,7 @@ import csv
 import json
 
 import pytest
+from browserkit import ink, visit
 
 from apkern.experiments.attribution import CALL, PARTS
 from apkern.experiments.reproduce import AGREEMENT, KS, NOISE_SEEDS, NS, PS, reproduce, throughput
@@ -34,7 +35,8 @@ def rows(out):
 def test_every_file_is_written(grid) -> None:
     out, _ = grid
     files = ("latency.csv", "throughput.csv", "fig6.png", "fig7.png", "fig8.png", "fig_extensions.png")
-    for name in (*files, "summary.json", "report.md"):
+    pages = ("summary.json", "report.md", "report.html", "trace_gettid_apkern.json", "trace_gettid_up.json")
+    for name in (*files, *pages):
         assert (out / name).stat().st_size > 0, name
     assert len(rows(out)) == len(KS) * len(PS) * len(NS) == 144
     summary = json.loads((out / "summary.json").read_text())
@@ -212,3 +214,12 @@ def test_at_two_cpus_the_port_wins_every_curve(grid) -> None:
     for r in s["smp"]["throughput"]:
         if r["cpus"] == 2:
             assert r["winner"] == "smp", (r["syscall_instr"], r["user_pct"], r["speedup"], r["apkern_speedup"])
+
+
+def test_report_html_opens_in_chromium(grid, tmp_path) -> None:
+    out, _ = grid
+    v = visit(out / "report.html", tmp_path / "report.png")
+    assert v.errors == [] and [u for u in v.requests if not u.startswith(("file:", "data:"))] == []
+    assert v.plots == 5  # Figures 6-8, the latency breakdown and the extensions
+    dark, spread = ink(v.screenshot)
+    assert dark > 0.02 and spread > 15, (dark, spread)

@@ -109,6 +109,11 @@ def smp_effort() -> dict[str, Any]:
     }
 
 
+def _code(names: list[str]) -> str:
+    """Names as markdown code spans (`BootKernel.__init__` is not bold init)."""
+    return ", ".join(f"`{n}`" for n in names)
+
+
 def component_sizes() -> list[tuple[str, int, str]]:
     import importlib
     import inspect
@@ -267,6 +272,11 @@ def _miss_reason(c: dict[str, Any], summary: dict[str, Any]) -> str:
 
 
 def write_report(summary: dict[str, Any], path: Path) -> None:
+    path.write_text(report_markdown(summary))
+
+
+def report_markdown(summary: dict[str, Any]) -> str:
+    """The text of report.md (report.html renders the same text)."""
     up = _lat(summary, "up")
     ak2 = _lat(summary, "apkern", 2)
     ak8 = _lat(summary, "apkern", 8)
@@ -572,9 +582,9 @@ def write_report(summary: dict[str, Any], path: Path) -> None:
         "",
         f"The giant-lock SMP port of the same kernel (`apkern/smp`, `--kernel smp`) takes {effort['total']} lines "
         f"and changes the bootstrap kernel itself by refactoring only ({refactors} lines, none SMP-specific); it "
-        f"overrides {len(effort['overridden'])} of the kernel's functions ({', '.join(effort['overridden'])}), "
-        f"makes {len(effort['per_cpu'])} of its variables per-CPU ({', '.join(effort['per_cpu'])}), replaces "
-        f"{', '.join(effort['replaced'])} and adds {effort['new_functions']} functions: it has to know the "
+        f"overrides {len(effort['overridden'])} of the kernel's functions ({_code(effort['overridden'])}), "
+        f"makes {len(effort['per_cpu'])} of its variables per-CPU ({_code(effort['per_cpu'])}), replaces "
+        f"{_code(effort['replaced'])} and adds {effort['new_functions']} functions: it has to know the "
         "kernel's scheduler, trap paths, exit and memory management from the inside, where the application "
         "kernel reaches the bootstrap kernel only through its driver interface and the section 4.3 patch.",
     ]
@@ -586,4 +596,4 @@ def write_report(summary: dict[str, Any], path: Path) -> None:
         "`latency.csv`, `summary.json`.",
         "",
     ]
-    path.write_text("\n".join(lines))
+    return "\n".join(lines)

@@ -513,6 +513,7 @@ def save_partial(out: str | os.PathLike[str], e: Interrupted) -> Path:
 
 
 def write_outputs(out: Path, summary: dict[str, Any]) -> None:
+    from .html_report import write_html, write_sample_traces
     from .plots import plot_figures
     from .report import write_report
 
@@ -538,6 +539,8 @@ def write_outputs(out: Path, summary: dict[str, Any]) -> None:
     with open(out / "summary.json", "w") as f:
         json.dump(summary, f, indent=1, default=str)
     write_report(summary, out / "report.md")
+    write_sample_traces(out)  # one gettid per kernel, for Perfetto; report.html links them
+    write_html(summary, out / "report.html")
 
 
 def reproduce(
