@@ -257,7 +257,9 @@ class CodeAddr(Op):
 class Call(Op):
     """Call the code at a code address with arguments; its return value comes back (`call *addr`).
 
-    An address that holds no code raises #UD, as jumping into data would.
+    An address that holds no code raises #UD, as jumping into data would; so does a function
+    that is not a generator function (a TypeError, which makes user code's call an invalid
+    instruction).
     """
 
     __slots__ = ("addr", "args")
@@ -270,7 +272,14 @@ class Call(Op):
         func = cpu.machine.code.resolve(self.addr)
         if func is None:
             raise Fault(UD, 0, self.addr, f"call to {self.addr:#x}: no code there")
-        cpu.call(func(*self.args), frame)
+        code = func(*self.args)
+        if not isinstance(code, Generator):  # a plain function: it ran at once, outside the machine
+            name = getattr(func, "__qualname__", repr(func))
+            raise TypeError(
+                f"{name} returned {code!r}, not a generator: code that runs on a CPU is a generator "
+                "function (it yields operations, e.g. `yield from libc.print(...)`)"
+            )
+        cpu.call(code, frame)
         return 1
 
 
