@@ -535,7 +535,7 @@ def model(ipsc: float, interval: float, opsc: float | None, ips: float, results:
 @click.option("--jobs", type=int, default=None, help="worker processes (default: one per core)")
 @click.option("--seed", type=int, default=0, show_default=True, help="seeds the loops' random start phases")
 def reproduce(out: str, quick: bool, jobs: int | None, seed: int) -> None:
-    """Run the paper's section 5 and write CSVs, Figures 6-8, summary.json and report.md."""
+    """Run the paper's section 5 and write CSVs, Figures 6-8, summary.json, report.md and report.html."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     from .experiments.reproduce import check_output_dir
@@ -562,7 +562,8 @@ def reproduce(out: str, quick: bool, jobs: int | None, seed: int) -> None:
     d, a = summary["derived_overhead"], summary["attributed_overhead"]
     click.echo(
         f"wrote {out}/: latency.csv, throughput.csv ({len(summary['throughput'])} rows), smp_throughput.csv, "
-        f"fig6-8.png, fig_extensions.png, summary.json, report.md in {summary['wall_seconds']} s"
+        f"fig6-8.png, fig_extensions.png, summary.json, report.md, report.html, trace_gettid_*.json in "
+        f"{summary['wall_seconds']} s"
     )
     if d is not None:
         click.echo(f"overhead per forwarded call: derived {d:.0f}, attributed by path {a:.0f} instructions")
