@@ -398,7 +398,7 @@ PAGE = """<!DOCTYPE html>
   nav a:hover { text-decoration: underline; }
   main { max-width: 1200px; margin: 0 auto; padding: 1em 2em 3em; }
   section { background: #fff; border: 1px solid var(--line); border-radius: 6px; padding: .6em 1.6em 1.2em;
-            margin: 1.2em 0; }
+            margin: 1.2em 0; scroll-margin-top: 110px; }
   h2 { font-size: 1.25em; border-bottom: 1px solid var(--line); padding-bottom: .3em; }
   .table-wrap { overflow-x: auto; }
   table { border-collapse: collapse; margin: .8em 0; font-size: .88em; }
