@@ -24,8 +24,8 @@ BLOCK = re.compile(r"^```python\n(.*?)^```", re.S | re.M)
 
 
 def test_there_is_a_guide() -> None:
-    assert [p.name for p in GUIDES] == ["guide.md"]
-    assert len(BLOCK.findall(GUIDES[0].read_text())) >= 10
+    assert "guide.md" in [p.name for p in GUIDES]
+    assert len(BLOCK.findall((DOCS / "guide.md").read_text())) >= 10
 
 
 @pytest.mark.parametrize("guide", GUIDES, ids=lambda p: p.name)

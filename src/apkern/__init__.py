@@ -70,11 +70,12 @@ The memory model
     cost no instructions and are invisible to the kernels.
 
 Constants
-    The ABI uses the host's values: pass Python's os.O_*, signal.SIG* and compare
-    OSError.errno with errno.E*; `apkern.bootkernel.abi` names them too, with the
-    system-call numbers and the address-space layout. A signal's death is exit
-    status -SIG. Path costs are constants in `bootkernel.costs`, `appkernel.costs`
-    and `smp.costs`; time is in instructions, 100 MIPS nominal (`hw.NOMINAL_IPS`).
+    libc re-exports what a program needs: libc.O_*, SEEK_*, the signals
+    (libc.SIGKILL, SIG_IGN, ...) and the errno names (compare OSError.errno with
+    libc.ENOENT, ...). They are the host's values, so os.O_*, signal.SIG* and
+    errno.E* mean the same. A signal's death is exit status -SIG. Path costs are
+    constants in `bootkernel.costs`, `appkernel.costs` and `smp.costs`; time is
+    in instructions, 100 MIPS nominal (`hw.NOMINAL_IPS`).
 
 Traces from Python
     `System(trace=True)` records per-CPU activity slices and the kernels' trace
