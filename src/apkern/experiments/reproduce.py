@@ -22,13 +22,13 @@ import os
 import statistics
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..bootkernel import costs as boot_costs
 from . import latency, saturation, throughput
+from . import tasks as tasks_mod
 from .attribution import CALL
 from .model import predicted_speedup
 
@@ -128,32 +128,18 @@ def plan(precision: Precision, seed: int = 0) -> list[tuple[str, tuple[Any, ...]
     return tasks
 
 
+FUNCS: dict[str, Callable[..., dict[str, Any]]] = {
+    "latency": _latency_task,
+    "point": _point_task,
+    "smp_point": _smp_point_task,
+    "extensions": _extensions_task,
+}
+
+
 def run_tasks(
     tasks: list[tuple[str, tuple[Any, ...], float]], jobs: int, progress: Callable[[int, int], None] | None = None
 ) -> list[tuple[str, tuple[Any, ...], dict[str, Any]]]:
-    funcs = {
-        "latency": _latency_task,
-        "point": _point_task,
-        "smp_point": _smp_point_task,
-        "extensions": _extensions_task,
-    }
-    out: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
-    if jobs <= 1:
-        for i, (kind, args, _) in enumerate(tasks):
-            out.append((kind, args, funcs[kind](*args)))
-            if progress:
-                progress(i + 1, len(tasks))
-    else:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            futs = {pool.submit(funcs[kind], *args): (kind, args) for kind, args, _ in tasks}
-            for i, fut in enumerate(as_completed(futs)):
-                kind, args = futs[fut]
-                out.append((kind, args, fut.result()))
-                if progress:
-                    progress(i + 1, len(tasks))
-    order = {(kind, args): i for i, (kind, args, _) in enumerate(tasks)}
-    out.sort(key=lambda r: order[(r[0], r[1])])
-    return out
+    return tasks_mod.run_tasks(tasks, FUNCS, jobs, progress)
 
 
 # --- analysis ---------------------------------------------------------------------------------------
