@@ -391,6 +391,49 @@ def reproduce(out: str, quick: bool, jobs: int | None, seed: int) -> None:
         click.echo(f"overhead per forwarded call: derived {d:.0f}, attributed by path {a:.0f} instructions")
 
 
+def _writable_dir(out: str) -> None:
+    """Fail (one line, status 2) unless `out` is, or can be made, a writable directory; makes nothing."""
+    path = os.path.abspath(out)
+    probe = path
+    while not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    if not os.path.isdir(probe):
+        fail(f"--out {out}: {probe} is not a directory")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        fail(f"--out {out}: {probe} is not writable")
+
+
+@cli.command()
+@click.option("--out", type=click.Path(file_okay=False), default="results", show_default=True)
+@click.option("--quick", is_flag=True, help="smaller inputs: within five minutes on two cores")
+@click.option("--jobs", type=int, default=None, help="worker processes (default: one per core)")
+@click.option("--seed", type=int, default=0, show_default=True)
+def study(out: str, quick: bool, jobs: int | None, seed: int) -> None:
+    """Run every workload on every kernel on 1-8 CPUs: applications.csv, study_*.png, report.md's applications."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from .experiments.study import study as run_study
+
+    _writable_dir(out)
+    if jobs is not None and jobs < 1:
+        fail("--jobs must be at least 1")
+    with Progress(
+        "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()
+    ) as bar:
+        task = bar.add_task("simulating", total=None)
+        summary = run_study(
+            out, quick=quick, jobs=jobs, seed=seed, progress=lambda done, n: bar.update(task, completed=done, total=n)
+        )
+    c = summary["checks"]
+    click.echo(
+        f"wrote {out}/: applications.csv ({c['runs']} runs), study_*.png ({len(summary['curves'])}), study.json, "
+        f"report.md (section applications) in {summary['wall_seconds']} s"
+    )
+    click.echo(f"checks: {c['ok']} of {c['runs']} runs pass" + "".join(f"\nflagged: {f}" for f in c["flagged"]))
+    if c["flagged"]:
+        sys.exit(1)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the command; usage and configuration errors become one line and status 2."""
     try:

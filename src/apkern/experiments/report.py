@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import re
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -586,4 +587,34 @@ def write_report(summary: dict[str, Any], path: Path) -> None:
         "`latency.csv`, `summary.json`.",
         "",
     ]
-    path.write_text("\n".join(lines))
+    path.write_text("\n".join(lines) + _other_sections(path))
+
+
+# Sections other experiments add to report.md (`apkern study`'s "applications"): each between two marks, kept when
+# the rest of the file is written again.
+SECTION_BEGIN = "<!-- apkern section {}: begin -->"
+SECTION_END = "<!-- apkern section {}: end -->"
+_SECTION = re.compile(r"<!-- apkern section (\S+): begin -->\n.*?<!-- apkern section \1: end -->", re.S)
+
+
+def _sections(text: str) -> dict[str, str]:
+    """The marked sections of a report's text, by name, each with its marks."""
+    return {m.group(1): m.group(0) for m in _SECTION.finditer(text)}
+
+
+def _other_sections(path: Path) -> str:
+    """The marked sections of the report at `path` (if any), to append after a rewrite."""
+    old = _sections(path.read_text()) if path.exists() else {}
+    return "".join("\n" + s + "\n" for s in old.values())
+
+
+def write_section(path: Path, name: str, lines: list[str]) -> None:
+    """Put `lines` into report.md as the section `name`, replacing the one there; the rest of the file stays."""
+    text = path.read_text() if path.exists() else ""
+    section = "\n".join([SECTION_BEGIN.format(name), *lines, SECTION_END.format(name)])
+    old = _sections(text).get(name)
+    if old is not None:
+        text = text.replace(old, section)
+    else:
+        text = (text.rstrip("\n") + "\n\n" if text else "") + section + "\n"
+    path.write_text(text)
