@@ -15,7 +15,7 @@ import pytest
 
 from apkern.cli import main
 from apkern.experiments import study as study_mod
-from apkern.experiments.report import write_section
+from apkern.experiments.report import _other_sections, write_section
 from apkern.experiments.study import (
     BASELINE,
     JOURNAL,
@@ -162,6 +162,19 @@ def test_a_workload_whose_own_check_fails_is_caught() -> None:
     assert r["exit_status"] != 0 and r["self_check"].startswith(f"exit status {r['exit_status']}")
 
 
+def test_a_run_that_crashes_is_a_flagged_failure_not_the_end_of_the_study(monkeypatch) -> None:
+    real = System.run
+
+    def run(self, until=None, limit=10**10):
+        if self.now > 0:  # the warm-up ran: this is the timed run
+            raise RuntimeError("a kernel bug")
+        return real(self, until, limit)
+
+    monkeypatch.setattr(System, "run", run)
+    r = run_one(workloads(TINY)["radix"], "up", 1, 0)
+    assert r["self_check"] == "crashed: RuntimeError: a kernel bug"
+
+
 def test_ffts_output_is_checked_against_a_reference() -> None:
     w = workloads(TINY)["fft"]
     sim = System()
@@ -208,6 +221,7 @@ def test_the_section_replaces_itself_and_keeps_the_rest(tmp_path) -> None:
     text = path.read_text()
     assert text.startswith("# apkern: the paper's section 5") and "two" in text and "one" not in text
     assert text.count("section applications: begin") == 1
+    assert "two" in _other_sections(path) and "section 5" not in _other_sections(path)  # what a rewrite keeps
 
 
 def call(capsys, *argv: str) -> tuple[int, str, str]:

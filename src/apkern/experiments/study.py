@@ -256,18 +256,20 @@ def run_one(w: Workload, kernel: str, cpus: int, seed: int) -> dict[str, Any]:
     before = sim.stats
     t0 = sim.now
     proc = sim.spawn(w.argv[0], list(w.argv))
-    limit_hit = None
+    stopped = None  # why the run did not end by itself, if it did not
     try:
         sim.run(limit=t0 + RUN_LIMIT)
     except SimulationLimit as e:
-        limit_hit = str(e)
+        stopped = str(e)
+    except Exception as e:  # a kernel's crash is this run's failure, flagged, not the end of the study
+        stopped = f"crashed: {type(e).__name__}: {e}"
     after = sim.stats
     t = sim.now - t0
     spin = sum(c["spin_instructions"] for c in after["per_cpu"]) - sum(
         c["spin_instructions"] for c in before["per_cpu"]
     )
     busy, passes = (after.get(k, 0) - before.get(k, 0) for k in ("bootstrap_loop_busy_passes", "bootstrap_loop_passes"))
-    failure = limit_hit or _self_check(sim, w, proc.exit_status)
+    failure = stopped or _self_check(sim, w, proc.exit_status)
     return {
         "workload": w.name,
         "kernel": kernel,
