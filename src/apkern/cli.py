@@ -424,6 +424,12 @@ def study(out: str, quick: bool, jobs: int | None, seed: int) -> None:
         summary = run_study(
             out, quick=quick, jobs=jobs, seed=seed, progress=lambda done, n: bar.update(task, completed=done, total=n)
         )
+    cpus = summary["config"]["cpus"]
+    click.echo(f"{'speedup over up':<22}" + "".join(f"{n:>7}" for n in cpus))
+    for w, curves in summary["curves"].items():
+        for k, c in curves.items():
+            cells = "".join(f"{c['points'][n]:7.2f}" if n in c["points"] else " " * 7 for n in cpus)
+            click.echo(f"{w:<10}{k:<12}{cells}")
     c = summary["checks"]
     click.echo(
         f"wrote {out}/: applications.csv ({c['runs']} runs), study_*.png ({len(summary['curves'])}), study.json, "
