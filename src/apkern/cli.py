@@ -13,9 +13,16 @@ from typing import Any, NoReturn
 
 import click
 
-from .system import KERNELS, ConfigError, SimulationLimit, System
+from .system import KERNELS, ConfigError, SimulationLimit, System, crash_line
 
 EXIT_USAGE = 2
+EXIT_UNFINISHED = 3  # the run hit --limit or --timeout: what was reached is printed
+EXIT_INTERRUPTED = 130  # Ctrl-C, as a shell reports SIGINT
+DEFAULT_LIMIT = 500_000_000  # instructions: at worst about ten minutes of a laptop's time (about 1 us each)
+SEED_HELP = (
+    "seeds System.random, which only the benchmarks' start phases use; "
+    "the machine has no randomness of its own, so a run's output does not depend on it"
+)
 
 
 def fail(message: str) -> NoReturn:
@@ -78,7 +85,7 @@ def cli() -> None:
     default=None,
     help="apkern: run on the APs (default), on the bootstrap kernel alone, or move at run time (--ext migration)",
 )
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help=SEED_HELP)
 @click.option(
     "--trace", "trace_file", type=click.Path(dir_okay=False, writable=True), help="write a Chrome trace-event JSON"
 )
@@ -86,10 +93,17 @@ def cli() -> None:
 @click.option(
     "--limit",
     type=click.IntRange(min=1),
-    default=10_000_000_000,
+    default=DEFAULT_LIMIT,
     show_default=True,
-    help="stop with an error after this many instructions of machine time",
+    help=f"stop after this many instructions of machine time (exit status {EXIT_UNFINISHED})",
 )
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help=f"stop after this many seconds of wall time (exit status {EXIT_UNFINISHED})",
+)
+@click.option("--memory", default=None, metavar="SIZE", help="the machine's memory: bytes, or with K, M or G: 64M")
 @click.option(
     "--file",
     "files",
@@ -108,16 +122,30 @@ def run(
     trace_file: str | None,
     as_json: bool,
     limit: int,
+    timeout: float | None,
+    memory: str | None,
     files: tuple[str, ...],
 ) -> None:
-    """Run a built-in PROGRAM with ARGS; print its output (fd 1 to stdout, fd 2 to stderr), exit with its status."""
+    """Run a built-in PROGRAM with ARGS; print its output (fd 1 to stdout, fd 2 to stderr), exit with its status.
+
+    A process killed by a signal gets one line on stderr, as a shell says it ("Segmentation
+    fault"), with the Python exception and its file:line when its code raised.
+    """
     if trace_file:
         try:
             with open(trace_file, "w"):
                 pass
         except OSError as e:
             fail(f"cannot write {trace_file}: {e.strerror}")
-    sim = System(kernel=kernel, cpus=_cpus(kernel, cpus), seed=seed, trace=trace_file is not None, extensions=_ext(ext))
+    system: dict[str, Any] = {} if memory is None else {"memory": _size(memory, "--memory")}
+    sim = System(
+        kernel=kernel,
+        cpus=_cpus(kernel, cpus),
+        seed=seed,
+        trace=trace_file is not None,
+        extensions=_ext(ext),
+        **system,
+    )
     for spec in files:
         path, sep, host = spec.partition("=")
         if not sep or not path.startswith("/"):
@@ -128,20 +156,57 @@ def run(
         except OSError as e:
             fail(f"cannot read {host}: {e.strerror}")
     proc = sim.spawn(program, [program, *args], placement=placement)
-    sim.run(limit=limit)
+    unfinished = None
+    try:
+        sim.run(limit=limit, timeout=timeout)
+    except SimulationLimit as e:
+        unfinished = str(e)
     if trace_file:
         from .experiments.chrome_trace import write_trace
 
         write_trace(sim, trace_file)
     status = proc.exit_status
+    crashes = _crashes(sim, proc)
     if as_json:
-        click.echo(
-            json.dumps({"program": program, "exit_status": status, "console": sim.console(), "stats": sim.stats})
-        )
+        out = {"program": program, "exit_status": status, "console": sim.console(), "stats": sim.stats}
+        out["crash"] = proc.crash
+        out["crashes"] = crashes
+        if unfinished:
+            out["unfinished"] = unfinished
+        click.echo(json.dumps(out, default=str))
     else:
         click.echo(sim.kernel.console.text(fd=1), nl=False)
         click.echo(sim.kernel.console.text(fd=2), nl=False, err=True)
+        for c in crashes:
+            who = f"{c['name']} (pid {c['pid']})"
+            click.echo(f"apkern: {crash_line(who, c)}", err=True)
+    if unfinished:
+        if not as_json:
+            click.echo(f"apkern: stopped: {unfinished}", err=True)
+        sys.exit(EXIT_UNFINISHED)
     sys.exit(status if status >= 0 else 128 - status)
+
+
+def _crashes(sim: System, top: Any) -> list[dict[str, Any]]:
+    """The processes whose death deserves a line: the one started, if a signal killed it, and any
+    other whose code crashed the CPU (raised, or yielded garbage) or that its kernel ended."""
+    out = []
+    for pid, p in sorted(sim.kernel.procs.items()):
+        c = sim.crash_report(p)
+        if c is not None and (pid == top.pid or "why" in c or "death" in c):
+            out.append({"pid": pid, "name": p.name, **c})
+    return out
+
+
+def _size(text: str, what: str) -> int:
+    """Bytes from '67108864', '64M', '64MiB', '1G' (one line and status 2 if not)."""
+    t = text.strip().upper().removesuffix("IB").removesuffix("B")
+    scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(t[-1:], 1)
+    try:
+        n = int(t[:-1] if scale > 1 else t)
+    except ValueError:
+        fail(f"{what} takes a size such as 64M or 67108864, not {text!r}")
+    return n * scale
 
 
 @cli.command()
@@ -164,7 +229,7 @@ def bench() -> None:
 @cpus_option()
 @ext_option
 @click.option("--iterations", type=int, default=1000, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help=SEED_HELP)
 @click.option("--json", "as_json", is_flag=True)
 def latency(kernel: str, cpus: int | None, ext: str, iterations: int, seed: int, as_json: bool) -> None:
     """gettid latency with inspection points, and its breakdown by stage."""
@@ -203,7 +268,7 @@ def extensions_cmd(cpus: int, as_json: bool) -> None:
 @bench.command("balance")
 @click.option("--cpus", "cpus_arg", default="8,16,32", show_default=True, metavar="N,...", help="machine sizes")
 @click.option("--quick", is_flag=True, help="reproduce's quick windows (a few minutes become one)")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="seeds the loops' random start phases")
 @click.option("--json", "as_json", is_flag=True)
 def balance_cmd(cpus_arg: str, quick: bool, seed: int, as_json: bool) -> None:
     """One ready queue (the paper's) against a queue per AP: lock spinning and throughput (section 4.3)."""
@@ -232,7 +297,7 @@ def balance_cmd(cpus_arg: str, quick: bool, seed: int, as_json: bool) -> None:
 @click.option("--procs", type=int, default=20, show_default=True)
 @click.option("--warmup", type=int, default=None, help="instructions before the window (default: by K and P)")
 @click.option("--window", type=int, default=None, help="measurement window in instructions (default: by K and P)")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="seeds the loops' random start phases")
 @ext_option
 @click.option("--getpids", type=click.IntRange(min=0), default=0, show_default=True, help="getpid calls per loop")
 @click.option(
@@ -266,6 +331,8 @@ def throughput_cmd(
         fail("need --syscall-instr >= 0, --procs >= 1 and 1 <= --cpus <= 64")
     if (warmup is not None and warmup < 0) or (window is not None and window < 1):
         fail("--warmup must be >= 0 and --window >= 1")
+    if user_instructions(k, p) < 1:
+        fail(f"P={p:g}% of a loop with K={k} rounds to no user instruction: raise --user-pct or --syscall-instr")
 
     def sized(n: int) -> tuple[int, int]:
         return (
@@ -278,6 +345,8 @@ def throughput_cmd(
         fail("--ext needs the application kernel: --kernel apkern and --cpus 2 or more")
     w1, win1 = sized(1)
     base = measure(k, p, 1, procs=procs, warmup=w1, window=win1, seed=seed, getpids=getpids)
+    if base.loops == 0:
+        fail(f"the one-CPU window of {win1} instructions holds no whole loop: make --window longer")
     wn, win = sized(cpus)
     point = (
         base
@@ -319,22 +388,32 @@ def throughput_cmd(
 @cli.command()
 @click.option("--ipsc", type=float, required=True, help="instructions per system call")
 @click.option("--interval", type=float, required=True, help="instructions between system calls on one CPU")
-@click.option("--opsc", type=float, default=None, help="overhead per forwarded call (default: the last reproduction's)")
+@click.option("--opsc", type=float, default=None, help="overhead per forwarded call (or --from DIR)")
 @click.option("--ips", type=float, default=100e6, show_default=True, help="instructions per second")
 @click.option(
-    "--results",
+    "--from",
+    "results",
     type=click.Path(file_okay=False),
-    default="results",
-    show_default=True,
-    help="where the last reproduction wrote summary.json",
+    default=None,
+    metavar="DIR",
+    help="without --opsc: the overhead a reproduction derived, from DIR/summary.json",
 )
 @click.option("--json", "as_json", is_flag=True)
-def model(ipsc: float, interval: float, opsc: float | None, ips: float, results: str, as_json: bool) -> None:
+def model(ipsc: float, interval: float, opsc: float | None, ips: float, results: str | None, as_json: bool) -> None:
     """The capacity model C = scps*(ipsc+opsc): the most calls per second and the best speedup."""
+    import math
+
     from .experiments.model import capacity
 
+    for name, value in (("--ipsc", ipsc), ("--interval", interval), ("--ips", ips), ("--opsc", opsc)):
+        if value is not None and not math.isfinite(value):
+            fail(f"{name} must be a finite number, not {value:g}")
+    if opsc is not None and results is not None:
+        fail("give --opsc or --from, not both")
     source = "given"
     if opsc is None:
+        if results is None:
+            fail("pass --opsc N, or --from DIR: a folder `apkern reproduce --out DIR` wrote")
         path = os.path.join(results, "summary.json")
         try:
             with open(path) as f:
@@ -358,15 +437,17 @@ def model(ipsc: float, interval: float, opsc: float | None, ips: float, results:
 @click.option("--out", type=click.Path(file_okay=False), default="results", show_default=True)
 @click.option("--quick", is_flag=True, help="shorter windows: a few minutes on two cores")
 @click.option("--jobs", type=int, default=None, help="worker processes (default: one per core)")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="seeds the loops' random start phases")
 def reproduce(out: str, quick: bool, jobs: int | None, seed: int) -> None:
     """Run the paper's section 5 and write CSVs, Figures 6-8, summary.json and report.md."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
+    from .experiments.reproduce import check_output_dir
     from .experiments.reproduce import reproduce as run_all
 
     if jobs is not None and jobs < 1:
         fail("--jobs must be at least 1")
+    check_output_dir(out)  # before minutes of simulation
     with Progress(
         "[progress.description]{task.description}",
         BarColumn(),
@@ -391,38 +472,26 @@ def reproduce(out: str, quick: bool, jobs: int | None, seed: int) -> None:
         click.echo(f"overhead per forwarded call: derived {d:.0f}, attributed by path {a:.0f} instructions")
 
 
-def _writable_dir(out: str) -> None:
-    """Fail (one line, status 2) unless `out` is, or can be made, a writable directory; makes nothing."""
-    path = os.path.abspath(out)
-    probe = path
-    while not os.path.exists(probe):
-        probe = os.path.dirname(probe)
-    if not os.path.isdir(probe):
-        fail(f"--out {out}: {probe} is not a directory")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        fail(f"--out {out}: {probe} is not writable")
-
-
 @cli.command()
 @click.option("--out", type=click.Path(file_okay=False), default="results", show_default=True)
 @click.option("--quick", is_flag=True, help="smaller inputs: within five minutes on two cores")
 @click.option("--jobs", type=int, default=None, help="worker processes (default: one per core)")
-@click.option("--seed", type=int, default=0, show_default=True)
-def study(out: str, quick: bool, jobs: int | None, seed: int) -> None:
+def study(out: str, quick: bool, jobs: int | None) -> None:
     """Run every workload on every kernel on 1-8 CPUs: applications.csv, study_*.png, report.md's applications."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
+    from .experiments.reproduce import check_output_dir
     from .experiments.study import study as run_study
 
-    _writable_dir(out)
     if jobs is not None and jobs < 1:
         fail("--jobs must be at least 1")
+    check_output_dir(out)  # before minutes of simulation
     with Progress(
         "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()
     ) as bar:
         task = bar.add_task("simulating", total=None)
         summary = run_study(
-            out, quick=quick, jobs=jobs, seed=seed, progress=lambda done, n: bar.update(task, completed=done, total=n)
+            out, quick=quick, jobs=jobs, progress=lambda done, n: bar.update(task, completed=done, total=n)
         )
     cpus = summary["config"]["cpus"]
     click.echo(f"{'speedup over up':<22}" + "".join(f"{n:>7}" for n in cpus))
@@ -440,6 +509,83 @@ def study(out: str, quick: bool, jobs: int | None, seed: int) -> None:
         sys.exit(1)
 
 
+@cli.command("replay")
+@click.argument("trace")
+@kernel_option
+@cpus_option()
+@click.option("--ips", type=float, default=None, help="instructions per second of the trace [default: 1e8, nominal]")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=None,
+    help="instructions of machine time [default: twice what the trace charges, and some]",
+)
+@click.option("--json", "as_json", is_flag=True, help="the mapping and the run's figures as JSON")
+def replay_cmd(
+    trace: str, kernel: str, cpus: int | None, ips: float | None, seed: int, limit: int | None, as_json: bool
+) -> None:
+    """Replay TRACE (`strace -f -ttt -T -o TRACE PROGRAM`, or a shipped trace: find, grep, gzip, findgrep, python)."""
+    from .experiments import replay as rx
+
+    label, plan = rx.load(trace, rx.rp.DEFAULT_IPS if ips is None else ips)
+    r = rx.run(plan, kernel, _cpus(kernel, cpus), seed=seed, limit=limit)
+    if as_json:
+        mapping = [{"call": c, "as": op, "charge": ch, "count": n} for (c, op, ch), n in sorted(plan.mapping.items())]
+        click.echo(
+            json.dumps(
+                {"trace": label, "mapping": mapping, "setup": plan.setup, "notes": plan.notes, "run": r.to_dict()}
+            )
+        )
+        return
+    click.echo(rx.report(label, plan))
+    click.echo("")
+    click.echo(rx.format_run(plan, r))
+
+
+@cli.command("predict")
+@click.argument("trace")
+@click.option("--ips", type=float, default=None, help="instructions per second of the trace [default: 1e8, nominal]")
+@click.option("--opsc", type=float, default=None, help="apkern's overhead per forwarded call [default: derived]")
+@click.option(
+    "--plot",
+    "plot_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="where to write the figure [default: TRACE's name with .predict.png, here]",
+)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def predict_cmd(
+    trace: str, ips: float | None, opsc: float | None, plot_file: str | None, seed: int, as_json: bool
+) -> None:
+    """Replayed speedups of TRACE on 1-8 CPUs under every kernel, beside the capacity model's."""
+    from .experiments import replay as rx
+
+    if opsc is not None and not 0 <= opsc < float("inf"):
+        fail("--opsc must be a number of instructions, at least 0")
+    label, plan = rx.load(trace, rx.rp.DEFAULT_IPS if ips is None else ips)
+    out = plot_file or f"{label.removesuffix('.trace')}.predict.png"
+    folder = os.path.dirname(os.path.abspath(out))
+    if os.path.isdir(out) or not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+        fail(f"cannot write the plot to {out}")
+    pred = rx.predict(label, plan, opsc=opsc, seed=seed)
+    rx.plot_prediction(pred, out)
+    if as_json:
+        click.echo(json.dumps({**pred.to_dict(), "plot": out}))
+        return
+    click.echo(rx.format_prediction(plan, pred))
+    click.echo(f"plot: {out}")
+
+
+def _interrupted(e: BaseException | None) -> NoReturn:
+    """Ctrl-C: say what was kept (an interrupted reproduction's finished tasks) and exit 130."""
+    finished = getattr(e, "finished", None)
+    kept = "" if finished is None else f": {len(finished)} of {e.total} tasks had finished, kept in partial.json"
+    click.echo(f"apkern: interrupted{kept}", err=True)
+    sys.exit(EXIT_INTERRUPTED)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the command; usage and configuration errors become one line and status 2."""
     try:
@@ -451,12 +597,14 @@ def main(argv: list[str] | None = None) -> None:
         fail(e.format_message().splitlines()[0])
     except click.ClickException as e:
         fail(e.format_message())
-    except click.exceptions.Abort:
-        fail("aborted")
+    except click.exceptions.Abort as e:  # click's form of Ctrl-C (KeyboardInterrupt)
+        _interrupted(e.__context__)
     except (ConfigError, ValueError) as e:
         fail(str(e))
     except SimulationLimit as e:
         fail(str(e))
+    except KeyboardInterrupt as e:
+        _interrupted(e)
     except SystemExit:
         raise
     except BrokenPipeError:

@@ -9,6 +9,8 @@ proc.exit_status, sim.console(proc.pid), sim.stats
 from __future__ import annotations
 
 import random
+import signal
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -31,6 +33,13 @@ class ConfigError(ValueError):
 
 class SimulationLimit(RuntimeError):
     """The run reached its instruction limit before every process exited."""
+
+
+class SimulationTimeout(SimulationLimit):
+    """The run used up its wall-clock time before every process exited."""
+
+
+TIMEOUT_STEP = 2_000_000  # instructions of machine time between two looks at the wall clock
 
 
 class ProcessHandle:
@@ -57,8 +66,32 @@ class ProcessHandle:
         """Exit status (0-255), -SIG if a signal killed it, None while it runs."""
         return self._proc.exit_status
 
+    @property
+    def crash(self) -> dict[str, Any] | None:
+        """How it died, if a signal killed it: `signal` (its name), `description` (as a shell says it),
+        and when its code crashed the machine's CPU (raised, or yielded garbage) `why` and `where`
+        (file:line); `death` when its kernel ended it on its own ("out of memory"). None otherwise."""
+        return self._system.crash_report(self._proc)
+
     def __repr__(self) -> str:
         return f"<Process {self.pid} {self.name} status={self.exit_status}>"
+
+
+def _owner_pid(owner: Any) -> int | None:
+    """The pid of a context's owner: a thread of the bootstrap kernel (or a port's), or an application thread."""
+    if hasattr(owner, "proc") and hasattr(owner.proc, "pid"):
+        return owner.proc.pid
+    return getattr(owner, "pid", None)
+
+
+def crash_line(name: str, crash: dict[str, Any]) -> str:
+    """One line, as a shell reports a killed job: `NAME: Segmentation fault (SIGSEGV): ...`."""
+    line = f"{name}: {crash['description']} ({crash['signal']})"
+    if crash.get("death"):
+        line += f": {crash['death']}"
+    if crash.get("why"):
+        line += f": {crash['why']}" + (f" at {crash['where']}" if crash.get("where") else "")
+    return line
 
 
 class System:
@@ -199,20 +232,53 @@ class System:
             raise ConfigError(f"no memory left to start {name!r}: give the system more memory")
         return ProcessHandle(self, proc)
 
-    def run(self, until: int | None = None, limit: int = 50_000_000_000) -> None:
-        """Run until every process has exited (or to time `until`); `SimulationLimit` past `limit`."""
+    def run(self, until: int | None = None, limit: int = 50_000_000_000, timeout: float | None = None) -> None:
+        """Run until every process has exited (or to time `until`); `SimulationLimit` past `limit`.
+
+        `timeout`: seconds of wall time, after which `SimulationTimeout` (the machine is stopped
+        between two steps of its time, which changes no figure: a run that finishes is the same).
+        """
         if until is not None:
             self.machine.run(until=until)
             return
         if self.kernel.live == 0:
             return
-        self.machine.run(until=limit)
+        if timeout is None:
+            self.machine.run(until=limit)
+        else:
+            deadline = time.monotonic() + timeout
+            while self.kernel.live and self.now < limit:
+                if time.monotonic() >= deadline:
+                    raise SimulationTimeout(
+                        f"{self.kernel.live} process(es) still running after {timeout:g} s of wall time"
+                        f" ({self.now} instructions of machine time)"
+                    )
+                self.machine.run(until=min(limit, self.now + TIMEOUT_STEP))
         if self.kernel.live:
             raise SimulationLimit(f"{self.kernel.live} process(es) still running after {self.now} instructions")
 
     def console(self, pid: int | None = None) -> str:
         """Text written to fd 1 and 2 by process `pid` (all processes when None)."""
         return self.kernel.console.text(pid)
+
+    def crash_report(self, proc: Any) -> dict[str, Any] | None:
+        """See `ProcessHandle.crash`; `proc` is the kernel's process record."""
+        status = proc.exit_status
+        if status is None or status >= 0:
+            return None
+        sig = -status
+        try:
+            name = signal.Signals(sig).name
+            description = signal.strsignal(sig) or name
+        except ValueError:
+            name = description = f"signal {sig}"
+        out: dict[str, Any] = {"signal": name, "description": description}
+        if proc.death:
+            out["death"] = proc.death
+        mine = [c for c in self.machine.crashes if _owner_pid(c["owner"]) == proc.pid]
+        if mine:
+            out["why"], out["where"] = mine[-1]["why"], mine[-1]["where"]
+        return out
 
     @property
     def stats(self) -> dict[str, Any]:

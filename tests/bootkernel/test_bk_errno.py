@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+from typing import Any
 
 from bkkit import errno_of, run
 
@@ -241,3 +243,25 @@ def _sim_with(files):
     for path, data in files.items():
         sim.fs.write_file(path, data)
     return sim
+
+
+def test_spin_call_spins_then_makes_the_call_and_wraps_no_other() -> None:
+    """SYS_SPIN_CALL(n, nr, ...) costs n more than the call alone; it refuses calls outside its targets."""
+
+    def timed(spin: int) -> int:
+        def main(argv: list[str]) -> Any:
+            yield from libc.getpid(spin=spin)
+            return 0
+
+        sim, proc = run(main)
+        assert proc.exit_status == 0
+        return sim.now
+
+    assert timed(5000) - timed(0) == 5000
+    seen = check(
+        *[(nr, lambda nr=nr: libc.syscall(abi.SYS_SPIN_CALL, 1, nr, 0, 0, 0)) for nr in (1, 10, 14, 30, 999)],
+        ("negative", lambda: libc.syscall(abi.SYS_SPIN_CALL, -1, abi.SYS_GETPID, 0, 0, 0)),
+        ("wrapped close", lambda: libc.close(77, spin=10)),  # the wrapped call's own error
+    )
+    assert list(seen.values()) == [errno.EINVAL] * 6 + [errno.EBADF]
+    assert {abi.SYS_EXIT, abi.SYS_THREAD_CREATE, abi.SYS_MUNMAP, abi.SYS_SPIN_CALL} == {1, 10, 14, 30}

@@ -90,11 +90,13 @@ def observe(
     perturb: int | None = None,
     extensions: tuple[str, ...] = (),
     placement: str | None = None,
+    setup: Callable[[Any], None] | None = None,
     **system: Any,
 ) -> Observation:
     """Run `program argv` alone on a fresh system (strict unless told; perturbed by seed `perturb`) and record it.
 
-    `extensions`: section 4.3 extensions, for the application kernel only. `system`: further
+    `extensions`: section 4.3 extensions, for the application kernel only. `setup(sim)` prepares
+    the system after `files` are written (e.g. a replay's directories). `system`: further
     `System` settings (memory, swapper, tlb_patch, ...).
 
     The machine checks every TLB hit against the page tables (a stale translation fails the run)
@@ -112,6 +114,8 @@ def observe(
     )
     for path, data in (files or {}).items():
         sim.fs.write_file(path, data)
+    if setup is not None:
+        setup(sim)
     proc = sim.spawn(program, argv, placement=placement if kernel == "apkern" else None)
     sim.run(limit=limit)
     records = sim.kernel.console.records

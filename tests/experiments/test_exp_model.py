@@ -43,11 +43,16 @@ def test_cli_model_paper_example(capsys) -> None:
     assert round(d["max_calls_per_second"]) == 33333 and d["max_speedup"] == pytest.approx(5.0)
 
 
-def test_cli_model_without_overhead_needs_a_reproduction(tmp_path, capsys) -> None:
-    code, out, err = run(capsys, "model", "--ipsc", "1000", "--interval", "15000", "--results", str(tmp_path))
+def test_cli_model_without_overhead_needs_a_reproduction(tmp_path, capsys, monkeypatch) -> None:
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "summary.json").write_text(json.dumps({"derived_overhead": 700.0}))
+    monkeypatch.chdir(tmp_path)  # a results folder in the working directory is not taken silently
+    code, out, err = run(capsys, "model", "--ipsc", "1000", "--interval", "15000")
+    assert code == 2 and out == "" and err.count("\n") == 1 and "--from DIR" in err
+    code, out, err = run(capsys, "model", "--ipsc", "1000", "--interval", "15000", "--from", str(tmp_path))
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and "apkern reproduce" in err
     (tmp_path / "summary.json").write_text(json.dumps({"derived_overhead": 500.0}))
-    code, out, _ = run(capsys, "model", "--ipsc", "1000", "--interval", "15000", "--results", str(tmp_path), "--json")
+    code, out, _ = run(capsys, "model", "--ipsc", "1000", "--interval", "15000", "--from", str(tmp_path), "--json")
     d = json.loads(out)
     assert d["opsc"] == 500.0 and d["max_speedup"] == pytest.approx(10.0)

@@ -247,7 +247,7 @@ def test_cli_runs_the_study(capsys, monkeypatch, tmp_path) -> None:
     [
         (["--jobs", "0"], "--jobs"),
         (["--out", "{file}"], "--out"),
-        (["--out", "{file}/sub"], "--out"),
+        (["--out", "{file}/sub"], "cannot write into"),
         (["--jobs", "x"], "jobs"),
     ],
 )

@@ -38,30 +38,51 @@ def _body(arg: int) -> Generator[Op, Any, int]:
 CALLS: dict[str, tuple[Callable[..., Any], dict[str, Any], dict[str, bool]]] = {
     "syscall": (libc.syscall, {"nr": abi.SYS_KILL, "args": (7, abi.SIGTERM)}, {"nr": False, "args": True}),
     "exit": (libc.exit, {"status": 3}, {"status": True}),
-    "waitpid": (libc.waitpid, {"pid": 7}, {"pid": False}),
+    "getpid": (libc.getpid, {"spin": 0}, {"spin": False}),
+    "gettid": (libc.gettid, {"spin": 0}, {"spin": False}),
+    "waitpid": (libc.waitpid, {"pid": 7, "spin": 0}, {"pid": False, "spin": False}),
     "kill": (libc.kill, {"pid": 7, "sig": abi.SIGTERM}, {"pid": False, "sig": False}),
     "sigaction": (libc.sigaction, {"sig": abi.SIGUSR1, "handler": abi.SIG_IGN}, {"sig": False, "handler": False}),
     "sleep": (libc.sleep, {"n": 100}, {"n": False}),
     "thread_create": (libc.thread_create, {"func": _body, "arg": 5}, {"arg": True}),
     "thread_join": (libc.thread_join, {"tid": 2}, {"tid": False}),
     "thread_exit": (libc.thread_exit, {"value": 4}, {"value": True}),
-    "mmap": (libc.mmap, {"length": 8192}, {"length": False}),
+    "mmap": (libc.mmap, {"length": 8192, "spin": 0}, {"length": False, "spin": False}),
     "munmap": (libc.munmap, {"addr": 0x20000000, "length": 4096}, {"addr": False, "length": False}),
-    "lseek": (libc.lseek, {"fd": 3, "offset": 2, "whence": 0}, {"fd": False, "offset": False, "whence": False}),
-    "dup": (libc.dup, {"fd": 3}, {"fd": False}),
-    "getdents": (libc.getdents, {"fd": 3, "n": 64}, {"fd": False, "n": False}),
-    "futex_wait": (libc.futex_wait, {"addr": ADDR, "value": 7}, {"addr": False, "value": False}),
-    "futex_wake": (libc.futex_wake, {"addr": ADDR, "n": 1}, {"addr": False, "n": False}),
+    "lseek": (
+        libc.lseek,
+        {"fd": 3, "offset": 2, "whence": 0, "spin": 0},
+        {"fd": False, "offset": False, "whence": False, "spin": False},
+    ),
+    "dup": (libc.dup, {"fd": 3, "spin": 0}, {"fd": False, "spin": False}),
+    "pipe": (libc.pipe, {"spin": 0}, {"spin": False}),
+    "mkdir": (libc.mkdir, {"path": "/d", "spin": 0}, {"spin": False}),
+    "stat": (libc.stat, {"path": "/f", "spin": 0}, {"spin": False}),
+    "getdents": (libc.getdents, {"fd": 3, "n": 64, "spin": 0}, {"fd": False, "n": False, "spin": False}),
+    "futex_wait": (
+        libc.futex_wait,
+        {"addr": ADDR, "value": 7, "spin": 0},
+        {"addr": False, "value": False, "spin": False},
+    ),
+    "futex_wake": (libc.futex_wake, {"addr": ADDR, "n": 1, "spin": 0}, {"addr": False, "n": False, "spin": False}),
     "mlock": (libc.mlock, {"addr": 0x20000000, "length": 4096}, {"addr": False, "length": False}),
     "munlock": (libc.munlock, {"addr": 0x20000000, "length": 4096}, {"addr": False, "length": False}),
     "load": (libc.load, {"addr": ADDR}, {"addr": False}),
     "store": (libc.store, {"addr": ADDR, "value": 1}, {"addr": False, "value": True}),
     "read_mem": (libc.read_mem, {"addr": ADDR, "n": 8}, {"addr": False, "n": False}),
     "write_mem": (libc.write_mem, {"addr": ADDR, "data": b"abcd"}, {"addr": False}),
-    "open": (libc.open, {"path": "/f", "flags": abi.O_RDONLY}, {"flags": False}),
-    "read": (libc.read, {"fd": 3, "buf_addr": TLS, "n": 2}, {"fd": False, "buf_addr": False, "n": False}),
-    "write": (libc.write, {"fd": 1, "buf_addr": TLS, "n": 1}, {"fd": False, "buf_addr": False, "n": False}),
-    "close": (libc.close, {"fd": 3}, {"fd": False}),
+    "open": (libc.open, {"path": "/f", "flags": abi.O_RDONLY, "spin": 0}, {"flags": False, "spin": False}),
+    "read": (
+        libc.read,
+        {"fd": 3, "buf_addr": TLS, "n": 2, "spin": 0},
+        {"fd": False, "buf_addr": False, "n": False, "spin": False},
+    ),
+    "write": (
+        libc.write,
+        {"fd": 1, "buf_addr": TLS, "n": 1, "spin": 0},
+        {"fd": False, "buf_addr": False, "n": False, "spin": False},
+    ),
+    "close": (libc.close, {"fd": 3, "spin": 0}, {"fd": False, "spin": False}),
     "write_bytes": (libc.write_bytes, {"fd": 1, "data": b"hi"}, {"fd": False}),
     "read_bytes": (libc.read_bytes, {"fd": 3, "n": 2}, {"fd": False, "n": False}),
     "compute": (libc.compute, {"n": 10}, {"n": False}),
@@ -93,8 +114,10 @@ def _flat(values: tuple[Any, ...]) -> list[Any]:
 
 def _call(name: str, args: dict[str, Any]) -> Generator[Op, Any, Any]:
     func = CALLS[name][0]
-    positional = [v for k, v in args.items() if k != "args"]
-    return func(*positional, *args.get("args", ()))
+    params = inspect.signature(func).parameters
+    keyword = {k: v for k, v in args.items() if params[k].kind is inspect.Parameter.KEYWORD_ONLY}
+    positional = [v for k, v in args.items() if k != "args" and k not in keyword]
+    return func(*positional, *args.get("args", ()), **keyword)
 
 
 def _run(name: str, args: dict[str, Any]) -> list[tuple[Any, ...]]:
@@ -104,6 +127,8 @@ def _run(name: str, args: dict[str, Any]) -> list[tuple[Any, ...]]:
     for nr in (abi.SYS_KILL, abi.SYS_SIGACTION, abi.SYS_SLEEP, abi.SYS_MUNMAP, abi.SYS_SPIN):
         proc.results[nr] = 0
     for nr in (abi.SYS_MLOCK, abi.SYS_MUNLOCK, abi.SYS_LSEEK, abi.SYS_DUP, abi.SYS_FUTEX, abi.SYS_GETDENTS):
+        proc.results[nr] = 0
+    for nr in (abi.SYS_MKDIR, abi.SYS_STAT, abi.SYS_GETPID, abi.SYS_GETTID, abi.SYS_PIPE):
         proc.results[nr] = 0
     proc.results[abi.SYS_WAITPID] = lambda pid, ptr: pid
     proc.results[abi.SYS_THREAD_CREATE] = 2
@@ -248,3 +273,20 @@ def test_compute_refuses_a_negative_count() -> None:
     with pytest.raises(ValueError, match=r"libc\.compute\(\): argument 'n' must not be negative"):
         FakeProcess().run(_recorded(libc.compute(-1), ops))
     assert ops == []
+
+
+def test_a_charged_call_is_one_spin_call_trap_with_its_arguments_padded() -> None:
+    """spin=n makes SYS_SPIN_CALL(n, nr, a0, a1, a2): one trap; spin=0 is the plain call."""
+    proc = FakeProcess({"/f": b"abc"})
+    proc.results[abi.SYS_SPIN_CALL] = 0
+    proc.run(libc.open("/f"))  # fd 3
+    proc.run(libc.close(3, spin=0))
+    proc.run(libc.close(3, spin=1500))
+    proc.run(libc.getpid(spin=7))
+    proc.run(libc.lseek(3, -2, os.SEEK_END, spin=9))
+    assert proc.calls[1:] == [
+        ("close", (3,)),
+        ("spin_call", (1500, abi.SYS_CLOSE, 3, 0, 0)),
+        ("spin_call", (7, abi.SYS_GETPID, 0, 0, 0)),
+        ("spin_call", (9, abi.SYS_LSEEK, 3, -2, os.SEEK_END)),
+    ]

@@ -27,7 +27,9 @@ Invariants:
 - an AP holds the kernel's page directory when idle, and the running thread's
   otherwise; it reloads CR3 when a forwarded page fault may have changed the
   tables (section 4.1);
-- on every trap or exception an AP blocks the thread and schedules another.
+- on every trap or exception an AP blocks the thread and schedules another;
+- a HOME thread (the migration extension) is in no queue and on no AP: its user
+  frames are in transit (`home_frames`, lock held) or run in its bootstrap thread.
 """
 
 from __future__ import annotations

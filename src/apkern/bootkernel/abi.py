@@ -47,8 +47,18 @@ SYS_MKDIR = 27  # (path_ptr) -> 0
 SYS_STAT = 28  # (path_ptr, buf) -> 0; buf gets STAT_SIZE bytes: mode, size (little-endian words)
 SYS_GETDENTS = 29  # (fd of a directory, buf, n) -> bytes of entries written, 0 at the end
 SYS_FUTEX = 26  # (address, op, value): FUTEX_WAIT sleeps if the word still holds value; FUTEX_WAKE wakes value sleepers
+# (n, nr, a0, a1, a2): spin n instructions, then make call nr(a0, a1, a2), in one trap: a call of a
+# replayed trace (`apkern replay`) that spends its measured kernel time. nr is one of SPIN_CALL_TARGETS.
+SYS_SPIN_CALL = 30
 
 SYSCALL_NAMES = {v: k[4:].lower() for k, v in globals().items() if k.startswith("SYS_")}
+# The calls SYS_SPIN_CALL may make: plain ones, which return to their caller and leave its process's
+# threads, mappings (mmap only adds) and signal dispositions as they were; never calls that start or
+# end processes or threads, remove mappings, change dispositions or reach a driver.
+SPIN_CALL_TARGETS = frozenset(
+    {SYS_GETPID, SYS_GETTID, SYS_OPEN, SYS_READ, SYS_WRITE, SYS_CLOSE, SYS_PIPE, SYS_LSEEK, SYS_DUP}
+    | {SYS_MKDIR, SYS_STAT, SYS_GETDENTS, SYS_WAITPID, SYS_MMAP, SYS_FUTEX}
+)
 
 # --- error numbers and flags: the host's values ----------------------------------------
 EPERM = _errno.EPERM

@@ -65,6 +65,7 @@ class Process:
     exit_status: int | None = None
     created_at: int = 0
     exited_at: int | None = None
+    death: str = ""  # why the kernel ended it on its own (out of memory), for its parent's shell to say
 
     @property
     def live_threads(self) -> list[Thread]:

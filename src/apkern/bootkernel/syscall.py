@@ -35,6 +35,7 @@ TABLE: dict[int, tuple[Callable[..., Gen], int]] = {
     abi.SYS_MMAP: (sysproc.sys_mmap, 1),
     abi.SYS_MUNMAP: (sysproc.sys_munmap, 2),
     abi.SYS_SPIN: (sysproc.sys_spin, 1),
+    abi.SYS_SPIN_CALL: (sysproc.sys_spin_call, 5),
     abi.SYS_MLOCK: (sysproc.sys_mlock, 2),
     abi.SYS_MUNLOCK: (sysproc.sys_munlock, 2),
     abi.SYS_LSEEK: (sysfile.sys_lseek, 3),

@@ -46,6 +46,15 @@ def sys_spin(k: BootKernel, n: int) -> Gen:
     return 0
 
 
+def sys_spin_call(k: BootKernel, n: int, nr: int, a0: int, a1: int, a2: int) -> Gen:
+    """Spin n instructions, then make call nr(a0, a1, a2): one of `abi.SPIN_CALL_TARGETS`, never itself."""
+    if not 0 <= n <= MAX_SPIN or nr not in abi.SPIN_CALL_TARGETS:
+        return -abi.EINVAL
+    if n:
+        yield Compute(n)
+    return (yield from k.syscalls.dispatch((nr, a0, a1, a2)))
+
+
 def sys_sleep(k: BootKernel, n: int) -> Gen:
     if n < 0:
         return -abi.EINVAL

@@ -78,6 +78,8 @@ class Traps:
         if outcome == "oom":  # nothing could be freed: the process that needs a frame dies, nobody else
             if not flt.from_user:
                 return Fixup(UserAccessFault(flt.addr))
+            t.proc.death = "out of memory"
+            k.machine.log(f"out of memory: killed process {t.proc.pid} ({t.proc.name})")
             yield from k.exit_process(t, -abi.SIGKILL)
         if outcome == "spurious":
             yield InvalidatePage(flt.addr)  # a stale TLB entry of this CPU

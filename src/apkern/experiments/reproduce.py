@@ -31,6 +31,7 @@ from . import latency, saturation, throughput
 from . import tasks as tasks_mod
 from .attribution import CALL
 from .model import predicted_speedup
+from .tasks import Interrupted
 
 KS = (151, 451, 4510)
 PS = (80.0, 90.0, 92.5, 95.0, 97.0, 99.0)
@@ -139,6 +140,8 @@ FUNCS: dict[str, Callable[..., dict[str, Any]]] = {
 def run_tasks(
     tasks: list[tuple[str, tuple[Any, ...], float]], jobs: int, progress: Callable[[int, int], None] | None = None
 ) -> list[tuple[str, tuple[Any, ...], dict[str, Any]]]:
+    """Run the tasks (in `jobs` worker processes); on Ctrl-C, cancel the rest at once and raise
+    `Interrupted` with the results finished so far."""
     return tasks_mod.run_tasks(tasks, FUNCS, jobs, progress)
 
 
@@ -451,6 +454,31 @@ SMP_FIELDS = [
 ]
 
 
+class OutputError(ValueError):
+    """The output folder cannot be made or written."""
+
+
+def check_output_dir(out: str | os.PathLike[str]) -> Path:
+    """Make `out` and prove it writable now, before any simulation: `OutputError` if not."""
+    path = Path(out)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".apkern-write-check"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise OutputError(f"cannot write into {str(out)!r}: {e.strerror or e}") from None
+    return path
+
+
+def save_partial(out: str | os.PathLike[str], e: Interrupted) -> Path:
+    """Keep what an interrupted run finished: `out/partial.json`, [{kind, args, result}]."""
+    path = Path(out) / "partial.json"
+    rows = [{"kind": k, "args": list(a), "result": r} for k, a, r in e.finished]
+    path.write_text(json.dumps({"finished": len(rows), "total": e.total, "tasks": rows}, indent=1, default=str))
+    return path
+
+
 def write_outputs(out: Path, summary: dict[str, Any]) -> None:
     from .plots import plot_figures
     from .report import write_report
@@ -486,11 +514,20 @@ def reproduce(
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
-    """Run everything and write the result files into `out`; returns the summary."""
+    """Run everything and write the result files into `out`; returns the summary.
+
+    `out` is made and checked first (`OutputError` if it cannot be written). On Ctrl-C the
+    tasks finished so far go to `out/partial.json` and `Interrupted` is raised.
+    """
     precision = QUICK if quick else DEFAULT
     jobs = jobs or os.cpu_count() or 1
+    check_output_dir(out)
     t0 = time.perf_counter()
-    results = run_tasks(plan(precision, seed), jobs, progress)
+    try:
+        results = run_tasks(plan(precision, seed), jobs, progress)
+    except Interrupted as e:
+        save_partial(out, e)
+        raise
     summary = analyse(results)
     summary["config"] = {
         "precision": precision.name,

@@ -56,7 +56,8 @@ from ..workloads.fft import points as fft_points
 from ..workloads.grep import PATTERN_DEFAULT
 from ..workloads.mix import ENTRIES_PER_SCALE, GCC_BYTES_PER_SCALE, GCC_INPUT
 from ..workloads.mix import ROOT as MIX_ROOT
-from .tasks import Progress, Task, run_tasks
+from .reproduce import check_output_dir, save_partial
+from .tasks import Interrupted, Progress, Task, run_tasks
 
 BASELINE = "up"  # the uniprocessor kernel: every speedup is over its one-CPU time
 CPUS = tuple(range(1, 9))
@@ -659,6 +660,8 @@ def study(
     `workloads_`, `cpus`, `kernels` choose a subset (by default every workload, 1-8 CPUs and
     every kernel of `apkern.system.KERNELS`); `sizes` overrides the inputs' sizes (else
     QUICK or DEFAULT). The files depend on these and `seed` only, not on `jobs`.
+    `out` is made and checked first (`OutputError` if it cannot be written); on Ctrl-C the runs
+    finished so far go to `out/partial.json` and `Interrupted` is raised.
     """
     sizes = sizes or (QUICK if quick else DEFAULT)
     every = workloads(sizes)
@@ -671,9 +674,14 @@ def study(
         kernels.insert(0, BASELINE)
     cpus = sorted(set(cpus) | {1})
     jobs = jobs or os.cpu_count() or 1
+    check_output_dir(out)
     t0 = time.perf_counter()
     chosen = [every[n] for n in names]
-    results = run_tasks(plan(chosen, kernels, cpus, seed), {"run": run_one}, jobs, progress)
+    try:
+        results = run_tasks(plan(chosen, kernels, cpus, seed), {"run": run_one}, jobs, progress)
+    except Interrupted as e:
+        save_partial(out, e)
+        raise
     summary = analyse(results, names, kernels)
     summary["config"] = {
         "sizes": asdict(sizes),

@@ -391,7 +391,7 @@ class CPU:
                     if not f.user or self.machine.strict:
                         raise
                     # A program's own Python error is its crash: an invalid instruction.
-                    self._crash(f, f"user code raised {exc!r}")
+                    self._crash(f, f"user code raised {exc!r}", _raised_at(exc))
                     continue
             self.ops += 1
             if op.__class__ is Compute:
@@ -478,9 +478,13 @@ class CPU:
                 if profiler is not None:
                     profiler.charge(self, f, f.acct, cost)
 
-    def _crash(self, f: Frame, why: str) -> None:
+    def _crash(self, f: Frame, why: str, where: str | None = None) -> None:
         """User code did something no instruction does: #UD, and it never runs again (its kernel kills it)."""
-        self.machine.log(f"cpu{self.id}: {why}; raising #UD")
+        if where is None:
+            where = _suspended_at(f.gen)
+        self.machine.log(f"cpu{self.id}: {why}{f' at {where}' if where else ''}; raising #UD")
+        owner = self.ctx.owner if self.ctx is not None else None
+        self.machine.crashes.append({"time": self.env.now, "cpu": self.id, "owner": owner, "why": why, "where": where})
         f.gen = _dead()
         self._fault(f, _DEAD_OP, Fault(UD, 0, 0, why))
 
@@ -495,6 +499,26 @@ class CPU:
                 f.caller.throw = value.exc
         elif kind == "base" and not frames:
             raise MachineError(f"cpu{self.id}: {self.ctx!r} returned from its last frame")
+
+
+def _raised_at(exc: BaseException) -> str | None:
+    """file:line of the innermost frame an exception passed through."""
+    tb = exc.__traceback__
+    if tb is None:
+        return None
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}"
+
+
+def _suspended_at(gen: Any) -> str | None:
+    """file:line where a generator (and the generators it delegates to) is suspended."""
+    where = None
+    while gen is not None and getattr(gen, "gi_frame", None) is not None:
+        frame = gen.gi_frame
+        where = f"{frame.f_code.co_filename}:{frame.f_lineno}"
+        gen = getattr(gen, "gi_yieldfrom", None)
+    return where
 
 
 def entry_frame(entry: int, *args: Any) -> Generator[Op, Any, Any]:

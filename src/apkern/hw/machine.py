@@ -61,6 +61,9 @@ class Machine:
         self.perturb = perturb  # read by the CPUs, the interrupt controller and the timers
         self.profiler: Profiler | None = None
         self.messages: list[str] = []
+        # user code that did what no instruction does (it raised, or yielded garbage): one record each,
+        # {"time", "cpu", "owner" (the context's owner: a kernel's thread), "why", "where" (file:line)}
+        self.crashes: list[dict[str, Any]] = []
         self.debugger = Debugger(self.memory)
         self.locks: LockChecker | None = LockChecker(self.memory) if check_locks else None
         self.cpus = [CPU(self, i) for i in range(cpus)]

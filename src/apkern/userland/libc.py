@@ -19,6 +19,12 @@ storage. libc keeps its small scratch (status words, a path) in the first
 SCRATCH_SIZE bytes and stages `write_bytes`, `read_bytes` and spawn blocks
 through the rest (the staging buffer), so no call needs a heap.
 
+Charged calls: getpid, gettid, waitpid, mmap, open, mkdir, stat, getdents, read,
+write, close, lseek, dup, pipe, futex_wait and futex_wake take a keyword `spin=n`: with n > 0 the kernel
+first spins n instructions and then makes the call, in one trap
+(`SYS_SPIN_CALL`), so that a call replayed from a trace spends its measured
+kernel time without a second call's entry and exit (`apkern replay`).
+
 Static data: libc owns the first LIBC_DATA_SIZE bytes of the data segment
 (DATA_BASE); the word at CRT0_WORD holds the code address of the crt0 this
 process started under, which `spawn` passes on to its children. Programs may use
@@ -146,17 +152,26 @@ def syscall(nr: int, *args: int) -> Gen:
     return rv
 
 
+def _call(spin: int, nr: int, *args: int) -> Gen:
+    """System call `nr(*args)`; with `spin` > 0, after the kernel has spun that many instructions, in the same trap."""
+    if spin == 0:
+        return (yield from syscall(nr, *args))
+    return (yield from syscall(abi.SYS_SPIN_CALL, spin, nr, *args, *(0,) * (3 - len(args))))
+
+
 # --- processes ---------------------------------------------------------------------
 
 
-def getpid() -> Generator[Op, Any, int]:
+def getpid(*, spin: int = 0) -> Generator[Op, Any, int]:
     """This process's id."""
-    return (yield from syscall(abi.SYS_GETPID))
+    spin = _int("getpid", "spin", spin)
+    return (yield from _call(spin, abi.SYS_GETPID))
 
 
-def gettid() -> Generator[Op, Any, int]:
+def gettid(*, spin: int = 0) -> Generator[Op, Any, int]:
     """This thread's id."""
-    return (yield from syscall(abi.SYS_GETTID))
+    spin = _int("gettid", "spin", spin)
+    return (yield from _call(spin, abi.SYS_GETTID))
 
 
 def exit(status: int) -> Generator[Op, Any, None]:
@@ -202,11 +217,12 @@ def spawn(program: Callable[..., Any] | str, argv: list[str]) -> Generator[Op, A
     return (yield from syscall(abi.SYS_SPAWN, entry, buf, len(block)))
 
 
-def waitpid(pid: int = -1) -> Generator[Op, Any, int]:
+def waitpid(pid: int = -1, *, spin: int = 0) -> Generator[Op, Any, int]:
     """Wait for a child (any child if -1) to end; return its exit status (-SIG if a signal killed it)."""
+    spin = _int("waitpid", "spin", spin)
     pid = _int("waitpid", "pid", pid)
     status_ptr = yield ReadTP()
-    yield from syscall(abi.SYS_WAITPID, pid, status_ptr)
+    yield from _call(spin, abi.SYS_WAITPID, pid, status_ptr)
     return _s32((yield Load(status_ptr)))
 
 
@@ -287,9 +303,10 @@ def thread_exit(value: int) -> Generator[Op, Any, None]:
 # --- memory ------------------------------------------------------------------------------
 
 
-def mmap(length: int) -> Generator[Op, Any, int]:
+def mmap(length: int, *, spin: int = 0) -> Generator[Op, Any, int]:
     """Map `length` bytes of zero-filled memory; return its address."""
-    return (yield from syscall(abi.SYS_MMAP, _int("mmap", "length", length)))
+    spin = _int("mmap", "spin", spin)
+    return (yield from _call(spin, abi.SYS_MMAP, _int("mmap", "length", length)))
 
 
 def munmap(addr: int, length: int) -> Generator[Op, Any, None]:
@@ -330,14 +347,15 @@ def write_mem(addr: int, data: bytes) -> Generator[Op, Any, None]:
 # --- files ---------------------------------------------------------------------------------
 
 
-def open(path: str, flags: int = abi.O_RDONLY) -> Generator[Op, Any, int]:
+def open(path: str, flags: int = abi.O_RDONLY, *, spin: int = 0) -> Generator[Op, Any, int]:
     """Open `path`; return a file descriptor.
 
     `flags` are `abi.O_*` (the host's `os.O_*` values) combined with `|`, a plain int or an `IntFlag`.
     """
+    spin = _int("open", "spin", spin)
     flags = _int("open", "flags", flags)
     path_ptr = yield from _stage_path(path)
-    return (yield from syscall(abi.SYS_OPEN, path_ptr, flags))
+    return (yield from _call(spin, abi.SYS_OPEN, path_ptr, flags))
 
 
 def _stage_path(path: str) -> Generator[Op, Any, int]:
@@ -352,26 +370,29 @@ def _stage_path(path: str) -> Generator[Op, Any, int]:
     return path_ptr
 
 
-def mkdir(path: str) -> Generator[Op, Any, None]:
+def mkdir(path: str, *, spin: int = 0) -> Generator[Op, Any, None]:
     """Make the directory `path` (its parent must exist)."""
-    yield from syscall(abi.SYS_MKDIR, (yield from _stage_path(path)))
+    spin = _int("mkdir", "spin", spin)
+    yield from _call(spin, abi.SYS_MKDIR, (yield from _stage_path(path)))
 
 
-def stat(path: str) -> Generator[Op, Any, tuple[int, int]]:
+def stat(path: str, *, spin: int = 0) -> Generator[Op, Any, tuple[int, int]]:
     """(mode, size) of `path`; `stat.S_ISDIR(mode)` tells a directory."""
+    spin = _int("stat", "spin", spin)
     path_ptr = yield from _stage_path(path)
     buf = path_ptr + abi.PATH_MAX
-    yield from syscall(abi.SYS_STAT, path_ptr, buf)
+    yield from _call(spin, abi.SYS_STAT, path_ptr, buf)
     return struct.unpack("<2I", (yield ReadMem(buf, abi.STAT_SIZE)))
 
 
-def getdents(fd: int, n: int = 1024) -> Generator[Op, Any, list[tuple[str, int]]]:
+def getdents(fd: int, n: int = 1024, *, spin: int = 0) -> Generator[Op, Any, list[tuple[str, int]]]:
     """The next directory entries of `fd` (an open directory) as (name, DT_REG or DT_DIR); [] at the end."""
+    spin = _int("getdents", "spin", spin)
     fd, n = _int("getdents", "fd", fd), _int("getdents", "n", n)
     if not 0 < n <= STAGING_SIZE:
         raise _error(errno.EINVAL)
     buf = (yield ReadTP()) + STAGING_OFFSET
-    got = yield from syscall(abi.SYS_GETDENTS, fd, buf, n)
+    got = yield from _call(spin, abi.SYS_GETDENTS, fd, buf, n)
     data = (yield ReadMem(buf, got)) if got else b""
     out, p = [], 0
     while p < len(data):
@@ -393,41 +414,44 @@ def listdir(path: str) -> Generator[Op, Any, list[str]]:
     return names
 
 
-def read(fd: int, buf_addr: int, n: int) -> Generator[Op, Any, int]:
+def read(fd: int, buf_addr: int, n: int, *, spin: int = 0) -> Generator[Op, Any, int]:
     """Read up to `n` bytes from `fd` into user memory at `buf_addr`; return the count (0 at end of file)."""
+    spin = _int("read", "spin", spin)
     fd, buf_addr, n = _int("read", "fd", fd), _int("read", "buf_addr", buf_addr), _int("read", "n", n)
-    return (yield from syscall(abi.SYS_READ, fd, buf_addr, n))
+    return (yield from _call(spin, abi.SYS_READ, fd, buf_addr, n))
 
 
-def write(fd: int, buf_addr: int, n: int) -> Generator[Op, Any, int]:
+def write(fd: int, buf_addr: int, n: int, *, spin: int = 0) -> Generator[Op, Any, int]:
     """Write up to `n` bytes from user memory at `buf_addr` to `fd`; return the count written."""
+    spin = _int("write", "spin", spin)
     fd, buf_addr, n = _int("write", "fd", fd), _int("write", "buf_addr", buf_addr), _int("write", "n", n)
-    return (yield from syscall(abi.SYS_WRITE, fd, buf_addr, n))
+    return (yield from _call(spin, abi.SYS_WRITE, fd, buf_addr, n))
 
 
-def close(fd: int) -> Generator[Op, Any, None]:
+def close(fd: int, *, spin: int = 0) -> Generator[Op, Any, None]:
     """Close `fd`."""
-    yield from syscall(abi.SYS_CLOSE, _int("close", "fd", fd))
+    spin = _int("close", "spin", spin)
+    yield from _call(spin, abi.SYS_CLOSE, _int("close", "fd", fd))
 
 
-def lseek(fd: int, offset: int, whence: int = os.SEEK_SET) -> Generator[Op, Any, int]:
+def lseek(fd: int, offset: int, whence: int = os.SEEK_SET, *, spin: int = 0) -> Generator[Op, Any, int]:
     """Move `fd`'s offset (`os.SEEK_SET`, `SEEK_CUR` or `SEEK_END`); return the new offset."""
-    return (
-        yield from syscall(
-            abi.SYS_LSEEK, _int("lseek", "fd", fd), _int("lseek", "offset", offset), _int("lseek", "whence", whence)
-        )
-    )
+    spin = _int("lseek", "spin", spin)
+    fd, offset, whence = _int("lseek", "fd", fd), _int("lseek", "offset", offset), _int("lseek", "whence", whence)
+    return (yield from _call(spin, abi.SYS_LSEEK, fd, offset, whence))
 
 
-def dup(fd: int) -> Generator[Op, Any, int]:
+def dup(fd: int, *, spin: int = 0) -> Generator[Op, Any, int]:
     """A new descriptor (the lowest free one) for `fd`'s open file: they share one offset."""
-    return (yield from syscall(abi.SYS_DUP, _int("dup", "fd", fd)))
+    spin = _int("dup", "spin", spin)
+    return (yield from _call(spin, abi.SYS_DUP, _int("dup", "fd", fd)))
 
 
-def pipe() -> Generator[Op, Any, tuple[int, int]]:
+def pipe(*, spin: int = 0) -> Generator[Op, Any, tuple[int, int]]:
     """Create a pipe; return (read end, write end)."""
+    spin = _int("pipe", "spin", spin)
     fds_ptr = yield ReadTP()
-    yield from syscall(abi.SYS_PIPE, fds_ptr)
+    yield from _call(spin, abi.SYS_PIPE, fds_ptr)
     rfd = yield Load(fds_ptr)
     wfd = yield Load(fds_ptr + 4)
     return rfd, wfd
@@ -501,12 +525,12 @@ def illegal() -> Generator[Op, Any, None]:
 # --- futexes and what is built on them (as SPLASH-2's macros build on pthreads) -------------------------
 
 
-def futex_wait(addr: int, value: int) -> Generator[Op, Any, bool]:
+def futex_wait(addr: int, value: int, *, spin: int = 0) -> Generator[Op, Any, bool]:
     """Sleep while the word at `addr` holds `value`; False if it held another value already."""
+    spin = _int("futex_wait", "spin", spin)
+    addr, value = _int("futex_wait", "addr", addr), _int("futex_wait", "value", value)
     try:
-        yield from syscall(
-            abi.SYS_FUTEX, _int("futex_wait", "addr", addr), abi.FUTEX_WAIT, _int("futex_wait", "value", value)
-        )
+        yield from _call(spin, abi.SYS_FUTEX, addr, abi.FUTEX_WAIT, value)
     except OSError as e:
         if e.errno == errno.EAGAIN:
             return False
@@ -514,11 +538,11 @@ def futex_wait(addr: int, value: int) -> Generator[Op, Any, bool]:
     return True
 
 
-def futex_wake(addr: int, n: int = 1) -> Generator[Op, Any, int]:
+def futex_wake(addr: int, n: int = 1, *, spin: int = 0) -> Generator[Op, Any, int]:
     """Wake up to `n` threads sleeping on the word at `addr`; return how many woke."""
-    return (
-        yield from syscall(abi.SYS_FUTEX, _int("futex_wake", "addr", addr), abi.FUTEX_WAKE, _int("futex_wake", "n", n))
-    )
+    spin = _int("futex_wake", "spin", spin)
+    addr, n = _int("futex_wake", "addr", addr), _int("futex_wake", "n", n)
+    return (yield from _call(spin, abi.SYS_FUTEX, addr, abi.FUTEX_WAKE, n))
 
 
 class Mutex:

@@ -196,7 +196,11 @@ def pagetouch(argv: list[str]) -> Generator[Op, Any, int]:
     except _Usage:
         return (yield from _usage("pagetouch"))
     length = pages * PAGE_SIZE
-    base = yield from libc.mmap(length)
+    try:
+        base = yield from libc.mmap(length)
+    except OSError as e:
+        yield from _say(STDERR, f"pagetouch: cannot map {pages} pages: {e.strerror}\n")
+        return 1
     for p in range(pages):
         data = yield from libc.read_mem(base + p * PAGE_SIZE, PAGE_SIZE)
         if data.count(0) != PAGE_SIZE:
@@ -327,11 +331,21 @@ def threads(argv: list[str]) -> Generator[Op, Any, int]:
     except _Usage:
         return (yield from _usage("threads"))
     length = (4 * n + PAGE_SIZE - 1) // PAGE_SIZE * PAGE_SIZE
-    array = yield from libc.mmap(length)
+    try:
+        array = yield from libc.mmap(length)
+    except OSError as e:
+        yield from _say(STDERR, f"threads: cannot map an array of {n} words: {e.strerror}\n")
+        return 1
     tids = []
     for i in range(n):
         yield from libc.store(array + 4 * i, i + 1)
-        tids.append((yield from libc.thread_create(_worker, array + 4 * i)))
+        try:
+            tids.append((yield from libc.thread_create(_worker, array + 4 * i)))
+        except OSError as e:
+            yield from _say(STDERR, f"threads: cannot start thread {i}: {e.strerror}\n")
+            for tid in tids:  # the ones started still finish
+                yield from libc.thread_join(tid)
+            return 1
     total = 0
     for i, tid in enumerate(tids):
         rv = yield from libc.thread_join(tid)

@@ -51,6 +51,7 @@ from typing import Any
 from ..hw.memory import PAGE_SIZE
 from ..hw.ops import Op
 from ..userland import libc
+from . import strace
 from .stdio import BUFSIZ
 
 Gen = Generator[Op, Any, Any]
@@ -59,7 +60,6 @@ TRACED_INPUT = 118_792
 COMPILE_INSTRUCTIONS = 1_451_372_231 - 55_061_460
 PER_BYTE = COMPILE_INSTRUCTIONS / TRACED_INPUT
 CHUNK = 50  # input bytes per output line: 18 / 50 = 0.36, as 42,473 / 118,792 bytes in the trace
-_LINE = re.compile(r"(\d+) +([\d.]+) (\w+)\((.*)\)\s+= (0x[0-9a-f]+|-?\d+|\?)(.*?)(?:<([\d.]+)>)?$")
 
 
 @dataclass(frozen=True)
@@ -71,19 +71,8 @@ class Event:
 
 def parse(text: str) -> list[Event]:
     """cc1's calls from the open of its (.i) input to exit_group, as Events; ValueError if there is none."""
-    rows, pending = [], {}
-    for line in text.splitlines():
-        if line.endswith("<unfinished ...>"):
-            pid, rest = line.split(" ", 1)
-            pending[pid] = line[: -len("<unfinished ...>")]
-            continue
-        m = re.match(r"(\d+) +[\d.]+ <\.\.\. \w+ resumed>(.*)$", line)
-        if m:
-            line = pending.pop(m.group(1), "") + m.group(2)
-        m = _LINE.match(line)
-        if m is not None:
-            start, dur = float(m.group(2)), float(m.group(7) or 0)
-            rows.append((start, dur, m.group(3), m.group(4), m.group(5)))
+    calls = strace.parse(text).calls  # strace.TraceError is a ValueError
+    rows = [(c.start, c.duration or 0.0, c.name, c.args, c.result) for c in calls]
     first = next((i for i, r in enumerate(rows) if r[2] == "openat" and re.search(r'\.i"', r[3])), None)
     if first is None:
         raise ValueError("no open of a .i input in the trace")
@@ -93,7 +82,7 @@ def parse(text: str) -> list[Event]:
     total = sum(gaps)
     events, brk = [], None
     for (_start, _dur, call, args, ret), gap in zip(rows[first:], gaps, strict=True):
-        share, a = gap / total, [x.strip() for x in args.split(",")]
+        share, a = gap / total, strace.split_args(args)
         if call == "openat":
             events.append(Event("open_out" if "O_CREAT" in args else "open_in", 0, share))
         elif call in ("read", "write"):
