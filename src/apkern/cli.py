@@ -569,6 +569,43 @@ def reproduce(out: str, quick: bool, jobs: int | None, seed: int) -> None:
         click.echo(f"overhead per forwarded call: derived {d:.0f}, attributed by path {a:.0f} instructions")
 
 
+@cli.command()
+@click.option("--out", type=click.Path(file_okay=False), default="results", show_default=True)
+@click.option("--quick", is_flag=True, help="smaller inputs: within five minutes on two cores")
+@click.option("--jobs", type=int, default=None, help="worker processes (default: one per core)")
+def study(out: str, quick: bool, jobs: int | None) -> None:
+    """Run every workload on every kernel on 1-8 CPUs: applications.csv, study_*.png, report.md's applications."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+    from .experiments.reproduce import check_output_dir
+    from .experiments.study import study as run_study
+
+    if jobs is not None and jobs < 1:
+        fail("--jobs must be at least 1")
+    check_output_dir(out)  # before minutes of simulation
+    with Progress(
+        "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()
+    ) as bar:
+        task = bar.add_task("simulating", total=None)
+        summary = run_study(
+            out, quick=quick, jobs=jobs, progress=lambda done, n: bar.update(task, completed=done, total=n)
+        )
+    cpus = summary["config"]["cpus"]
+    click.echo(f"{'speedup over up':<22}" + "".join(f"{n:>7}" for n in cpus))
+    for w, curves in summary["curves"].items():
+        for k, c in curves.items():
+            cells = "".join(f"{c['points'][n]:7.2f}" if n in c["points"] else " " * 7 for n in cpus)
+            click.echo(f"{w:<10}{k:<12}{cells}")
+    c = summary["checks"]
+    click.echo(
+        f"wrote {out}/: applications.csv ({c['runs']} runs), study_*.png ({len(summary['curves'])}), study.json, "
+        f"report.md (section applications) in {summary['wall_seconds']} s"
+    )
+    click.echo(f"checks: {c['ok']} of {c['runs']} runs pass" + "".join(f"\nflagged: {f}" for f in c["flagged"]))
+    if c["flagged"]:
+        sys.exit(1)
+
+
 @cli.command("replay")
 @click.argument("trace")
 @kernel_option

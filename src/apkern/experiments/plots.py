@@ -83,3 +83,57 @@ def plot_figures(summary: dict[str, Any], out: Path) -> list[Path]:
     if ext is not None:
         written.append(ext)
     return written
+
+
+def plot_study(summary: dict[str, Any], out: Path) -> list[Path]:
+    """`apkern study`: one figure per workload, speedup against CPUs, a curve per kernel (the journal's layout).
+
+    A kernel without a one-CPU run starts its curve from the uniprocessor point; the
+    journal's figures for the workload, where it gives some, are drawn as hollow
+    markers (a figure on the largest CPU count), dotted lines (the top of the curve)
+    and bands (a range over the CPU counts from 2 on), in the kernel's colour.
+    """
+    from .study import BASELINE
+
+    written = []
+    journal = {e["workload"]: f for f in summary.get("journal", []) for e in f["ours"]}
+    for w, curves in summary["curves"].items():
+        fig, ax = plt.subplots(figsize=(6.4, 4.8))
+        base = curves.get(BASELINE, {}).get("points", {}).get(1)
+        colours = {}
+        most = max(n for c in curves.values() for n in c["points"])
+        for k, c in curves.items():
+            pts = dict(c["points"])
+            if k == BASELINE:
+                continue
+            if 1 not in pts and base is not None:
+                pts[1] = base
+            ns = sorted(pts)
+            (line,) = ax.plot(ns, [pts[n] for n in ns], marker="o", label=k)
+            colours[k] = line.get_color()
+        if base is not None:
+            ax.plot([1], [base], marker="s", color="black", linestyle="", label=f"{BASELINE} (1 CPU)")
+        f = journal.get(w)
+        if f is not None and f["measure"] != "vs_smp":
+            for k, (lo, hi) in (("apkern", f["apkern"]), ("smp", f["smp"])):
+                colour = colours.get(k, "grey")
+                label = f"journal (SPE 2006): {'SMP Linux' if k == 'smp' else 'apkern'}"
+                if f["measure"] == "range":  # over the CPU counts from 2 on
+                    ax.fill_between([2, most], lo - 0.005, hi + 0.005, color=colour, alpha=0.15, label=label)
+                elif f["measure"] == "top":  # where the curve tops out, on whichever CPU count
+                    ax.axhline(hi, color=colour, linestyle=":", label=label)
+                else:  # on the largest CPU count
+                    ax.plot([most], [hi], marker="D", markerfacecolor="none", color=colour, linestyle="", label=label)
+        ax.set_xlabel("CPUs")
+        ax.set_ylabel(f"speedup over {BASELINE} on 1 CPU")
+        ax.set_title(f"{w}: speedup against CPUs")
+        ax.set_xticks(range(1, most + 1))
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        path = out / f"study_{w}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    return written

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import inspect
+import re
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -272,7 +273,8 @@ def _miss_reason(c: dict[str, Any], summary: dict[str, Any]) -> str:
 
 
 def write_report(summary: dict[str, Any], path: Path) -> None:
-    path.write_text(report_markdown(summary))
+    """report.md from the summary; sections other experiments put there (`write_section`) stay."""
+    path.write_text(report_markdown(summary) + _other_sections(path))
 
 
 def report_markdown(summary: dict[str, Any]) -> str:
@@ -597,3 +599,32 @@ def report_markdown(summary: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+# Sections other experiments add to report.md (`apkern study`'s "applications"): each between two marks, kept when
+# the rest of the file is written again.
+SECTION_BEGIN = "<!-- apkern section {}: begin -->"
+SECTION_END = "<!-- apkern section {}: end -->"
+_SECTION = re.compile(r"<!-- apkern section (\S+): begin -->\n.*?<!-- apkern section \1: end -->", re.S)
+
+
+def _sections(text: str) -> dict[str, str]:
+    """The marked sections of a report's text, by name, each with its marks."""
+    return {m.group(1): m.group(0) for m in _SECTION.finditer(text)}
+
+
+def _other_sections(path: Path) -> str:
+    """The marked sections of the report at `path` (if any), to append after a rewrite."""
+    old = _sections(path.read_text()) if path.exists() else {}
+    return "".join("\n" + s + "\n" for s in old.values())
+
+
+def write_section(path: Path, name: str, lines: list[str]) -> None:
+    """Put `lines` into report.md as the section `name`, replacing the one there; the rest of the file stays."""
+    text = path.read_text() if path.exists() else ""
+    section = "\n".join([SECTION_BEGIN.format(name), *lines, SECTION_END.format(name)])
+    old = _sections(text).get(name)
+    if old is not None:
+        text = text.replace(old, section)
+    else:
+        text = (text.rstrip("\n") + "\n\n" if text else "") + section + "\n"
+    path.write_text(text)

@@ -22,15 +22,16 @@ import os
 import statistics
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..bootkernel import costs as boot_costs
 from . import latency, saturation, throughput
+from . import tasks as tasks_mod
 from .attribution import CALL
 from .model import predicted_speedup
+from .tasks import Interrupted
 
 KS = (151, 451, 4510)
 PS = (80.0, 90.0, 92.5, 95.0, 97.0, 99.0)
@@ -128,13 +129,12 @@ def plan(precision: Precision, seed: int = 0) -> list[tuple[str, tuple[Any, ...]
     return tasks
 
 
-class Interrupted(KeyboardInterrupt):
-    """Ctrl-C during `run_tasks`: `finished` holds the (kind, args, result) of the tasks done by then."""
-
-    def __init__(self, finished: list[tuple[str, tuple[Any, ...], dict[str, Any]]], total: int) -> None:
-        super().__init__(f"{len(finished)} of {total} tasks finished")
-        self.finished = finished
-        self.total = total
+FUNCS: dict[str, Callable[..., dict[str, Any]]] = {
+    "latency": _latency_task,
+    "point": _point_task,
+    "smp_point": _smp_point_task,
+    "extensions": _extensions_task,
+}
 
 
 def run_tasks(
@@ -142,40 +142,7 @@ def run_tasks(
 ) -> list[tuple[str, tuple[Any, ...], dict[str, Any]]]:
     """Run the tasks (in `jobs` worker processes); on Ctrl-C, cancel the rest at once and raise
     `Interrupted` with the results finished so far."""
-    funcs = {
-        "latency": _latency_task,
-        "point": _point_task,
-        "smp_point": _smp_point_task,
-        "extensions": _extensions_task,
-    }
-    out: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
-    if jobs <= 1:
-        try:
-            for i, (kind, args, _) in enumerate(tasks):
-                out.append((kind, args, funcs[kind](*args)))
-                if progress:
-                    progress(i + 1, len(tasks))
-        except KeyboardInterrupt:
-            raise Interrupted(out, len(tasks)) from None
-    else:
-        pool = ProcessPoolExecutor(max_workers=jobs)
-        try:
-            futs = {pool.submit(funcs[kind], *args): (kind, args) for kind, args, _ in tasks}
-            for i, fut in enumerate(as_completed(futs)):
-                kind, args = futs[fut]
-                out.append((kind, args, fut.result()))
-                if progress:
-                    progress(i + 1, len(tasks))
-        except KeyboardInterrupt:
-            workers = list((getattr(pool, "_processes", None) or {}).values())
-            for proc in workers:  # at once, not after their tasks
-                proc.terminate()
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise Interrupted(out, len(tasks)) from None
-        pool.shutdown()
-    order = {(kind, args): i for i, (kind, args, _) in enumerate(tasks)}
-    out.sort(key=lambda r: order[(r[0], r[1])])
-    return out
+    return tasks_mod.run_tasks(tasks, FUNCS, jobs, progress)
 
 
 # --- analysis ---------------------------------------------------------------------------------------
