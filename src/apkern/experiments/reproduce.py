@@ -22,13 +22,12 @@ import os
 import statistics
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..bootkernel import costs as boot_costs
-from . import latency, saturation, throughput
+from . import latency, runner, saturation, throughput
 from .attribution import CALL
 from .model import predicted_speedup
 
@@ -137,42 +136,29 @@ class Interrupted(KeyboardInterrupt):
         self.total = total
 
 
+FUNCS: dict[str, Callable[..., dict[str, Any]]] = {
+    "latency": _latency_task,
+    "point": _point_task,
+    "smp_point": _smp_point_task,
+    "extensions": _extensions_task,
+}
+
+
 def run_tasks(
     tasks: list[tuple[str, tuple[Any, ...], float]], jobs: int, progress: Callable[[int, int], None] | None = None
 ) -> list[tuple[str, tuple[Any, ...], dict[str, Any]]]:
-    """Run the tasks (in `jobs` worker processes); on Ctrl-C, cancel the rest at once and raise
-    `Interrupted` with the results finished so far."""
-    funcs = {
-        "latency": _latency_task,
-        "point": _point_task,
-        "smp_point": _smp_point_task,
-        "extensions": _extensions_task,
-    }
+    """Run the tasks (in `jobs` worker processes, by `runner.run_calls`, the sweep's machinery) and return
+    (kind, args, result) in task order; on Ctrl-C, cancel the rest at once and raise `Interrupted` with
+    the results finished so far."""
     out: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = []
-    if jobs <= 1:
-        try:
-            for i, (kind, args, _) in enumerate(tasks):
-                out.append((kind, args, funcs[kind](*args)))
-                if progress:
-                    progress(i + 1, len(tasks))
-        except KeyboardInterrupt:
-            raise Interrupted(out, len(tasks)) from None
-    else:
-        pool = ProcessPoolExecutor(max_workers=jobs)
-        try:
-            futs = {pool.submit(funcs[kind], *args): (kind, args) for kind, args, _ in tasks}
-            for i, fut in enumerate(as_completed(futs)):
-                kind, args = futs[fut]
-                out.append((kind, args, fut.result()))
-                if progress:
-                    progress(i + 1, len(tasks))
-        except KeyboardInterrupt:
-            workers = list((getattr(pool, "_processes", None) or {}).values())
-            for proc in workers:  # at once, not after their tasks
-                proc.terminate()
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise Interrupted(out, len(tasks)) from None
-        pool.shutdown()
+
+    def keep(i: int, result: dict[str, Any]) -> None:
+        out.append((tasks[i][0], tasks[i][1], result))
+
+    try:
+        runner.run_calls([(FUNCS[kind], args) for kind, args, _ in tasks], jobs, on_result=keep, progress=progress)
+    except KeyboardInterrupt:
+        raise Interrupted(out, len(tasks)) from None
     order = {(kind, args): i for i, (kind, args, _) in enumerate(tasks)}
     out.sort(key=lambda r: order[(r[0], r[1])])
     return out
