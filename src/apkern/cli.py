@@ -472,6 +472,52 @@ def reproduce(out: str, quick: bool, jobs: int | None, seed: int) -> None:
         click.echo(f"overhead per forwarded call: derived {d:.0f}, attributed by path {a:.0f} instructions")
 
 
+@cli.command()
+@click.argument("grid", metavar="GRID.toml")
+@click.option("--jobs", type=int, default=None, help="local worker processes (default: one per core)")
+@click.option(
+    "--scheduler", default=None, metavar="ADDRESS", help="run on this Dask scheduler's cluster: tcp://HOST:8786"
+)
+@click.option("--out", type=click.Path(file_okay=False), default=None, help="output folder [default: results/GRID]")
+def sweep(grid: str, jobs: int | None, scheduler: str | None, out: str | None) -> None:
+    """Run a grid of points (workloads x kernels x CPUs x extensions x seeds, docs/sweep.md) into
+    OUT/sweep.csv (and sweep.parquet with pyarrow), caching each point: run again, only what is missing runs."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
+
+    from .experiments.sweep import SweepInterrupted
+    from .experiments.sweep import sweep as run_sweep
+
+    if jobs is not None and jobs < 1:
+        fail("--jobs must be at least 1")
+    columns = (BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+    try:
+        bar = Progress(
+            "[progress.description]{task.description}", *columns, console=Console(stderr=True), transient=True
+        )
+        with bar:
+            task = bar.add_task("points", total=None)
+            result = run_sweep(
+                grid, out, jobs, scheduler, lambda done, total: bar.update(task, completed=done, total=total)
+            )
+    except SweepInterrupted as e:
+        click.echo(
+            f"apkern: interrupted: {e.finished} of {e.total} points finished, kept in {e.out}/"
+            " (run the same sweep again to do the rest)",
+            err=True,
+        )
+        sys.exit(EXIT_INTERRUPTED)
+    left = f", {result.left_out} left out (apkern needs 2 CPUs)" if result.left_out else ""
+    click.echo(
+        f"{result.points} points ({result.cached} from the cache, {result.ran} run{left}) in {result.seconds} s: "
+        + ", ".join(str(f) for f in result.files)
+    )
+    if result.failed:
+        first = result.failed[0]
+        click.echo(f"apkern: {len(result.failed)} point(s) failed; point {first['point']}: {first['error']}", err=True)
+        sys.exit(1)
+
+
 def _interrupted(e: BaseException | None) -> NoReturn:
     """Ctrl-C: say what was kept (an interrupted reproduction's finished tasks) and exit 130."""
     finished = getattr(e, "finished", None)

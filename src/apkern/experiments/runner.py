@@ -138,7 +138,7 @@ def _on_dask(calls: Sequence[Call], address: str, state: _Delivery) -> None:
         threads = sum(client.nthreads().values()) or 1
         window = max(8, threads * (1 + IN_FLIGHT_PER_WORKER))
         nxt = 0
-        stream = as_completed()
+        stream = as_completed(loop=client.loop)
         while nxt < len(calls) or pending:
             while nxt < len(calls) and len(pending) < window:
                 fn, args = calls[nxt]
