@@ -490,16 +490,21 @@ def sweep(grid: str, jobs: int | None, scheduler: str | None, out: str | None) -
 
     if jobs is not None and jobs < 1:
         fail("--jobs must be at least 1")
+    console = Console(stderr=True)
     columns = (BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+    # on a terminal only, and gone when done: stderr keeps nothing but what went wrong
+    bar = Progress("{task.description}", *columns, console=console, transient=True, disable=not console.is_terminal)
+    task = bar.add_task("points", total=None)
+
+    def progress(done: int, total: int) -> None:
+        bar.start()  # from the first count on: a bad grid file never shows a bar
+        bar.update(task, completed=done, total=total)
+
     try:
-        bar = Progress(
-            "[progress.description]{task.description}", *columns, console=Console(stderr=True), transient=True
-        )
-        with bar:
-            task = bar.add_task("points", total=None)
-            result = run_sweep(
-                grid, out, jobs, scheduler, lambda done, total: bar.update(task, completed=done, total=total)
-            )
+        try:
+            result = run_sweep(grid, out, jobs, scheduler, progress)
+        finally:
+            bar.stop()
     except SweepInterrupted as e:
         click.echo(
             f"apkern: interrupted: {e.finished} of {e.total} points finished, kept in {e.out}/"
