@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import signal
 import subprocess
 import time
@@ -192,8 +193,9 @@ def test_a_table_row_per_point_with_speedups_and_the_same_output_everywhere(refe
     assert float(loop[2]["speedup"]) > float(loop[1]["speedup"])  # apkern, 3 CPUs over 2
 
 
-def test_run_again_everything_comes_from_the_cache_and_the_bytes_are_the_same(reference, tmp_path) -> None:
+def test_run_again_everything_comes_from_the_cache_and_the_bytes_are_the_same(reference, tmp_path, monkeypatch) -> None:
     path, ref = reference
+    monkeypatch.setattr(sweep_mod, "TABLE_EVERY", 0.0)  # the table rewritten after every point, on the way
     out = tmp_path / "again"
     first = sweep(path, out, jobs=1)
     assert (first.cached, first.ran) == (0, POINTS)
@@ -235,6 +237,21 @@ def test_a_worker_with_other_code_stops_the_sweep(tmp_path, capsys, monkeypatch)
     code, out, err = call(capsys, "sweep", str(path), "--out", str(tmp_path / "o"), "--jobs", "1")
     assert_usage_error(code, out, err)
     assert "other apkern code" in err
+
+
+def _die(config: dict[str, Any]) -> Any:
+    os._exit(9)  # a worker process gone (the kernel's OOM killer, say)
+
+
+def test_a_dead_worker_process_stops_the_sweep_with_one_line_and_keeps_what_finished(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(sweep_mod, "run_point", _die)
+    path = _write(
+        tmp_path, '[grid]\nkernels = ["up"]\n[[workload]]\nprogram = "hello"\nargs = ["{n}"]\nparams = {n = [1, 2]}\n'
+    )
+    code, out, err = call(capsys, "sweep", str(path), "--out", str(tmp_path / "o"), "--jobs", "2")
+    assert code == 1 and out == ""
+    assert len(err.splitlines()) == 1 and err.startswith("apkern: the sweep stopped: BrokenProcessPool")
+    assert (tmp_path / "o" / "sweep.csv").exists()
 
 
 # --- interrupted, then resumed ---------------------------------------------------------------------------

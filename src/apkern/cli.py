@@ -485,7 +485,7 @@ def sweep(grid: str, jobs: int | None, scheduler: str | None, out: str | None) -
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
 
-    from .experiments.sweep import SweepInterrupted
+    from .experiments.sweep import SweepFailed, SweepInterrupted
     from .experiments.sweep import sweep as run_sweep
 
     if jobs is not None and jobs < 1:
@@ -512,6 +512,9 @@ def sweep(grid: str, jobs: int | None, scheduler: str | None, out: str | None) -
             err=True,
         )
         sys.exit(EXIT_INTERRUPTED)
+    except SweepFailed as e:
+        click.echo(f"apkern: {e}", err=True)
+        sys.exit(1)
     left = f", {result.left_out} left out (apkern needs 2 CPUs)" if result.left_out else ""
     click.echo(
         f"{result.points} points ({result.cached} from the cache, {result.ran} run{left}) in {result.seconds} s: "

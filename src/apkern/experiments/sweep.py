@@ -53,6 +53,11 @@ class SweepError(ValueError):
     """A sweep that cannot go on: one line (a worker with other code, ...)."""
 
 
+class SweepFailed(RuntimeError):
+    """The machinery stopped (a worker process killed, a cluster's worker without apkern, ...): one line;
+    the points finished before are kept, in the cache and the table."""
+
+
 class SweepInterrupted(KeyboardInterrupt):
     """Ctrl-C: `finished` of `total` points are in the cache and in the table written at `out`."""
 
@@ -187,6 +192,15 @@ def sweep(
     except KeyboardInterrupt:
         write_tables(out, grid, results)
         raise SweepInterrupted(len(results), total, out) from None
+    except (SweepError, runner.SchedulerError):
+        write_tables(out, grid, results)
+        raise
+    except Exception as e:
+        write_tables(out, grid, results)
+        why = str(e).splitlines()[0] if str(e) else ""
+        raise SweepFailed(
+            f"the sweep stopped: {type(e).__name__}: {why} ({len(results)} of {total} points finished, kept in {out}/)"
+        ) from e
     files = write_tables(out, grid, results)
     failed = [r for r in table_rows(grid, results) if r["status"] == "failed"]
     return SweepResult(
