@@ -474,7 +474,9 @@ def reproduce(out: str, quick: bool, jobs: int | None, seed: int) -> None:
 
 @cli.command()
 @click.argument("grid", metavar="GRID.toml")
-@click.option("--jobs", type=int, default=None, help="local worker processes (default: one per core)")
+@click.option(
+    "--jobs", type=int, default=None, help="local worker processes (default: one per core; not with --scheduler)"
+)
 @click.option(
     "--scheduler", default=None, metavar="ADDRESS", help="run on this Dask scheduler's cluster: tcp://HOST:8786"
 )

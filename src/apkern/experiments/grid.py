@@ -134,8 +134,7 @@ def expand(doc: dict[str, Any], name: str = "grid", reserved: tuple[str, ...] = 
                 raise GridError(f"{where}: parameter {p!r} has the name of a column of the table: rename it")
             params_seen.setdefault(p, None)
         axes = _axes(w, where, defaults)
-        kinds = list(params.values())
-        for combo in itertools.product(*kinds):
+        for combo in itertools.product(*params.values()):
             values = dict(zip(params, combo, strict=True))
             config = _substitute(base, values, where)
             for kernel in axes["kernels"]:
