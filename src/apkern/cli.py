@@ -675,6 +675,63 @@ def predict_cmd(
     click.echo(f"plot: {out}")
 
 
+
+
+@click.argument("grid", metavar="GRID.toml")
+@click.option(
+    "--jobs", type=int, default=None, help="local worker processes (default: one per core; not with --scheduler)"
+)
+@click.option(
+    "--scheduler", default=None, metavar="ADDRESS", help="run on this Dask scheduler's cluster: tcp://HOST:8786"
+)
+@click.option("--out", type=click.Path(file_okay=False), default=None, help="output folder [default: results/GRID]")
+def sweep(grid: str, jobs: int | None, scheduler: str | None, out: str | None) -> None:
+    """Run a grid of points (workloads x kernels x CPUs x extensions x seeds, docs/sweep.md) into
+    OUT/sweep.csv (and sweep.parquet with pyarrow), caching each point: run again, only what is missing runs."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
+
+    from .experiments.sweep import SweepFailed, SweepInterrupted
+    from .experiments.sweep import sweep as run_sweep
+
+    if jobs is not None and jobs < 1:
+        fail("--jobs must be at least 1")
+    console = Console(stderr=True)
+    columns = (BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+    # on a terminal only, and gone when done: stderr keeps nothing but what went wrong
+    bar = Progress("{task.description}", *columns, console=console, transient=True, disable=not console.is_terminal)
+    task = bar.add_task("points", total=None)
+
+    def progress(done: int, total: int) -> None:
+        bar.start()  # from the first count on: a bad grid file never shows a bar
+        bar.update(task, completed=done, total=total)
+
+    try:
+        try:
+            result = run_sweep(grid, out, jobs, scheduler, progress)
+        finally:
+            bar.stop()
+    except SweepInterrupted as e:
+        click.echo(
+            f"apkern: interrupted: {e.finished} of {e.total} points finished, kept in {e.out}/"
+            " (run the same sweep again to do the rest)",
+            err=True,
+        )
+        sys.exit(EXIT_INTERRUPTED)
+    except SweepFailed as e:
+        click.echo(f"apkern: {e}", err=True)
+        sys.exit(1)
+    left = f", {result.left_out} left out (apkern needs 2 CPUs)" if result.left_out else ""
+    click.echo(
+        f"{result.points} points ({result.cached} from the cache, {result.ran} run{left}) in {result.seconds} s: "
+        + ", ".join(str(f) for f in result.files)
+    )
+    if result.failed:
+        first = result.failed[0]
+        click.echo(f"apkern: {len(result.failed)} point(s) failed; point {first['point']}: {first['error']}", err=True)
+        sys.exit(1)
+
+
 def _interrupted(e: BaseException | None) -> NoReturn:
     """Ctrl-C: say what was kept (an interrupted reproduction's finished tasks) and exit 130."""
     finished = getattr(e, "finished", None)

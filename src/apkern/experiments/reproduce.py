@@ -137,6 +137,14 @@ FUNCS: dict[str, Callable[..., dict[str, Any]]] = {
 }
 
 
+FUNCS: dict[str, Callable[..., dict[str, Any]]] = {
+    "latency": _latency_task,
+    "point": _point_task,
+    "smp_point": _smp_point_task,
+    "extensions": _extensions_task,
+}
+
+
 def run_tasks(
     tasks: list[tuple[str, tuple[Any, ...], float]], jobs: int, progress: Callable[[int, int], None] | None = None
 ) -> list[tuple[str, tuple[Any, ...], dict[str, Any]]]:

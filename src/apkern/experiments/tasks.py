@@ -10,8 +10,9 @@ writes do not depend on `jobs`.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
+
+from . import runner
 
 Task = tuple[str, tuple[Any, ...], float]
 Result = tuple[str, tuple[Any, ...], Any]
@@ -32,33 +33,18 @@ def run_tasks(
 ) -> list[Result]:
     """Run every task (`jobs` worker processes; one runs them here) and return (kind, args, result) in task order.
 
-    On Ctrl-C, cancel the rest at once and raise `Interrupted` with the results finished so far.
+    The calls go through the sweep's machinery (`runner.run_calls`). On Ctrl-C, the rest are
+    cancelled at once and `Interrupted` is raised with the results finished so far.
     """
     out: list[Result] = []
-    if jobs <= 1:
-        try:
-            for i, (kind, args, _) in enumerate(tasks):
-                out.append((kind, args, funcs[kind](*args)))
-                if progress:
-                    progress(i + 1, len(tasks))
-        except KeyboardInterrupt:
-            raise Interrupted(out, len(tasks)) from None
-    else:
-        pool = ProcessPoolExecutor(max_workers=jobs)
-        try:
-            futs = {pool.submit(funcs[kind], *args): (kind, args) for kind, args, _ in tasks}
-            for i, fut in enumerate(as_completed(futs)):
-                kind, args = futs[fut]
-                out.append((kind, args, fut.result()))
-                if progress:
-                    progress(i + 1, len(tasks))
-        except KeyboardInterrupt:
-            workers = list((getattr(pool, "_processes", None) or {}).values())
-            for proc in workers:  # at once, not after their tasks
-                proc.terminate()
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise Interrupted(out, len(tasks)) from None
-        pool.shutdown()
+
+    def keep(i: int, result: Any) -> None:
+        out.append((tasks[i][0], tasks[i][1], result))
+
+    try:
+        runner.run_calls([(funcs[kind], args) for kind, args, _ in tasks], jobs, on_result=keep, progress=progress)
+    except KeyboardInterrupt:
+        raise Interrupted(out, len(tasks)) from None
     order = {(kind, args): i for i, (kind, args, _) in enumerate(tasks)}
     out.sort(key=lambda r: order[(r[0], r[1])])
     return out
