@@ -675,8 +675,7 @@ def predict_cmd(
     click.echo(f"plot: {out}")
 
 
-
-
+@cli.command()
 @click.argument("grid", metavar="GRID.toml")
 @click.option(
     "--jobs", type=int, default=None, help="local worker processes (default: one per core; not with --scheduler)"
