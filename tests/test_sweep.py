@@ -371,9 +371,9 @@ def test_a_sweep_on_a_dask_localcluster_gives_the_same_table(reference, tmp_path
 
 def test_the_guide_shows_the_example_grid_which_expands() -> None:
     root = Path(__file__).resolve().parent.parent
-    example = (root / "examples" / "sweep.toml").read_text()
+    example = (root / "examples" / "grids" / "sweep.toml").read_text()
     guide = (root / "docs" / "sweep.md").read_text()
     shown = guide.split("```toml\n", 1)[1].split("```", 1)[0]
     assert shown == "".join(line + "\n" for line in example.splitlines() if not line.startswith("#")).lstrip("\n")
-    g = grid_mod.load(root / "examples" / "sweep.toml", reserved=RESERVED)
+    g = grid_mod.load(root / "examples" / "grids" / "sweep.toml", reserved=RESERVED)
     assert len(g.points) == 35 and f"({len(g.points)} points" in guide
