@@ -22,7 +22,7 @@ def test_import_linter_contracts_are_kept() -> None:
 
 
 def test_bootstrap_kernel_never_imports_the_application_kernel_or_anything_above() -> None:
-    forbidden = ("appkernel", "smp", "userland", "experiments", "system", "cli")
+    forbidden = ("appkernel", "smp", "masterslave", "userland", "experiments", "system", "cli")
     for path in (SRC / "bootkernel").glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom):
