@@ -156,7 +156,6 @@ class MSScheduler(Scheduler):
     def schedule(self) -> Gen:
         """Master, queue lock free: switch away from the current thread (queued, asleep or dead) to the next."""
         t = self.current
-        yield Compute(boot_costs.CONTEXT_SWITCH)
         yield from self.k.qlock.acquire(MASTER)
         yield from self._master_switch()
         yield from self._tail(t)  # resumed by the master: its run queue is its own
@@ -186,6 +185,7 @@ class MSScheduler(Scheduler):
         yield from k.flush_kicks()
         yield from self._drain()
         nxt = yield from self._master_pick()
+        yield Compute(boot_costs.CONTEXT_SWITCH)
         self.switches += 1
         if nxt is not None:
             yield from self._run(MASTER, nxt)

@@ -105,6 +105,8 @@ class MSTraps(Traps):
         """IPI from a slave that queued a thread: the way back to user mode (`master`) looks at the queue."""
         yield Compute(costs.NOTIFY_IPI)
         self.master_ipis += 1
+        if self.k.sched.current is None:
+            self.k.trace(cpu, "ms_master_woken", None)
 
     # --- the slaves --------------------------------------------------------------------------------------
 
@@ -155,6 +157,8 @@ class MSTraps(Traps):
         self.slave_ipis += 1
         k = self.k
         t = k.sched.cur[cpu.id]
+        if t is None:
+            k.trace(cpu, "ms_slave_woken", None)
         if t is None or cpu.ctx is not t.ctx or not interrupted_user(cpu):
             return
         yield Compute(costs.AST_CHECK)
