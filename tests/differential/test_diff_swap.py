@@ -51,9 +51,10 @@ def test_swapping_under_the_smp_port_is_invisible(cpus: int) -> None:
     assert st["pages_evicted"] > 0 and st["tlb_shootdown_ipis"] > 0  # some evicted pages were in use elsewhere
 
 
-@pytest.mark.parametrize("cpus", [2, 4])
+@pytest.mark.parametrize("cpus", [3, 8])
 def test_swapping_under_the_master_slave_port_is_invisible(cpus: int) -> None:
-    """The master evicts; every eviction of a page that a slave's address space holds is shot down there."""
+    """The master evicts; every eviction of a page that a slave's address space holds is shot down there
+    (without, on 8 CPUs a slave keeps a hot page's translation and the TLB checker stops the run)."""
     ref = observe(pressure, ARGV, "up", 1, memory=MEMORY, swapper=True)
     got = observe(pressure, ARGV, "master-slave", cpus, memory=MEMORY, swapper=True)
     assert_same(ref, got)

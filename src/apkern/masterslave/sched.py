@@ -95,6 +95,7 @@ class MSScheduler(Scheduler):
         self.notify_ipis = 0  # IPIs slaves sent the master
         self.wakeup_ipis = 0  # IPIs sent to idle slaves
         self.dropped = 0  # threads of dead processes slaves gave up
+        self.early_wakeups = 0  # interruptible sleeps a signal that came on the way to the master ended at once
 
     # --- per-CPU state: the kernel's own reads and writes are the master's -----------------------
 
@@ -140,6 +141,23 @@ class MSScheduler(Scheduler):
         if q is not None:
             raise MachineError(f"{t!r} is removed while on {q.name}: unlink it under {self.k.qlock.name} first")
         super().remove(t)
+
+    def sleep(self, chan: Any, interruptible: bool = False, until: int | None = None) -> Gen:
+        """Master: the uniprocessor's sleep, but one that a signal already waiting for the thread ends at once.
+
+        On one CPU a thread never enters a call with a signal waiting for it: it acts on it on its
+        way back to user mode first. Here the signal may come while the thread is on its way to the
+        master (in a slave's stub, in the master queue); it then ends the sleep as it would have had
+        the thread been asleep already (`Signals.send` interrupts an interruptible sleeper).
+        """
+        t = self.current
+        if interruptible:
+            yield Compute(costs.AST_CHECK)
+            if self.needs_kernel(t):
+                t.interrupted = True
+                self.early_wakeups += 1
+                return True
+        return (yield from super().sleep(chan, interruptible, until))
 
     def yield_(self) -> Gen:
         """Master, in a system call: give way if anything else waits for the master (or in the user queue)."""
@@ -343,9 +361,7 @@ class MSScheduler(Scheduler):
         Returns on the master, which took `t` from its queue: the caller runs the kernel path there.
         """
         k = self.k
-        yield from k.qlock.acquire(cid)
-        if t.state == DEAD:  # its process died while it ran here
-            yield from self.drop(cid, t)
+        yield from self._lock_own(cid, t)
         yield Compute(costs.HANDOFF)
         t.state = RUNNABLE
         yield from self.push_master(cid, t)
@@ -359,9 +375,7 @@ class MSScheduler(Scheduler):
     def preempt(self, cid: int, t: Thread) -> Gen:
         """Slave `cid`, lock free, `t`'s time slice over: the user queue's head runs instead, `t` joins the queue."""
         k = self.k
-        yield from k.qlock.acquire(cid)
-        if t.state == DEAD:
-            yield from self.drop(cid, t)
+        yield from self._lock_own(cid, t)
         if not k.userq:  # taken meanwhile: keep running `t`
             yield from k.qlock.release(cid)
             return
@@ -370,6 +384,12 @@ class MSScheduler(Scheduler):
         self.preemptions += 1
         yield from self._slave_next(cid)
         yield from self.resume_to_user(t, (yield from self._tail(t)))
+
+    def _lock_own(self, cid: int, t: Thread) -> Gen:
+        """Slave `cid`: take the lock to queue its thread `t`; if `t`'s process died meanwhile, give `t` up."""
+        yield from self.k.qlock.acquire(cid)
+        if t.state == DEAD:  # the exit on the master waits for this CPU (`stop_others`)
+            yield from self.drop(cid, t)
 
     def drop(self, cid: int, t: Thread) -> Gen:
         """Slave `cid`, lock held: `t`'s process died while `t` ran here; leave its context for good."""
