@@ -391,7 +391,7 @@ def reproduce(out: str, quick: bool, jobs: int | None, seed: int) -> None:
     d, a = summary["derived_overhead"], summary["attributed_overhead"]
     click.echo(
         f"wrote {out}/: latency.csv, throughput.csv ({len(summary['throughput'])} rows), smp_throughput.csv, "
-        f"fig6-8.png, fig_extensions.png, summary.json, report.md in {summary['wall_seconds']} s"
+        f"ms_throughput.csv, fig6-8.png, fig_extensions.png, summary.json, report.md in {summary['wall_seconds']} s"
     )
     if d is not None:
         click.echo(f"overhead per forwarded call: derived {d:.0f}, attributed by path {a:.0f} instructions")
