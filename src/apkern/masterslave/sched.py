@@ -245,13 +245,17 @@ class MSScheduler(Scheduler):
         k = self.k
         while True:
             yield Compute(costs.USER_RETURN)
+            if k.kicks:  # a signal this path sent must reach threads on slaves or in the user queue
+                yield from k.qlock.acquire(MASTER)
+                yield from k.flush_kicks()
+                yield from k.qlock.release(MASTER)
             yield Store(k.page + k.STATE, USER)  # before looking: a slave that queues after sees it and IPIs
             handoff = yield Load(k.masterq.count_kva)
             idle = yield Load(k.page + k.IDLE_COUNT)
             surplus = 0
             if slice_over:
                 surplus = (yield Load(k.userq.count_kva)) - (yield Load(k.page + k.WAKES))
-            if not (handoff or idle or surplus > 0 or self.runq or k.kicks):
+            if not (handoff or idle or surplus > 0 or self.runq):
                 return
             yield Store(k.page + k.STATE, KERNEL)
             k.mark("ms_requeue")
