@@ -24,6 +24,9 @@ What changes from the uniprocessor scheduler:
   preempts its thread for the user queue's head at the end of a time slice.
 - IPIs: a slave that queues a thread for a master that runs user code or halts
   interrupts it; a CPU that queues a thread for user mode wakes an idle slave.
+- `sleep`: on one CPU a thread never enters a call with a signal waiting for it;
+  here the signal may come while it is on its way to the master, and then ends an
+  interruptible sleep at once, as it would have had the thread been asleep.
 
 Invariant: the queue lock is held from the moment a thread is queued until its
 CPU has switched away from it, and from the moment a CPU picks a thread until it

@@ -13,7 +13,11 @@ A slave runs no kernel code but its own few paths, as on the dual VAX:
   What follows runs on the master: the bootstrap kernel's handler, then the way
   back to user mode, which queues the thread for any CPU;
 - the timer counts the running thread's time slice and, at its end, gives the CPU
-  to the user queue's head (`MSScheduler.preempt`); timekeeping is the master's;
+  to the user queue's head (`MSScheduler.preempt`). It hands nothing to the master:
+  the rest of a tick's work (timekeeping, timed sleepers, the swapper) is the
+  master's own tick's, and signals reach a thread on a slave by the master's IPI,
+  so queueing every slave's thread for the master at every tick would cost each a
+  handoff per tick for nothing;
 - an IPI wakes an idle slave, or tells a busy one that its thread has a signal or a
   kill waiting (it is handed to the master like a trap) or is dead (it is dropped);
 - a TLB shoot-down IPI parks it until the master has changed the page tables.
@@ -32,7 +36,7 @@ from ..bootkernel.trap import Traps
 from ..hw import CPU, IVT, Compute, Fault, Gate, Load, MachineError, Op, Store
 from ..hw import traps as vec
 from . import costs
-from .sched import KERNEL, MASTER
+from .sched import KERNEL
 
 if TYPE_CHECKING:
     from .kernel import MasterSlaveKernel
@@ -174,4 +178,4 @@ class MSTraps(Traps):
         yield from k.sched.user_return(t)
 
 
-__all__ = ["MASTER", "MSTraps", "interrupted_user"]
+__all__ = ["MSTraps", "interrupted_user"]
