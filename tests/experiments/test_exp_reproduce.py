@@ -243,7 +243,8 @@ def test_the_master_slave_port_stays_under_the_masters_capacity(grid) -> None:
     assert ms["overhead_agreement"] <= AGREEMENT
     for r in ms["throughput"]:
         assert r["speedup"] <= r["bound"] * (1 + BOUND_TOLERANCE), (r["syscall_instr"], r["user_pct"], r["cpus"])
-        assert 0 <= r["master_load"] <= 1.001  # counters take an operation whole at the end that falls in the window
+        # the counters take an operation whole at the window's end: a K=4510 call is 0.5% of a quick window
+        assert 0 <= r["master_load"] <= 1.01
         if r["saturated"] and r["capacity_bound"] < r["cpus"]:
             assert r["speedup"] >= r["capacity_bound"] * (1 - BOUND_TOLERANCE)
     assert ms["model_check"] and all(c["within"] for c in ms["model_check"])
