@@ -261,3 +261,21 @@ def test_bench_latency_on_the_smp_port(capsys) -> None:
     code, out, err = call(capsys, "bench", "latency", "--kernel", "smp", "--cpus", "2", "--iterations", "30")
     assert code == 0, err
     assert "lock acquire" in out and "lock release" in out
+
+
+def test_the_master_slave_port_from_the_command_line(capsys) -> None:
+    code, out, err = call(capsys, "run", "pipeline", "5", "--kernel", "master-slave", "--cpus", "3", "--json")
+    assert code == 0, err
+    d = json.loads(out)
+    assert "received 5 lines" in d["console"] and d["stats"]["kernel"] == "master-slave" and d["stats"]["handoffs"] > 0
+    code, out, err = call(capsys, "bench", "latency", "--kernel", "master-slave", "--cpus", "2", "--iterations", "30")
+    assert code == 0, err
+    assert "slave trap stub and queueing" in out and "wait for the master" in out and "wait for a slave" in out
+    args = ["bench", "throughput", "--syscall-instr", "151", "--user-pct", "95", "--cpus", "4"]
+    code, out, err = call(capsys, *args, "--kernel", "master-slave", "--window", "400000", "--warmup", "200000")
+    assert code == 0, err
+    assert "master load" in out and "master kernel instructions per call" in out
+    code, out, err = call(capsys, *args, "--kernel", "master-slave", "--window", "400000", "--json")
+    d = json.loads(out)
+    assert d["kernel"] == "master-slave" and 3 < d["speedup"] <= d["ideal_bound"] * 1.05 and 0 < d["master_load"] < 1
+    assert_usage_error(*call(capsys, *args, "--kernel", "master-slave", "--ext", "local_calls"))

@@ -22,7 +22,7 @@ def test_import_linter_contracts_are_kept() -> None:
 
 
 def test_bootstrap_kernel_never_imports_the_application_kernel_or_anything_above() -> None:
-    forbidden = ("appkernel", "smp", "userland", "experiments", "system", "cli")
+    forbidden = ("appkernel", "smp", "masterslave", "userland", "experiments", "system", "cli")
     for path in (SRC / "bootkernel").glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom):
@@ -79,3 +79,29 @@ def test_the_smp_ports_effort_is_measured_from_its_code() -> None:
     assert Syscalls(None).table is TABLE  # type: ignore[arg-type]
     assert "self.table.get(nr)" in inspect.getsource(Syscalls.dispatch)
     assert set(effort["bootkernel_refactors"]) == {"bootkernel/syscall.py"}
+
+
+def test_the_master_slave_ports_effort_is_measured_from_its_code() -> None:
+    """The same measure for the master-slave port: it changes no line of the bootstrap kernel."""
+    from apkern.experiments.report import apkern_effort, effort_table, masterslave_effort, source_lines
+    from apkern.masterslave import sched
+
+    effort = masterslave_effort()
+    assert effort["total"] == sum(effort["lines"].values())
+    assert effort["lines"]["masterslave/sched.py"] == source_lines(sched)
+    must = (
+        "Scheduler.schedule",
+        "Scheduler.sleep",
+        "BootKernel.exit_process",
+        "BootKernel.free_thread",
+        "Swapper.evict",
+    )
+    for fn in must:
+        assert fn in effort["overridden"], fn
+    assert "Traps.timer" not in effort["overridden"]  # the master's timer is a new handler beside the kernel's
+    assert effort["per_cpu"] == ["Scheduler.current", "Scheduler.loaded_cr3"]
+    assert effort["replaced"] == ["sys_munmap"] and effort["bootkernel_refactors"] == {}
+    ak = apkern_effort()
+    assert ak["overridden"] == [] and ak["patch_total"] == sum(ak["patch"].values()) > 10
+    table = effort_table()
+    assert len(table) == 5 and all(row.count("|") == 7 for row in table)

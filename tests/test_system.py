@@ -268,10 +268,17 @@ def test_the_smp_port_is_a_kernel_choice() -> None:
         System(kernel="smp", cpus=2).spawn("hello", placement="ap")
 
 
-@pytest.mark.parametrize("cpus", [2, 4])
-def test_spawning_again_and_resuming_under_the_smp_port(cpus: int) -> None:
-    """The run stops inside the last exit, on a CPU holding the kernel lock; the next run goes on from there."""
-    sim = System(kernel="smp", cpus=cpus, check_tlb=True, check_locks=True)
+def test_the_master_slave_port_is_a_kernel_choice() -> None:
+    with pytest.raises(ConfigError, match="extensions"):
+        System(kernel="master-slave", cpus=2, extensions=("local_calls",))
+    with pytest.raises(ConfigError, match="application processors"):
+        System(kernel="master-slave", cpus=2).spawn("hello", placement="ap")
+
+
+@pytest.mark.parametrize(("kernel", "cpus"), [("smp", 2), ("smp", 4), ("master-slave", 1), ("master-slave", 4)])
+def test_spawning_again_and_resuming_under_the_ports(kernel: str, cpus: int) -> None:
+    """The run stops inside the last exit, on a CPU holding the port's lock; the next run goes on from there."""
+    sim = System(kernel=kernel, cpus=cpus, check_tlb=True, check_locks=True)
     first = sim.spawn("threads", ["threads", "3"])
     sim.run()
     second = sim.spawn("pipeline", ["pipeline", "4"])

@@ -35,7 +35,7 @@ kernel_option = click.option(
     type=click.Choice(KERNELS),
     default="up",
     show_default=True,
-    help="uniprocessor kernel alone, with the application kernel, or its giant-lock SMP port",
+    help="uniprocessor kernel alone, with the application kernel, or its giant-lock SMP or master-slave port",
 )
 
 
@@ -44,7 +44,7 @@ def cpus_option(default: int | None = None) -> Any:
         "--cpus",
         type=int,
         default=default,
-        help="processors (apkern: at least 2; default 1 for up, 4 for apkern and smp)",
+        help="processors (apkern: at least 2; default 1 for up, 4 for the others)",
     )
 
 
@@ -398,7 +398,7 @@ def balance_cmd(cpus_arg: str, quick: bool, seed: int, as_json: bool) -> None:
 @click.option("--getpids", type=click.IntRange(min=0), default=0, show_default=True, help="getpid calls per loop")
 @click.option(
     "--kernel",
-    type=click.Choice(("apkern", "smp")),
+    type=click.Choice(("apkern", "smp", "master-slave")),
     default="apkern",
     show_default=True,
     help="the kernel of 2 or more CPUs (1 CPU is the uniprocessor kernel)",
@@ -462,7 +462,7 @@ def throughput_cmd(
     )
     with_speedup(point, base)
     d = point.to_dict()
-    workers = cpus if kernel == "smp" else cpus - 1  # the CPUs that run user code
+    workers = cpus if kernel in ("smp", "master-slave") else cpus - 1  # the CPUs that run user code
     d["ideal_bound"] = workers * (win1 / base.loops) / user_instructions(k, p) if cpus > 1 else 1.0
     if as_json:
         click.echo(json.dumps(d))
@@ -471,6 +471,12 @@ def throughput_cmd(
         tail = (
             f"lock spin {point.lock_spin_share:.1%} of all CPU time, "
             f"{point.kernel_instructions_per_call or 0:.0f} kernel instructions per call"
+        )
+    elif kernel == "master-slave" and cpus > 1:
+        port = (point.master_parts or {}).get("port", 0) / max(point.loops, 1)
+        tail = (
+            f"master load {point.master_load:.3f}, {point.kernel_instructions_per_call or 0:.0f} master kernel "
+            f"instructions per call ({port:.0f} of them the port's)"
         )
     else:
         load = "-" if point.bsp_load is None else f"{point.bsp_load:.3f}"
@@ -562,8 +568,8 @@ def reproduce(out: str, quick: bool, jobs: int | None, seed: int) -> None:
     d, a = summary["derived_overhead"], summary["attributed_overhead"]
     click.echo(
         f"wrote {out}/: latency.csv, throughput.csv ({len(summary['throughput'])} rows), smp_throughput.csv, "
-        f"fig6-8.png, fig_extensions.png, summary.json, report.md, report.html, trace_gettid_*.json in "
-        f"{summary['wall_seconds']} s"
+        f"ms_throughput.csv, fig6-8.png, fig_extensions.png, summary.json, report.md, report.html, "
+        f"trace_gettid_*.json in {summary['wall_seconds']} s"
     )
     if d is not None:
         click.echo(f"overhead per forwarded call: derived {d:.0f}, attributed by path {a:.0f} instructions")

@@ -22,7 +22,7 @@ from .userland.crt0 import crt0
 from .userland.libc import encode_spawn_block
 from .workloads.programs import PROGRAMS, bin_files
 
-KERNELS = ("up", "apkern", "smp")
+KERNELS = ("up", "apkern", "smp", "master-slave")
 EXTENSIONS = ("local_calls", "migration", "balance")  # section 4.3's optional parts of the application kernel
 PLACEMENTS = ("ap", "bsp", "auto")
 
@@ -95,7 +95,8 @@ def crash_line(name: str, crash: dict[str, Any]) -> str:
 
 
 class System:
-    """A whole simulated system; `kernel` is "up" (the bootstrap kernel alone), "apkern" or "smp" (its giant-lock port).
+    """A whole simulated system; `kernel` is "up" (the bootstrap kernel alone), "apkern", "smp" (its giant-lock
+    port) or "master-slave" (its asymmetric port: kernel code on CPU 0 only).
 
     `strict`: a program's Python exception propagates instead of crashing it with #UD.
     `check_tlb`: the machine compares every TLB hit with the page tables and raises
@@ -180,6 +181,10 @@ class System:
             from .smp import SMPKernel
 
             self.kernel: BootKernel = SMPKernel(self.machine, swapper=swapper)
+        elif kernel == "master-slave":  # the asymmetric port: kernel code on CPU 0 only
+            from .masterslave import MasterSlaveKernel
+
+            self.kernel = MasterSlaveKernel(self.machine, swapper=swapper)
         else:
             self.kernel = BootKernel(self.machine, drivers=drivers, swapper=swapper, tlb_patch=bool(tlb_patch))
         self.appkernel = drivers[0] if drivers else None

@@ -2,7 +2,8 @@
 
 The oracle is the paper's promise: a program runs *unmodified* on the application
 kernel and must behave exactly as on the bootstrap kernel alone. The same holds for
-the giant-lock SMP port of that kernel ("smp"): `PORTS` lists the kernels that every
+the giant-lock SMP port of that kernel ("smp") and its master-slave port
+("master-slave"): `PORTS` lists the kernels that every
 comparison with "up" covers. `observe` runs a
 program on one configuration and records what a user can see of the run:
 
@@ -25,7 +26,9 @@ N with the environment variable APKERN_PERTURB_SEEDS=N (the long job, run by han
 live TCB) and that it really went through the application kernel (calls were
 forwarded); `assert_smp_clean` the same for the SMP port (every AP started, the
 kernel lock taken, no CPU left on a thread of a dead process, no shoot-down in
-flight); `assert_clean` picks the right one for an observation's kernel.
+flight); `assert_ms_clean` for the master-slave port (every slave started and
+handed threads to the master, nothing left queued or in the thread table);
+`assert_clean` picks the right one for an observation's kernel.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ from typing import Any
 
 import apkern
 
-PORTS = ("apkern", "smp")  # the multiprocessor kernels, each compared with "up"
+PORTS = ("apkern", "smp", "master-slave")  # the multiprocessor kernels, each compared with "up"
 RUN_LIMIT = 2_000_000_000  # instructions: far above any test program, far below "forever"
 PERTURB_SEEDS_ENV = "APKERN_PERTURB_SEEDS"
 
@@ -229,12 +232,42 @@ def assert_smp_clean(obs: Observation) -> None:
     assert not problems, "\n".join(problems)
 
 
+def ms_problems(obs: Observation) -> list[str]:
+    """What a run of the master-slave port must leave behind, and proof that its slaves ran user code."""
+    st = obs.stats
+    out = []
+    if st.get("aps_started") != obs.cpus - 1:
+        out.append(f"{obs.label}: {st.get('aps_started')} of {obs.cpus - 1} slaves started")
+    if obs.cpus > 1 and not st.get("handoffs", 0) > 0:
+        out.append(f"{obs.label}: no slave ever handed a thread to the master")
+    down = [c["id"] for c in st["per_cpu"] if c["state"] != "running"]
+    if down:
+        out.append(f"{obs.label}: CPUs {down} are not running")
+    if st.get("cpus_on_dead_processes"):
+        out.append(f"{obs.label}: CPUs {st['cpus_on_dead_processes']} still run a thread of a dead process")
+    if st.get("tlb_shootdown_in_flight"):
+        out.append(f"{obs.label}: a TLB shoot-down is still in flight")
+    if st.get("queued_for_master") or st.get("thread_table_slots"):
+        out.append(
+            f"{obs.label}: {st.get('queued_for_master')} threads still queued for the master, "
+            f"{st.get('thread_table_slots')} thread-table slots still taken"
+        )
+    return out
+
+
+def assert_ms_clean(obs: Observation) -> None:
+    problems = ms_problems(obs)
+    assert not problems, "\n".join(problems)
+
+
 def assert_clean(obs: Observation, require_calls: bool = True) -> None:
-    """The checks of the observation's kernel: `assert_ak_clean` or `assert_smp_clean` (nothing for "up")."""
+    """The checks of the observation's kernel: `assert_ak_clean`, `assert_smp_clean` or `assert_ms_clean`."""
     if obs.kernel == "apkern":
         assert_ak_clean(obs, require_calls)
     elif obs.kernel == "smp":
         assert_smp_clean(obs)
+    elif obs.kernel == "master-slave":
+        assert_ms_clean(obs)
 
 
 def compare_all(

@@ -200,10 +200,11 @@ def test_synchronisation_on_a_perturbed_machine(name: str, seed: int) -> None:
     assert got.stats["syscalls_by_name"].get("futex", 0) > 0  # they really slept and woke each other
 
 
+@pytest.mark.parametrize("kernel", ["smp", "master-slave"])
 @pytest.mark.parametrize("name", ["mutex_counter", "barrier_phases", "producer_consumer"])
-def test_synchronisation_on_a_perturbed_smp_port(name: str) -> None:
+def test_synchronisation_on_a_perturbed_port(name: str, kernel: str) -> None:
     prog, argv = PROGRAMS[name]
-    got = observe(prog, argv, "smp", 4, perturb=3)
+    got = observe(prog, argv, kernel, 4, perturb=3)
     assert got.console == EXPECTED[name]
     assert got.stats["syscalls_by_name"].get("futex", 0) > 0
 

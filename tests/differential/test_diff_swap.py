@@ -14,7 +14,7 @@ data goes wrong), which is the paper's warning.
 from __future__ import annotations
 
 import pytest
-from diffkit import assert_ak_clean, assert_same, assert_smp_clean, observe
+from diffkit import assert_ak_clean, assert_clean, assert_same, assert_smp_clean, observe
 
 from apkern import System
 from apkern.experiments.swap_pressure import ARGV, MEMORY, pressure
@@ -49,6 +49,18 @@ def test_swapping_under_the_smp_port_is_invisible(cpus: int) -> None:
     assert_smp_clean(got)
     st = got.stats
     assert st["pages_evicted"] > 0 and st["tlb_shootdown_ipis"] > 0  # some evicted pages were in use elsewhere
+
+
+@pytest.mark.parametrize("cpus", [3, 8])
+def test_swapping_under_the_master_slave_port_is_invisible(cpus: int) -> None:
+    """The master evicts; every eviction of a page that a slave's address space holds is shot down there
+    (without, on 8 CPUs a slave keeps a hot page's translation and the TLB checker stops the run)."""
+    ref = observe(pressure, ARGV, "up", 1, memory=MEMORY, swapper=True)
+    got = observe(pressure, ARGV, "master-slave", cpus, memory=MEMORY, swapper=True)
+    assert_same(ref, got)
+    assert_clean(got)
+    st = got.stats
+    assert st["pages_evicted"] > 0 and st["tlb_shootdown_ipis"] > 0  # some evicted pages were in use on a slave
 
 
 def test_swapping_under_the_smp_port_on_a_perturbed_machine() -> None:

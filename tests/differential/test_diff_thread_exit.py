@@ -160,7 +160,7 @@ def test_reading_a_joined_stack_faults() -> None:
     assert ref.top_status == -11 and ref.console == "joined 42; reading the dead stack\n"
 
 
-@pytest.mark.parametrize("kernel,cpus", [("up", 1), ("apkern", 3), ("smp", 3)])
+@pytest.mark.parametrize("kernel,cpus", [("up", 1), ("apkern", 3), ("smp", 3), ("master-slave", 3)])
 def test_joined_threads_give_their_memory_back(kernel: str, cpus: int) -> None:
     few = observe(churn, ["churn", "3"], kernel, cpus)
     many = observe(churn, ["churn", "30"], kernel, cpus)
@@ -216,11 +216,12 @@ def test_join_stops_a_sibling_that_reads_the_joined_stack(cpus: int) -> None:
     assert_ak_clean(got)
 
 
+@pytest.mark.parametrize("kernel", ["smp", "master-slave"])
 @pytest.mark.parametrize("cpus", [3, 4, 8])
-def test_the_smp_port_shoots_a_joined_stack_down_on_the_readers_cpu(cpus: int) -> None:
-    """The port frees a joined thread's stack between a shoot-down's begin and end: the reader's CPU
+def test_the_ports_shoot_a_joined_stack_down_on_the_readers_cpu(cpus: int, kernel: str) -> None:
+    """The ports free a joined thread's stack between a shoot-down's begin and end: the reader's CPU
     is parked meanwhile and drops the translation. Without it the TLB checker fails the run."""
-    got = observe(join_under_a_reader, ["jur"], "smp", cpus)
+    got = observe(join_under_a_reader, ["jur"], kernel, cpus)
     assert got.top_status in (9, -11), got.top_status
     assert got.stats["tlb_shootdown_ipis"] > 0  # the reader really ran elsewhere with the stack mapped
     assert_clean(got)

@@ -161,7 +161,7 @@ def test_two_cpu_gains_are_judged_against_the_measured_noise(grid) -> None:
 def test_latency_rows_and_their_breakdowns(grid) -> None:
     out, s = grid
     kernels = {(r["kernel"], r["cpus"]) for r in s["latency"]}
-    assert kernels == {("up", 1), *((kernel, n) for kernel in ("apkern", "smp") for n in (2, 4, 8))}
+    assert kernels == {("up", 1), *((kernel, n) for kernel in ("apkern", "smp", "master-slave") for n in (2, 4, 8))}
     for r in s["latency"]:
         assert sum(r["breakdown"].values()) == pytest.approx(r["mean_instructions"], abs=1e-6)
 
@@ -223,3 +223,39 @@ def test_report_html_opens_in_chromium(grid, tmp_path) -> None:
     assert v.plots == 5  # Figures 6-8, the latency breakdown and the extensions
     dark, spread = ink(v.screenshot)
     assert dark > 0.02 and spread > 15, (dark, spread)
+
+
+# --- the master-slave port's grid beside the other two ---------------------------------------------------
+
+
+def test_the_master_slave_port_runs_the_same_grid(grid) -> None:
+    out, s = grid
+    ms = s["master_slave"]["throughput"]
+    assert len(ms) == len(KS) * len(PS) * (len(NS) - 1)
+    with open(out / "ms_throughput.csv") as f:
+        assert len(list(csv.DictReader(f))) == len(ms)
+    assert sum(s["master_slave"]["wins"].values()) == len(ms)
+    report = (out / "report.md").read_text()
+    assert "## The master-slave port beside the application kernel and the giant-lock port" in report
+    assert "## Implementation effort of the three approaches" in report
+    assert "| master-slave port (`masterslave/`) |" in report and "| application kernel (" in report
+    for k, by_p in s["master_slave"]["saturated_speedups"].items():
+        for p, by_n in by_p.items():
+            r = by_n["8"] if "8" in by_n else by_n[8]
+            assert f"| {k} | {p} | 8 | {r['apkern']:.2f} | {r['smp']:.2f} | {r['master-slave']:.2f} |" in report
+
+
+def test_the_master_slave_port_stays_under_the_masters_capacity(grid) -> None:
+    """Never above min(CPUs, t_up / (ipsc + opsc)), opsc attributed on the master apart from any speedup;
+    the saturated points reach it, and the paper's derivation from the plateaus agrees with the attribution."""
+    _, s = grid
+    ms = s["master_slave"]
+    assert ms["saturated_points"] > 0 and 50 < ms["attributed_overhead"] < 400
+    assert ms["overhead_agreement"] <= AGREEMENT
+    for r in ms["throughput"]:
+        assert r["speedup"] <= r["bound"] * (1 + BOUND_TOLERANCE), (r["syscall_instr"], r["user_pct"], r["cpus"])
+        # the counters take an operation whole at the window's end: a K=4510 call is 0.5% of a quick window
+        assert 0 <= r["master_load"] <= 1.01
+        if r["saturated"] and r["capacity_bound"] < r["cpus"]:
+            assert r["speedup"] >= r["capacity_bound"] * (1 - BOUND_TOLERANCE)
+    assert ms["model_check"] and all(c["within"] for c in ms["model_check"])

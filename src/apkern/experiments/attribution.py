@@ -163,3 +163,63 @@ def _loop_of(user: Frame) -> tuple[Any, bool]:
 def per_call(parts: dict[str, int], calls: int) -> dict[str, float]:
     """Instructions per forwarded call by path."""
     return {k: v / calls for k, v in parts.items()}
+
+
+# --- the master of the master-slave port: whose code ran ---------------------------------------------
+
+MASTER_PARTS = ("call", "port", "interrupts", "spin", "user", "idle", "other")
+PORT_DIR = "/masterslave/"
+
+
+def _innermost_file(frame: Frame) -> str:
+    """The file of the function a frame's generator (or the one it delegates to) is suspended in."""
+    g: Any = frame.gen
+    while True:
+        inner = getattr(g, "gi_yieldfrom", None)
+        if inner is None or not hasattr(inner, "gi_code"):
+            return g.gi_code.co_filename if hasattr(g, "gi_code") else ""
+        g = inner
+
+
+@dataclass
+class MasterAttribution:
+    """Tags the master's (CPU `cpu`'s) instructions in [start, end) by whose code ran.
+
+    - `interrupts`: anything under an interrupt (timer ticks, device IRQs, the slaves' IPIs,
+      with the step back to user mode they take);
+    - `call`: the bootstrap kernel's code on a path entered from user mode (a system call or
+      an exception, the uniprocessor's path: `ipsc` measured on the master);
+    - `port`: the master-slave port's code on such a path (taking a thread a slave queued,
+      the step back to user mode that sends it to a slave, switches, the shoot-down);
+    - `spin`: spinning on the queue lock or for a shoot-down's acknowledgements;
+    - `user`, `idle`, `other` (start-up, the kernel's code outside any entry from user mode).
+    """
+
+    cpu: int = 0
+    start: int = 0
+    end: int | None = None
+    parts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(MASTER_PARTS, 0), init=False)
+
+    def charge(self, cpu: CPU, frame: Frame, account: str, n: int) -> None:
+        if cpu.id != self.cpu or not n:
+            return
+        now = cpu.env.now
+        lo, hi = max(now - n, self.start), now if self.end is None else min(now, self.end)
+        if hi <= lo:
+            return
+        self.parts[self._classify(frame, account)] += int(hi - lo)
+
+    @staticmethod
+    def _classify(frame: Frame, account: str) -> str:
+        if account in ("idle", "user"):
+            return account
+        if account != "kernel":
+            return "spin"
+        f: Frame | None = frame
+        while f is not None and not f.user:
+            if f.kind == "irq":
+                return "interrupts"
+            f = f.caller
+        if PORT_DIR in _innermost_file(frame):
+            return "port"
+        return CALL if f is not None else "other"

@@ -42,6 +42,19 @@ SMP_STAGES: dict[Any, str] = {
     "smp_unlock": "lock release",
     "smp_exit": "interrupts taken on return",
 }
+# The master-slave port: the slave's stub queues the thread for the master, which runs the uniprocessor's
+# path and queues it for user mode again; an idle slave takes it.
+MS_STAGES: dict[Any, str] = {
+    "ms_trap": "slave trap stub and queueing",
+    "ms_queued": "wait for the master",
+    "ms_master_woken": "master switches to it",
+    **{k: v for k, v in UP_STAGES.items() if k != "sys_return"},
+    "sys_return": "kernel exit",
+    "ms_requeue": "queue for user mode",
+    "ms_user_queued": "wait for a slave",
+    "ms_slave_woken": "slave switches to it",
+    "ms_resumed": "return to user mode",
+}
 # A call served on the application processor (the local_calls extension of section 4.3).
 LOCAL_STAGES: dict[Any, str] = {
     "ak_trap": "AP trap entry",
@@ -105,8 +118,8 @@ def measure(
     marks = [mk for mk in sim.machine.tracer.marks]
     inspects = [mk for mk in marks if mk.name == "inspect"]
     inspection_cost = inspects[1].time - inspects[0].time
-    if kernel in ("up", "smp"):
-        stages = UP_STAGES if kernel == "up" else SMP_STAGES
+    if kernel in ("up", "smp", "master-slave"):
+        stages = {"up": UP_STAGES, "smp": SMP_STAGES, "master-slave": MS_STAGES}[kernel]
     else:
         stages = LOCAL_STAGES if "local_calls" in extensions else AK_STAGES
     calls = split_stages(marks, inspection_cost, stages)

@@ -1,7 +1,8 @@
 """Figures 6, 7 and 8: speedup (top) and bootstrap load (bottom) against CPUs, a line per user share.
 
 With the giant-lock SMP port's grid in the summary, its speedups (top) and lock-spin
-shares (bottom) are drawn dashed in the colour of the same user share.
+shares (bottom) are drawn dashed in the colour of the same user share; with the
+master-slave port's, its speedups and the master's load dotted.
 """
 
 from __future__ import annotations
@@ -44,6 +45,17 @@ def plot_extensions(summary: dict[str, Any], out: Path) -> Path | None:
     return path
 
 
+def _style_key(labels: tuple[str, str, str]) -> list[Any]:
+    """Legend entries for the three kernels' line styles (solid, dashed, dotted), in grey."""
+    from matplotlib.lines import Line2D
+
+    styles = (("-", "o"), ("--", "x"), (":", "s"))
+    return [
+        Line2D([], [], color="grey", linestyle=ls, marker=m, label=lab)
+        for lab, (ls, m) in zip(labels, styles, strict=True)
+    ]
+
+
 def plot_figures(summary: dict[str, Any], out: Path) -> list[Path]:
     rows = summary["throughput"]
     plateau = summary.get("saturation", {}).get("plateau_load")
@@ -51,6 +63,7 @@ def plot_figures(summary: dict[str, Any], out: Path) -> list[Path]:
     for k, name in FIGURES.items():
         fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.4, 7.2), sharex=True, height_ratios=[3, 2])
         smp = (summary.get("smp") or {}).get("throughput", [])
+        ms = (summary.get("master_slave") or {}).get("throughput", [])
         for p in sorted({r["user_pct"] for r in rows if r["syscall_instr"] == k}):
             pts = sorted((r for r in rows if r["syscall_instr"] == k and r["user_pct"] == p), key=lambda r: r["cpus"])
             cpus = [r["cpus"] for r in pts]
@@ -62,14 +75,31 @@ def plot_figures(summary: dict[str, Any], out: Path) -> list[Path]:
                 style = {"color": line.get_color(), "linestyle": "--", "marker": "x", "linewidth": 1}
                 top.plot([r["cpus"] for r in port], [r["speedup"] for r in port], **style)
                 bottom.plot([r["cpus"] for r in port[1:]], [r["lock_spin_share"] for r in port[1:]], **style)
-        top.set_ylabel("speedup (vs. uniprocessor kernel)" + ("; dashed: smp" if smp else ""))
+            port = [pts[0]] + [r for r in ms if r["syscall_instr"] == k and r["user_pct"] == p]
+            if len(port) > 1:  # the master-slave port, dotted in the same colour; the master's load below
+                style = {"color": line.get_color(), "linestyle": ":", "marker": "s", "markersize": 3, "linewidth": 1}
+                top.plot([r["cpus"] for r in port], [r["speedup"] for r in port], **style)
+                bottom.plot([r["cpus"] for r in port[1:]], [r["master_load"] for r in port[1:]], **style)
+        if ms:  # three kernels: a legend of line styles says which is which, top and bottom
+            top.set_ylabel("speedup (vs. uniprocessor kernel)")
+            bottom.set_ylabel("load or share")
+        else:
+            top.set_ylabel("speedup (vs. uniprocessor kernel)" + ("; dashed: smp" if smp else ""))
+            bottom.set_ylabel("bootstrap load" + (" (smp, dashed: lock-spin share)" if smp else ""))
         top.set_title(f"Speedup and bootstrap kernel load at {k}-instruction system calls")
         top.grid(alpha=0.3)
-        top.legend(title="user share", fontsize=8)
+        shares = top.legend(title="user share", fontsize=8, loc="upper left")
+        if ms:
+            top.add_artist(shares)
+            top.legend(handles=_style_key(("apkern", "smp", "master-slave")), fontsize=7, loc="lower right")
+            bottom.legend(
+                handles=_style_key(("apkern: bootstrap load", "smp: lock-spin share", "master-slave: master load")),
+                fontsize=7,
+                loc="upper left",
+            )
         if plateau is not None:  # where the saturated points' load settles, as observed
             bottom.axhline(plateau, color="grey", linestyle="--", linewidth=0.8)
             bottom.annotate("observed plateau", (1.1, plateau + 0.02), fontsize=7, color="grey")
-        bottom.set_ylabel("bootstrap load" + (" (smp, dashed: lock-spin share)" if smp else ""))
         bottom.set_xlabel("CPUs")
         bottom.set_ylim(0, 1.05)
         bottom.grid(alpha=0.3)

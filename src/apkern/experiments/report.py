@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import inspect
 import re
+import statistics
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -58,27 +59,25 @@ def patch_lines() -> dict[str, int]:
 SMP_BOOTKERNEL_REFACTORS = {"bootkernel/syscall.py": 2}  # the system-call table an instance attribute
 
 
-def smp_effort() -> dict[str, Any]:
-    """The giant-lock SMP port's implementation effort, measured as the issue asks.
+def _port_effort(package: str) -> dict[str, Any]:
+    """A port of the bootstrap kernel (`apkern/<package>`), measured from its code:
 
-    - `lines`: lines of code of each module of `apkern/smp` (not blank, not comments, not
-      docstrings, as `source_lines` counts the application kernel), and their `total`;
+    - `lines`: lines of code of each of its modules (not blank, not comments, not docstrings,
+      as `source_lines` counts the application kernel), and their `total`;
     - `overridden`: the bootstrap kernel's functions the port redefines in a subclass
       ("Class.method", constructors included), `per_cpu`: the plain attributes of its classes
       the port turns into per-CPU state, `replaced`: the system calls it replaces in the table;
-    - `new_functions`: functions and methods the port adds (not counting overrides);
-    - `bootkernel_refactors`: lines changed in the bootstrap kernel itself, none SMP-specific.
+    - `new_functions`: functions and methods the port adds (not counting overrides).
     """
     import importlib
     import pkgutil
 
-    from .. import smp
     from ..bootkernel.syscall import TABLE
-    from ..smp.syscall import TABLE as smp_table
 
-    modules = [importlib.import_module(f"apkern.smp.{m.name}") for m in pkgutil.iter_modules(smp.__path__)]
-    lines = {f"smp/{m.__name__.rsplit('.', 1)[1]}.py": source_lines(m) for m in modules}
-    lines["smp/__init__.py"] = source_lines(smp)
+    pkg = importlib.import_module(f"apkern.{package}")
+    modules = [importlib.import_module(f"apkern.{package}.{m.name}") for m in pkgutil.iter_modules(pkg.__path__)]
+    lines = {f"{package}/{m.__name__.rsplit('.', 1)[1]}.py": source_lines(m) for m in modules}
+    lines[f"{package}/__init__.py"] = source_lines(pkg)
     overridden: list[str] = []
     per_cpu: list[str] = []
     new = 0
@@ -98,7 +97,8 @@ def smp_effort() -> dict[str, Any]:
                     per_cpu.append(f"{bases[0].__name__}.{attr}")
                 else:
                     new += 1
-    replaced = sorted(TABLE[nr][0].__name__ for nr, (impl, _) in smp_table.items() if TABLE[nr][0] is not impl)
+    table = importlib.import_module(f"apkern.{package}.syscall").TABLE
+    replaced = sorted(TABLE[nr][0].__name__ for nr, (impl, _) in table.items() if TABLE[nr][0] is not impl)
     return {
         "lines": dict(sorted(lines.items())),
         "total": sum(lines.values()),
@@ -106,13 +106,74 @@ def smp_effort() -> dict[str, Any]:
         "per_cpu": sorted(per_cpu),
         "replaced": replaced,
         "new_functions": new,
-        "bootkernel_refactors": dict(SMP_BOOTKERNEL_REFACTORS),
     }
 
 
 def _code(names: list[str]) -> str:
     """Names as markdown code spans (`BootKernel.__init__` is not bold init)."""
     return ", ".join(f"`{n}`" for n in names)
+def smp_effort() -> dict[str, Any]:
+    """The giant-lock SMP port's implementation effort, measured as the issue asks (`_port_effort`),
+    with `bootkernel_refactors`: lines changed in the bootstrap kernel itself, none SMP-specific."""
+    return {**_port_effort("smp"), "bootkernel_refactors": dict(SMP_BOOTKERNEL_REFACTORS)}
+
+
+def masterslave_effort() -> dict[str, Any]:
+    """The master-slave port's implementation effort, measured the same way (`_port_effort`). It changes
+    no line of the bootstrap kernel: the one refactor it needs (the system-call table an instance
+    attribute) is the smp port's, already there."""
+    return {**_port_effort("masterslave"), "bootkernel_refactors": {}}
+
+
+def apkern_effort() -> dict[str, Any]:
+    """The application kernel's effort on the same measure: its package and its crt0, no override of the
+    bootstrap kernel (it reaches it through the driver interface), and the section 4.3 patch's lines."""
+    import importlib
+    import pkgutil
+
+    from .. import appkernel
+    from ..userland import ak_crt0
+
+    modules = [importlib.import_module(f"apkern.appkernel.{m.name}") for m in pkgutil.iter_modules(appkernel.__path__)]
+    lines = {f"appkernel/{m.__name__.rsplit('.', 1)[1]}.py": source_lines(m) for m in modules}
+    lines["appkernel/__init__.py"] = source_lines(appkernel)
+    lines["userland/ak_crt0.py"] = source_lines(ak_crt0)
+    patch = patch_lines()
+    return {
+        "lines": dict(sorted(lines.items())),
+        "total": sum(lines.values()),
+        "overridden": [],
+        "patch": patch,
+        "patch_total": sum(patch.values()),
+    }
+
+
+def effort_table() -> list[str]:
+    """The three approaches side by side: what each adds, and what of the bootstrap kernel it overrides or changes."""
+    ak, smp, ms = apkern_effort(), smp_effort(), masterslave_effort()
+
+    def changed(e: dict[str, Any]) -> str:
+        n = sum(e["bootkernel_refactors"].values())
+        return f"{n} (refactoring, not SMP-specific)" if n else "0"
+
+    def listed(names: list[str]) -> str:
+        return f"{len(names)}: " + ", ".join(f"`{n}`" for n in names) if names else "0"
+
+    rows = [
+        "| approach | lines added | bootstrap-kernel functions overridden | made per-CPU | system calls replaced "
+        "| bootstrap-kernel lines changed |",
+        "|---|---|---|---|---|---|",
+        f"| application kernel (`appkernel/` + `ak_crt0`) | {ak['total']} | 0 (driver interface only) | 0 | 0 | "
+        f"{ak['patch_total']} (the section 4.3 patch, off unless the swapper runs: "
+        + ", ".join(f"{f} {n}" for f, n in ak["patch"].items())
+        + ") |",
+    ]
+    for name, e in (("giant-lock SMP port (`smp/`)", smp), ("master-slave port (`masterslave/`)", ms)):
+        rows.append(
+            f"| {name} | {e['total']} | {listed(e['overridden'])} | {listed(e['per_cpu'])} | "
+            f"{', '.join(e['replaced']) or '0'} | {changed(e)} |"
+        )
+    return rows
 
 
 def component_sizes() -> list[tuple[str, int, str]]:
@@ -209,6 +270,143 @@ def _smp_section(summary: dict[str, Any]) -> list[str]:
         "application kernel's bootstrap processor serves calls beside the user work on the others).",
     ]
     return lines
+
+
+WINNER_LETTERS = {"apkern": "A", "smp": "S", "master-slave": "M", "tie": "="}
+
+
+def _ms_section(summary: dict[str, Any]) -> list[str]:
+    """The master-slave port beside the other two: its capacity bound, the saturated points, who wins where."""
+    ms = summary.get("master_slave")
+    if not ms:
+        return []
+    rows = {(r["syscall_instr"], r["user_pct"], r["cpus"]): r for r in ms["throughput"]}
+    lines = [
+        "",
+        "## The master-slave port beside the application kernel and the giant-lock port",
+        "",
+        "The same grid on the master-slave port of the same bootstrap kernel (`--kernel master-slave`, dotted in "
+        "Figures 6-8, the master's load below): kernel code runs on the master only; a trap on a slave queues the "
+        "thread for the master, which runs the uniprocessor's path and queues the thread for user mode again; the "
+        "master runs user code in its spare time. The master's load is its share of the window in kernel code "
+        "and spinning.",
+    ]
+    opsc, derived = ms["attributed_overhead"], ms["derived_overhead"]
+    if opsc is not None:
+        parts = {
+            q: statistics.fmean(v["parts"][q] for v in ms["overhead_by_call_length"].values())
+            for q in ("port", "interrupts", "spin", "other")
+        }
+        checks = ms["model_check"]
+        lines += [
+            "",
+            "Its capacity bound, derived like the paper's formula: the master runs every call's kernel path, ipsc "
+            "(the call's own instructions, the uniprocessor's) plus opsc, the port's work per call on the master "
+            "(taking the thread a slave queued, switching to it, queueing it for user mode again, with the "
+            "interrupts and spinning that come with it). So the master serves at most IPS / (ipsc + opsc) calls "
+            "per second, and the speedup cannot pass t_up / (ipsc + opsc), the master's capacity, nor the number "
+            f"of CPUs. opsc attributed on the master by whose code ran, at the {ms['saturated_points']} saturated "
+            f"points (master load on its plateau): {opsc:.0f} instructions per call ("
+            + ", ".join(f"{q} {v:.0f}" for q, v in parts.items())
+            + f"); derived the paper's way from the plateaus (t_up / speedup - ipsc): {derived:.0f} (they differ "
+            f"by {100 * ms['overhead_agreement']:.1f}%). The highest simulated speedup over min(CPUs, capacity) "
+            f"is {ms['worst_bound_ratio']:.3f} of it. Each saturated curve predicted from the overhead derived at "
+            f"the other call lengths: {sum(c['within'] for c in checks)} of {len(checks)} within "
+            f"{100 * summary['config']['agreement']:.0f}%"
+            + (
+                " ("
+                + ", ".join(
+                    f"K={c['syscall_instr']} P={c['user_pct']:g}% {100 * c['relative_error']:+.1f}%" for c in checks
+                )
+                + ")."
+                if checks
+                else "."
+            ),
+        ]
+    else:
+        lines += ["", "No point saturated the master in this run: its capacity bound cannot be derived."]
+    lines += [
+        "",
+        "| K | P (%) | CPUs | apkern | smp | master-slave | master load | master-slave bound |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for k, by_p in ms["saturated_speedups"].items():
+        for p in by_p:
+            for n in (2, 4, 8):
+                r = rows.get((int(k), float(p), n))
+                if r is not None:
+                    smp = "-" if r["smp_speedup"] is None else f"{r['smp_speedup']:.2f}"
+                    lines.append(
+                        f"| {k} | {p} | {n} | {r['apkern_speedup']:.2f} | {smp} | {r['speedup']:.2f} | "
+                        f"{r['master_load']:.2f} | {r['bound']:.2f} |"
+                    )
+    w, total = ms["wins"], len(ms["throughput"])
+    lines += [
+        "",
+        f"P = 95% and the curves the paper derived its overhead from. Over the whole grid (2-8 CPUs, {total} "
+        f"points), a kernel wins a point when its speedup exceeds both others' by more than "
+        f"{100 * ms['threshold']:.2f}% ({NOISE_WORDS}): the application kernel wins {w['apkern']}, the giant-lock "
+        f"port {w['smp']}, the master-slave port {w['master-slave']}, and {w['tie']} are ties. "
+        + " ".join(_lead(name, r) for name, r in ms["largest_margin"].items())
+        + " Where each wins (A apkern, S smp, M master-slave, = tie), by CPUs:",
+        "",
+        "| K | P (%) | " + " | ".join(str(n) for n in range(2, 9)) + " |",
+        "|---|---|" + "---|" * 7,
+    ]
+    for k, p in sorted({(r["syscall_instr"], r["user_pct"]) for r in ms["throughput"]}):
+        cells = [WINNER_LETTERS[rows[(k, p, n)]["winner"]] if (k, p, n) in rows else "" for n in range(2, 9)]
+        lines.append(f"| {k} | {p:g} | " + " | ".join(cells) + " |")
+    lines += ["", _where_each_wins(ms["throughput"])]
+    return lines
+
+
+def _lead(name: str, r: dict[str, Any]) -> str:
+    speeds = {"apkern": r["apkern_speedup"], "smp": r["smp_speedup"], "master-slave": r["speedup"]}
+    others = {k: v for k, v in speeds.items() if k != name and v is not None}
+    rest = ", ".join(f"{k} {v:.2f}" for k, v in others.items())
+    return (
+        f"{name}'s largest lead: K={r['syscall_instr']} P={r['user_pct']:g}% on {r['cpus']} CPUs, "
+        f"{speeds[name]:.2f} against {rest} (master load {r['master_load']:.2f})."
+    )
+
+
+def _where_each_wins(points: list[dict[str, Any]]) -> str:
+    """Which kernel wins at each call length, and the figures that say why, from the data."""
+    names = ("apkern", "smp", "master-slave", "tie")
+    by_k = []
+    for k in sorted({r["syscall_instr"] for r in points}):
+        pts = [r for r in points if r["syscall_instr"] == k]
+        counts = ", ".join(f"{n} {sum(r['winner'] == n for r in pts)}" for n in names)
+        by_k.append(f"K={k}: {counts}")
+    out = ["By call length, points won: " + "; ".join(by_k) + "."]
+    smp_won = [r for r in points if r["winner"] == "smp" and r.get("smp_lock_bound")]
+    ms_won = [r for r in points if r["winner"] == "master-slave" and r.get("smp_lock_spin_share") is not None]
+    if smp_won:
+        ratio = statistics.fmean(r["capacity_bound"] / r["smp_lock_bound"] for r in smp_won if r["capacity_bound"])
+        load = statistics.fmean(r["master_load"] for r in smp_won)
+        lead = statistics.fmean(r["smp_speedup"] / r["speedup"] - 1 for r in smp_won)
+        out.append(
+            f"Where the giant-lock port wins (by {100 * lead:.0f}% on average), the master is {100 * load:.0f}% "
+            f"loaded on average ({sum(r['saturated'] for r in smp_won)} of those points saturate it) and its "
+            f"capacity t_up / (ipsc + opsc) is {ratio:.2f} of the lock's bound t_up / k_up: the master pays opsc "
+            "for every call on top of the call itself, which weighs most on short calls."
+        )
+    if ms_won:
+        spin = statistics.fmean(r["smp_lock_spin_share"] for r in ms_won)
+        load = statistics.fmean(r["master_load"] for r in ms_won)
+        lead = statistics.fmean(r["speedup"] / r["smp_speedup"] - 1 for r in ms_won)
+        out.append(
+            f"Where the master-slave port wins (by {100 * lead:.0f}% over the giant lock on average), the master "
+            f"is {100 * load:.0f}% loaded on average, and the giant-lock port's CPUs spin {100 * spin:.1f}% of "
+            "their time on the lock: a CPU whose thread enters the kernel waits for the holder's whole call and "
+            "runs nothing meanwhile, where a slave that queues its thread for the master runs another."
+        )
+    if not any(r["winner"] == "apkern" for r in points):
+        out.append(
+            "The application kernel wins nowhere: it forwards every call to a bootstrap thread (see its overhead "
+            "above), and its bootstrap processor runs no user code."
+        )
+    return " ".join(out)
 
 
 def _lat(summary: dict[str, Any], kernel: str, cpus: int | None = None) -> dict[str, Any] | None:
@@ -544,7 +742,7 @@ def report_markdown(summary: dict[str, Any]) -> str:
             best = max(mixes, key=lambda m: m["cpus"])["cpus"]
             lines += [
                 "",
-                "Migration (`migration`, placement \"auto\"): a thread goes to the bootstrap kernel when over a "
+                'Migration (`migration`, placement "auto"): a thread goes to the bootstrap kernel when over a '
                 "window its user instructions per forwarded call fall below the forwarding work (400), and back "
                 "above twice that. Time to finish each mix as a speedup over up, on "
                 f"{best} CPUs: "
@@ -569,6 +767,7 @@ def report_markdown(summary: dict[str, Any]) -> str:
                 "ready; per-AP queues wake one. `apkern bench balance` adds 32 CPUs and a long-call point.",
             ]
     lines += _smp_section(summary)
+    lines += _ms_section(summary)
     lines += [
         "",
         "## Component sizes beside the paper's section 4.4",
@@ -589,13 +788,21 @@ def report_markdown(summary: dict[str, Any]) -> str:
         f"{_code(effort['replaced'])} and adds {effort['new_functions']} functions: it has to know the "
         "kernel's scheduler, trap paths, exit and memory management from the inside, where the application "
         "kernel reaches the bootstrap kernel only through its driver interface and the section 4.3 patch.",
+        "",
+        "## Implementation effort of the three approaches",
+        "",
+        "Measured from the code (`apkern_effort`, `smp_effort`, `masterslave_effort` in `experiments/report.py`): "
+        "the lines each approach adds, and what of the bootstrap kernel it overrides, makes per-CPU, replaces "
+        "or changes.",
+        "",
+        *effort_table(),
     ]
     lines += [
         "",
         "Lines of code: not blank, not comments, not docstrings. The paper's figures are C and assembly.",
         "",
         "Figures: `fig6.png` (K=151), `fig7.png` (K=451), `fig8.png` (K=4510); data: `throughput.csv`, "
-        "`latency.csv`, `summary.json`.",
+        "`smp_throughput.csv`, `ms_throughput.csv`, `latency.csv`, `summary.json`.",
         "",
     ]
     return "\n".join(lines)

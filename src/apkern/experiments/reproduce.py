@@ -11,7 +11,9 @@ curve's plateau from the overhead of the other call lengths, judges the gain at
 two CPUs with one yardstick, and writes CSVs, Figures 6-8, summary.json and
 report.md. The giant-lock SMP port of the same kernel runs the same grid and the
 same latency points beside the application kernel (`_smp`): its speedups, its
-lock-spin share, its capacity bound and where each approach wins.
+lock-spin share, its capacity bound and where each approach wins; so does its
+master-slave port (`_master_slave`): its speedups, the master's load, the master's
+capacity bound and which of the three wins where.
 """
 
 from __future__ import annotations
@@ -102,6 +104,11 @@ def _smp_point_task(k: int, p: float, n: int, warmup: int, window: int, seed: in
     return throughput.measure(k, p, n, warmup=warmup, window=window, seed=seed, attribute=False, kernel="smp").to_dict()
 
 
+def _ms_point_task(k: int, p: float, n: int, warmup: int, window: int, seed: int) -> dict[str, Any]:
+    """A master-slave point, the master's instructions attributed by whose code ran."""
+    return throughput.measure(k, p, n, warmup=warmup, window=window, seed=seed, kernel="master-slave").to_dict()
+
+
 def _extensions_task() -> dict[str, Any]:
     from . import extensions
 
@@ -115,6 +122,7 @@ def plan(precision: Precision, seed: int = 0) -> list[tuple[str, tuple[Any, ...]
     for n in LATENCY_CPUS:
         tasks.append(("latency", ("apkern", n, precision.latency_iterations, seed), 5.0))
         tasks.append(("latency", ("smp", n, precision.latency_iterations, seed), 2.0))
+        tasks.append(("latency", ("master-slave", n, precision.latency_iterations, seed), 2.0))
     for k in KS:
         for p in PS:
             for n in NS:
@@ -123,8 +131,9 @@ def plan(precision: Precision, seed: int = 0) -> list[tuple[str, tuple[Any, ...]
                 seeds = range(seed, seed + (NOISE_SEEDS if n <= 2 else 1))
                 # the other seeds' points serve only the noise: their loop counts, no attribution
                 tasks += [("point", (k, p, n, w, win, s, s == seed), cost) for s in seeds]
-                if n > 1:  # the giant-lock port beside it, against the same uniprocessor point
+                if n > 1:  # the giant-lock and master-slave ports beside it, against the same uniprocessor point
                     tasks.append(("smp_point", (k, p, n, w, win, seed), 0.4 * cost))
+                    tasks.append(("ms_point", (k, p, n, w, win, seed), 0.4 * cost))
     tasks.sort(key=lambda t: -t[2])
     return tasks
 
@@ -133,14 +142,7 @@ FUNCS: dict[str, Callable[..., dict[str, Any]]] = {
     "latency": _latency_task,
     "point": _point_task,
     "smp_point": _smp_point_task,
-    "extensions": _extensions_task,
-}
-
-
-FUNCS: dict[str, Callable[..., dict[str, Any]]] = {
-    "latency": _latency_task,
-    "point": _point_task,
-    "smp_point": _smp_point_task,
+    "ms_point": _ms_point_task,
     "extensions": _extensions_task,
 }
 
@@ -374,6 +376,164 @@ def _smp(
     }
 
 
+MS_OVERHEAD_PARTS = ("port", "interrupts", "spin", "other")  # the master's work per call beside the call itself
+KERNEL_NAMES = ("apkern", "smp", "master-slave")
+
+
+def _master_slave(
+    results: list[tuple[str, tuple[Any, ...], dict[str, Any]]],
+    raw: dict[tuple[int, float, int, int], dict[str, Any]],
+    rows: list[dict[str, Any]],
+    smp: dict[str, Any] | None,
+    seed: int,
+    noise: dict[str, Any],
+) -> dict[str, Any] | None:
+    """The master-slave port's grid beside the other two: speedups, the master's load, its capacity bound, winners.
+
+    The bound, derived like the paper's formula: every call's kernel path runs on the master, which
+    spends ipsc (the call's own instructions, the uniprocessor's) plus opsc (the port's work per call
+    there: taking the thread a slave queued, switching to it, queueing it for user mode, the interrupts
+    and spinning that come with it) on each; so at most IPS / (ipsc + opsc) calls per second, and the
+    speedup never passes t_up / (ipsc + opsc), the master's capacity, nor the number of CPUs. opsc is
+    attributed on the master by whose code ran (`attribution.MasterAttribution`) at the saturated
+    points, independently of the speedups; derived the paper's way (t_up / plateau - ipsc) it must
+    agree, and each saturated curve is predicted from the overhead derived at the other call lengths.
+    """
+    ak = {(r["syscall_instr"], r["user_pct"], r["cpus"]): r for r in rows}
+    sp = {(r["syscall_instr"], r["user_pct"], r["cpus"]): r for r in (smp or {}).get("throughput", [])}
+    threshold = NOISE_SIGMAS * noise["sd"]
+    out = []
+    for kind, _, r in results:
+        if kind != "ms_point":
+            continue
+        k, p, n = r["syscall_instr"], r["user_pct"], r["cpus"]
+        up = raw[(k, p, 1, seed)]
+        loops = r["loops"]
+        parts = {part: v / loops for part, v in r["master_parts"].items()} if loops else {}
+        speeds = {"apkern": ak[(k, p, n)]["speedup"], "master-slave": _speedup(r, up)}
+        if (k, p, n) in sp:
+            speeds["smp"] = sp[(k, p, n)]["speedup"]
+        ranked = sorted(speeds, key=lambda name: -speeds[name])
+        best, second = ranked[0], ranked[1]
+        out.append(
+            {
+                "syscall_instr": k,
+                "user_pct": p,
+                "cpus": n,
+                "loops": loops,
+                "window_instructions": r["window_instructions"],
+                "speedup": speeds["master-slave"],
+                "apkern_speedup": speeds["apkern"],
+                "smp_speedup": speeds.get("smp"),
+                "smp_lock_spin_share": sp[(k, p, n)]["lock_spin_share"] if (k, p, n) in sp else None,
+                "smp_lock_bound": sp[(k, p, n)]["lock_bound"] if (k, p, n) in sp else None,
+                "winner": best if speeds[best] > speeds[second] * (1 + threshold) else "tie",
+                "master_load": r["master_load"],
+                "master_instructions_per_call": r["master_load"] * r["window_instructions"] / loops if loops else None,
+                "parts_per_call": parts,
+                "attributed_overhead": sum(parts.get(q, 0.0) for q in MS_OVERHEAD_PARTS) if loops else None,
+                "t_up": up["window_instructions"] / up["loops"],
+                "ipsc": up["bsp_parts"][CALL] / up["loops"],
+            }
+        )
+    if not out:
+        return None
+    out.sort(key=lambda r: (r["syscall_instr"], r["user_pct"], r["cpus"]))
+    for r in out:
+        r["bsp_load"] = r["master_load"]  # what the saturation test reads
+    sat = saturation.detect(out, threshold)
+    for r in out:
+        del r["bsp_load"]
+        r["saturated"] = (r["syscall_instr"], r["user_pct"], r["cpus"]) in sat.points
+    evidence = []
+    for k, p in sorted({(r["syscall_instr"], r["user_pct"]) for r in out}):
+        pts = [r for r in out if (r["syscall_instr"], r["user_pct"]) == (k, p) and r["saturated"]]
+        if not pts:
+            continue
+        plateau = statistics.fmean(r["speedup"] for r in pts)
+        loops = sum(r["loops"] for r in pts)
+        evidence.append(
+            {
+                "syscall_instr": k,
+                "user_pct": p,
+                "cpus": [r["cpus"] for r in pts],
+                "speedup": plateau,
+                "master_load": statistics.fmean(r["master_load"] for r in pts),
+                "t_up": pts[0]["t_up"],
+                "ipsc": pts[0]["ipsc"],
+                "derived_overhead": pts[0]["t_up"] / plateau - pts[0]["ipsc"],
+                "attributed_overhead": sum(r["attributed_overhead"] * r["loops"] for r in pts) / loops,
+                "parts": {
+                    q: sum(r["parts_per_call"].get(q, 0.0) * r["loops"] for r in pts) / loops for q in MS_OVERHEAD_PARTS
+                },
+            }
+        )
+    per_k = {}
+    for k in sorted({e["syscall_instr"] for e in evidence}):
+        ev = [e for e in evidence if e["syscall_instr"] == k]
+        per_k[str(k)] = {
+            "derived_overhead": statistics.fmean(e["derived_overhead"] for e in ev),
+            "attributed_overhead": statistics.fmean(e["attributed_overhead"] for e in ev),
+            "parts": {q: statistics.fmean(e["parts"][q] for e in ev) for q in MS_OVERHEAD_PARTS},
+        }
+    opsc = statistics.fmean(v["attributed_overhead"] for v in per_k.values()) if per_k else None
+    derived = statistics.fmean(v["derived_overhead"] for v in per_k.values()) if per_k else None
+    for r in out:
+        r["capacity_bound"] = r["t_up"] / (r["ipsc"] + opsc) if opsc is not None else None
+        r["bound"] = min(r["cpus"], r["capacity_bound"]) if opsc is not None else r["cpus"]
+    checks = []
+    for e in evidence:
+        others = [v["derived_overhead"] for kk, v in per_k.items() if int(kk) != e["syscall_instr"]]
+        if not others:
+            continue
+        pred = predicted_speedup(e["t_up"], e["ipsc"], statistics.fmean(others))
+        err = (e["speedup"] - pred) / pred
+        checks.append(
+            {
+                "syscall_instr": e["syscall_instr"],
+                "user_pct": e["user_pct"],
+                "cpus": e["cpus"],
+                "simulated_speedup": e["speedup"],
+                "predicted_speedup": pred,
+                "relative_error": err,
+                "within": abs(err) <= AGREEMENT,
+                "master_load": e["master_load"],
+            }
+        )
+    wins = {w: sum(r["winner"] == w for r in out) for w in (*KERNEL_NAMES, "tie")}
+    margin = {
+        "master-slave": max(out, key=lambda r: r["speedup"] / max(r["apkern_speedup"], r["smp_speedup"] or 0)),
+        "apkern": max(out, key=lambda r: r["apkern_speedup"] / max(r["speedup"], r["smp_speedup"] or 0)),
+    }
+    if sp:
+        margin["smp"] = max(out, key=lambda r: r["smp_speedup"] / max(r["speedup"], r["apkern_speedup"]))
+    return {
+        "throughput": out,
+        "threshold": threshold,
+        "wins": wins,
+        "largest_margin": margin,
+        "saturated_points": len(sat.points),
+        "evidence": evidence,
+        "overhead_by_call_length": per_k,
+        "attributed_overhead": opsc,
+        "derived_overhead": derived,
+        "overhead_agreement": abs(derived - opsc) / opsc if per_k else None,
+        "model_check": checks,
+        "worst_bound_ratio": max(r["speedup"] / r["bound"] for r in out),
+        "saturated_speedups": {
+            str(k): {
+                f"{p:g}": {
+                    r["cpus"]: {"master-slave": r["speedup"], "apkern": r["apkern_speedup"], "smp": r["smp_speedup"]}
+                    for r in out
+                    if (r["syscall_instr"], r["user_pct"]) == (k, p)
+                }
+                for p in (95.0, PAPER_SATURATED[k])
+            }
+            for k in KS
+        },
+    }
+
+
 def analyse(results: list[tuple[str, tuple[Any, ...], dict[str, Any]]]) -> dict[str, Any]:
     """Speedups, saturation, the derived and attributed overheads, the model check and the two-CPU gains."""
     lat = [r for kind, _, r in results if kind == "latency"]
@@ -390,6 +550,7 @@ def analyse(results: list[tuple[str, tuple[Any, ...], dict[str, Any]]]) -> dict[
     derived = statistics.fmean(v["derived_overhead"] for v in per_k.values()) if per_k else None
     attributed = statistics.fmean(v["overhead"] for v in per_k.values()) if per_k else None
     sat_rows = [r for r in rows if r["saturated"]]
+    smp = _smp(results, raw, rows, grid_seed, noise)
     return {
         "extensions": ext,
         "latency": lat,
@@ -415,7 +576,8 @@ def analyse(results: list[tuple[str, tuple[Any, ...], dict[str, Any]]]) -> dict[
         },
         "model_check": _model_check(evidence, per_k),
         "two_cpu_gain": _two_cpu_gains(raw, noise),
-        "smp": _smp(results, raw, rows, grid_seed, noise),
+        "smp": smp,
+        "master_slave": _master_slave(results, raw, rows, smp, grid_seed, noise),
     }
 
 
@@ -458,6 +620,25 @@ SMP_FIELDS = [
     "t_up",
     "up_kernel_per_call",
     "lock_bound",
+    "bound",
+]
+MS_FIELDS = [
+    "syscall_instr",
+    "user_pct",
+    "cpus",
+    "window_instructions",
+    "loops",
+    "speedup",
+    "apkern_speedup",
+    "smp_speedup",
+    "winner",
+    "master_load",
+    "master_instructions_per_call",
+    "attributed_overhead",
+    "saturated",
+    "t_up",
+    "ipsc",
+    "capacity_bound",
     "bound",
 ]
 
@@ -510,6 +691,12 @@ def write_outputs(out: Path, summary: dict[str, Any]) -> None:
             w.writerow(SMP_FIELDS)
             for r in summary["smp"]["throughput"]:
                 w.writerow([r.get(c) for c in SMP_FIELDS])
+    if summary.get("master_slave"):
+        with open(out / "ms_throughput.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(MS_FIELDS)
+            for r in summary["master_slave"]["throughput"]:
+                w.writerow([r.get(c) for c in MS_FIELDS])
     plot_figures(summary, out)
     with open(out / "summary.json", "w") as f:
         json.dump(summary, f, indent=1, default=str)

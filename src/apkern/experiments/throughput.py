@@ -3,7 +3,10 @@
 One CPU is the bootstrap kernel alone; two or more run the application kernel, or
 with `kernel="smp"` the giant-lock port of the bootstrap kernel (there every CPU
 serves calls; the bootstrap-loop figures are absent and `lock_spin_share` says what
-share of all CPUs' time went into spinning on the kernel lock).
+share of all CPUs' time went into spinning on the kernel lock), or with
+`kernel="master-slave"` its master-slave port (the master serves every call:
+`master_load` is its share of time in kernel code and spinning, `master_parts` its
+instructions by whose code ran).
 Each point runs a warm-up, then counts in a fixed window: loops completed (spin
 calls served), the bootstrap processor's instructions, forwarded calls, and the
 bootstrap-loop passes with and without a message. Every figure is a difference
@@ -17,7 +20,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..system import System
-from .attribution import Attribution
+from .attribution import Attribution, MasterAttribution
 
 DEFAULT_PROCS = 20
 DEFAULT_WARMUP = 2_000_000
@@ -59,6 +62,9 @@ class ThroughputPoint:
     speedup: float | None = None
     kernel: str = "apkern"  # the kernel of the points with more than one CPU
     lock_spin_share: float | None = None  # smp: spin instructions of all CPUs in the window / (CPUs x window)
+    # master-slave: the master's instructions in the window but user code's and idle's / window; its parts by code
+    master_load: float | None = None
+    master_parts: dict[str, int] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -74,6 +80,7 @@ def _counters(sim: System) -> dict[str, int]:
         "bsp_busy": bsp["instructions"] - bsp["idle_instructions"],
         "bsp_kernel": bsp["kernel_instructions"],
         "bsp_spin": bsp["spin_instructions"],
+        "bsp_user": bsp["user_instructions"],
         "passes": st.get("bootstrap_loop_passes", 0),
         "busy": st.get("bootstrap_loop_busy_passes", 0),
         "spin": sum(c["spin_instructions"] for c in st["per_cpu"]),
@@ -115,8 +122,8 @@ def measure(
     """
     if k < 0 or procs < 1 or warmup < 0 or window < 1:
         raise ValueError("need K >= 0, procs >= 1, warmup >= 0 and window >= 1")
-    if kernel not in ("apkern", "smp"):
-        raise ValueError(f"throughput compares the uniprocessor with 'apkern' or 'smp', not {kernel!r}")
+    if kernel not in ("apkern", "smp", "master-slave"):
+        raise ValueError(f"throughput compares the uniprocessor with 'apkern', 'smp' or 'master-slave', not {kernel!r}")
     u = user_instructions(k, p)
     sim = System(
         kernel="up" if cpus == 1 else kernel,
@@ -124,10 +131,12 @@ def measure(
         seed=seed,
         extensions=extensions if cpus > 1 and kernel == "apkern" else (),
     )
+    ms = kernel == "master-slave" and cpus > 1
     parts = Attribution(cpu=0, start=warmup, end=warmup + window)
+    master = MasterAttribution(cpu=0, start=warmup, end=warmup + window)
     attribute = attribute and not (kernel == "smp" and cpus > 1)  # the bootstrap processor's paths: apkern's only
     if attribute:
-        sim.machine.profile(parts)
+        sim.machine.profile(master if ms else parts)
     spawn_loops(sim, k, p, procs, getpids)
     sim.run(until=warmup)
     a = _counters(sim)
@@ -138,7 +147,7 @@ def measure(
     parts.settle()
     d = {key: b[key] - a[key] for key in a}
     smp = kernel == "smp" and cpus > 1
-    calls = d["forwarded"] if cpus > 1 and not smp else d["loops"]
+    calls = d["forwarded"] if cpus > 1 and not (smp or ms) else d["loops"]
     return ThroughputPoint(
         cpus=cpus,
         procs=procs,
@@ -154,14 +163,16 @@ def measure(
         bsp_load=d["busy"] / d["passes"] if d["passes"] else None,
         bsp_instructions_per_call=d["bsp"] / calls if calls else None,
         kernel_instructions_per_call=(d["kernel"] if smp else d["bsp_kernel"]) / d["loops"]
-        if (cpus == 1 or smp) and d["loops"]
+        if (cpus == 1 or smp or ms) and d["loops"]
         else None,
         bsp_spin_per_call=d["bsp_spin"] / calls if calls else None,
         passes=d["passes"],
         busy_passes=d["busy"],
-        bsp_parts=dict(parts.parts) if attribute else {},
+        bsp_parts=dict(parts.parts) if attribute and not ms else {},
         kernel=kernel,
         lock_spin_share=d["spin"] / (cpus * window) if smp else None,
+        master_load=(d["bsp_busy"] - d["bsp_user"]) / window if ms else None,
+        master_parts=dict(master.parts) if ms and attribute else None,
     )
 
 

@@ -1,0 +1,33 @@
+"""System calls of the master-slave port: the bootstrap kernel's table, with munmap shooting its pages down."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any
+
+from ..bootkernel import abi, sysproc
+from ..bootkernel.syscall import TABLE as UP_TABLE
+from ..bootkernel.syscall import Syscalls
+from ..hw import Op
+
+if TYPE_CHECKING:
+    from .kernel import MasterSlaveKernel
+
+Gen = Generator[Op, Any, Any]
+
+
+def sys_munmap(k: MasterSlaveKernel, addr: int, length: int) -> Gen:
+    """The uniprocessor munmap between a shoot-down's begin and end: no slave keeps a translation."""
+    yield from k.shootdown.begin(k.sched.current.proc.aspace.cr3)
+    result = yield from sysproc.sys_munmap(k, addr, length)
+    yield from k.shootdown.end()
+    return result
+
+
+TABLE = {**UP_TABLE, abi.SYS_MUNMAP: (sys_munmap, 2)}
+
+
+class MSSyscalls(Syscalls):
+    def __init__(self, kernel: MasterSlaveKernel) -> None:
+        super().__init__(kernel)
+        self.table = TABLE
