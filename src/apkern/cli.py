@@ -13,6 +13,7 @@ from typing import Any, NoReturn
 
 import click
 
+from .profiles import Profile
 from .system import KERNELS, ConfigError, SimulationLimit, System, crash_line
 
 EXIT_USAGE = 2
@@ -54,6 +55,24 @@ ext_option = click.option(
     default="",
     metavar="NAME,...",
     help="section 4.3 extensions of the application kernel (local_calls, migration, balance)",
+)
+
+
+def _load_costs(ctx: click.Context, param: click.Parameter, value: str | None) -> Profile:
+    from .profiles import ProfileError, load
+
+    try:
+        return load(value)
+    except ProfileError as e:
+        fail(f"--costs: {e}")
+
+
+costs_option = click.option(
+    "--costs",
+    default=None,
+    metavar="PROFILE",
+    callback=_load_costs,
+    help="the kernels' path costs: xv6 (the default), linux-2.4 or a TOML file (see `apkern costs`)",
 )
 
 
@@ -111,6 +130,7 @@ def cli() -> None:
     metavar="PATH=HOSTFILE",
     help="copy a host file into the simulated file system first",
 )
+@costs_option
 def run(
     program: str,
     args: tuple[str, ...],
@@ -125,6 +145,7 @@ def run(
     timeout: float | None,
     memory: str | None,
     files: tuple[str, ...],
+    costs: Profile,
 ) -> None:
     """Run PROGRAM with ARGS; print its output (fd 1 to stdout, fd 2 to stderr), exit with its status.
 
@@ -151,6 +172,7 @@ def run(
         seed=seed,
         trace=trace_file is not None,
         extensions=_ext(ext),
+        costs=costs,
         **system,
     )
     for path, data in prog.files.items():  # a TOML workload's [files]; --file may replace them
@@ -252,6 +274,7 @@ def _size(text: str, what: str) -> int:
     help="copy a host file into the simulated file system of every run",
 )
 @click.option("--json", "as_json", is_flag=True, help="print every run's figures and the verdict as JSON")
+@costs_option
 def compare(
     program: str,
     args: tuple[str, ...],
@@ -262,6 +285,7 @@ def compare(
     memory: str | None,
     files: tuple[str, ...],
     as_json: bool,
+    costs: Profile,
 ) -> None:
     """Run PROGRAM (a built-in, FILE.py[:FUNCTION] or WORKLOAD.toml) on every kernel and CPU count.
 
@@ -291,11 +315,13 @@ def compare(
                 extra[path] = f.read()
         except OSError as e:
             fail(f"cannot read {host}: {e.strerror}")
-    system: dict[str, Any] = {} if memory is None else {"memory": _size(memory, "--memory")}
+    system: dict[str, Any] = (
+        {"costs": costs} if memory is None else {"memory": _size(memory, "--memory"), "costs": costs}
+    )
     prog = resolve(program, args)
     result = run_compare(prog, cpus, extensions=_ext(ext), files=extra, limit=limit, timeout=timeout, **system)
     if as_json:
-        click.echo(json.dumps(result.to_dict()))
+        click.echo(json.dumps({**result.to_dict(), "costs": costs.to_dict()}))
     elif result.runs:
         click.echo(format_comparison(result))
     if result.unfinished:
@@ -303,6 +329,39 @@ def compare(
             click.echo(f"apkern: stopped: {result.unfinished}", err=True)
         sys.exit(EXIT_UNFINISHED)
     sys.exit(0 if result.same else 1)
+
+
+@cli.command("costs")
+@click.argument("profile", default="xv6")
+@click.option("--all", "show_all", is_flag=True, help="every cost, not only those the profile changes")
+@click.option("--json", "as_json", is_flag=True)
+def costs_cmd(profile: str, show_all: bool, as_json: bool) -> None:
+    """Show a cost profile (xv6, linux-2.4 or a TOML file): each path cost, its value and where it comes from."""
+    from .profiles import DEFAULT, ProfileError, load
+
+    try:
+        p = load(profile)
+    except ProfileError as e:
+        fail(str(e))
+    shown = [(k, v, origin) for k, v, origin in p.items()]
+    rows = [r for r in shown if show_all or p is DEFAULT or r[1] != DEFAULT.value(r[0]) or r[0] in p.sources]
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    **p.to_dict(),
+                    "calibration": dict(p.calibration),
+                    "costs": [{"cost": k, "value": v, "default": DEFAULT.value(k), "source": s} for k, v, s in rows],
+                }
+            )
+        )
+        return
+    click.echo(f"{p.name}: {p.description}" + (f" ({p.file})" if p.file else ""))
+    if p.calibration:
+        click.echo("calibrated: " + ", ".join(f"{k} = {v} instructions" for k, v in p.calibration.items()))
+    for k, v, origin in rows:
+        was = "" if v == DEFAULT.value(k) else f" (default {DEFAULT.value(k)})"
+        click.echo(f"  {k:<34}{v:>6}{was}  {origin}")
 
 
 @cli.command()
@@ -327,15 +386,18 @@ def bench() -> None:
 @click.option("--iterations", type=int, default=1000, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help=SEED_HELP)
 @click.option("--json", "as_json", is_flag=True)
-def latency(kernel: str, cpus: int | None, ext: str, iterations: int, seed: int, as_json: bool) -> None:
+@costs_option
+def latency(kernel: str, cpus: int | None, ext: str, iterations: int, seed: int, as_json: bool, costs: Profile) -> None:
     """gettid latency with inspection points, and its breakdown by stage."""
     from .experiments.latency import measure
 
     if iterations < 1:
         fail("--iterations must be at least 1")
-    r = measure(kernel=kernel, cpus=_cpus(kernel, cpus), iterations=iterations, seed=seed, extensions=_ext(ext))
+    r = measure(
+        kernel=kernel, cpus=_cpus(kernel, cpus), iterations=iterations, seed=seed, extensions=_ext(ext), costs=costs
+    )
     if as_json:
-        click.echo(json.dumps(r.to_dict()))
+        click.echo(json.dumps({**r.to_dict(), "costs": costs.to_dict()}))
         return
     click.echo(
         f"gettid latency, kernel {r.kernel}, {r.cpus} CPU(s), {r.iterations} calls: "
@@ -350,13 +412,14 @@ def latency(kernel: str, cpus: int | None, ext: str, iterations: int, seed: int,
     "--cpus", type=click.IntRange(2, 64), default=4, show_default=True, help="processors for latency and swap"
 )
 @click.option("--json", "as_json", is_flag=True)
-def extensions_cmd(cpus: int, as_json: bool) -> None:
+@costs_option
+def extensions_cmd(cpus: int, as_json: bool, costs: Profile) -> None:
     """Section 4.3's extensions built so far, each off and on: latency, throughput, the shoot-down's cost."""
     from .experiments.extensions import format_table, measure
 
-    rep = measure(cpus=cpus)
+    rep = measure(cpus=cpus, costs=costs)
     if as_json:
-        click.echo(json.dumps(rep.to_dict()))
+        click.echo(json.dumps({**rep.to_dict(), "costs": costs.to_dict()}))
         return
     click.echo(format_table(rep))
 
@@ -366,7 +429,8 @@ def extensions_cmd(cpus: int, as_json: bool) -> None:
 @click.option("--quick", is_flag=True, help="reproduce's quick windows (a few minutes become one)")
 @click.option("--seed", type=int, default=0, show_default=True, help="seeds the loops' random start phases")
 @click.option("--json", "as_json", is_flag=True)
-def balance_cmd(cpus_arg: str, quick: bool, seed: int, as_json: bool) -> None:
+@costs_option
+def balance_cmd(cpus_arg: str, quick: bool, seed: int, as_json: bool, costs: Profile) -> None:
     """One ready queue (the paper's) against a queue per AP: lock spinning and throughput (section 4.3)."""
     from .experiments.balance import compare, format_table
     from .experiments.reproduce import DEFAULT, QUICK
@@ -377,11 +441,31 @@ def balance_cmd(cpus_arg: str, quick: bool, seed: int, as_json: bool) -> None:
         fail(f"--cpus takes numbers separated by commas, not {cpus_arg!r}")
     if not cpus or not all(2 <= c <= 64 for c in cpus):
         fail("--cpus: each machine needs 2 to 64 CPUs")
-    points = compare(cpus, precision=QUICK if quick else DEFAULT, seed=seed)
+    points = compare(cpus, precision=QUICK if quick else DEFAULT, seed=seed, costs=costs)
     if as_json:
-        click.echo(json.dumps([pt.to_dict() for pt in points]))
+        click.echo(json.dumps([{**pt.to_dict(), "costs": costs.to_dict()} for pt in points]))
         return
     click.echo(format_table(points))
+
+
+@bench.command("sensitivity")
+@click.option("--quick", is_flag=True, help="shorter runs (about a minute on two cores)")
+@click.option("--jobs", type=int, default=None, help="worker processes (default: one per core)")
+@click.option("--top", type=click.IntRange(min=1), default=None, help="print only the first N costs")
+@click.option("--json", "as_json", is_flag=True)
+@costs_option
+def sensitivity_cmd(quick: bool, jobs: int | None, top: int | None, as_json: bool, costs: Profile) -> None:
+    """Each path cost scaled by 0.5 and by 2, one at a time: the change in the overhead per forwarded
+    call, the forwarded gettid and the saturated speedup (K=151, P=95%, 8 CPUs), ranked by effect."""
+    from .experiments import sensitivity as sens
+
+    if jobs is not None and jobs < 1:
+        fail("--jobs must be at least 1")
+    rep = sens.sensitivity(costs, precision=sens.QUICK if quick else sens.DEFAULT, jobs=jobs or os.cpu_count() or 1)
+    if as_json:
+        click.echo(json.dumps({**rep.to_dict(), "costs": costs.to_dict()}))
+        return
+    click.echo(sens.format_table(rep, top))
 
 
 @bench.command("throughput")
@@ -404,6 +488,7 @@ def balance_cmd(cpus_arg: str, quick: bool, seed: int, as_json: bool) -> None:
     help="the kernel of 2 or more CPUs (1 CPU is the uniprocessor kernel)",
 )
 @click.option("--json", "as_json", is_flag=True)
+@costs_option
 def throughput_cmd(
     k: int,
     p: float,
@@ -416,6 +501,7 @@ def throughput_cmd(
     getpids: int,
     kernel: str,
     as_json: bool,
+    costs: Profile,
 ) -> None:
     """Loops done by PROCS copies of `loop` in a window, against the one-CPU figure (Figures 6-8)."""
     from .experiments.reproduce import DEFAULT
@@ -440,7 +526,7 @@ def throughput_cmd(
     if extensions and (cpus == 1 or kernel != "apkern"):
         fail("--ext needs the application kernel: --kernel apkern and --cpus 2 or more")
     w1, win1 = sized(1)
-    base = measure(k, p, 1, procs=procs, warmup=w1, window=win1, seed=seed, getpids=getpids)
+    base = measure(k, p, 1, procs=procs, warmup=w1, window=win1, seed=seed, getpids=getpids, costs=costs)
     if base.loops == 0:
         fail(f"the one-CPU window of {win1} instructions holds no whole loop: make --window longer")
     wn, win = sized(cpus)
@@ -458,11 +544,13 @@ def throughput_cmd(
             extensions=extensions,
             getpids=getpids,
             kernel=kernel,
+            costs=costs,
         )
     )
     with_speedup(point, base)
     d = point.to_dict()
     workers = cpus if kernel in ("smp", "master-slave") else cpus - 1  # the CPUs that run user code
+    d["costs"] = costs.to_dict()
     d["ideal_bound"] = workers * (win1 / base.loops) / user_instructions(k, p) if cpus > 1 else 1.0
     if as_json:
         click.echo(json.dumps(d))
@@ -540,7 +628,8 @@ def model(ipsc: float, interval: float, opsc: float | None, ips: float, results:
 @click.option("--quick", is_flag=True, help="shorter windows: a few minutes on two cores")
 @click.option("--jobs", type=int, default=None, help="worker processes (default: one per core)")
 @click.option("--seed", type=int, default=0, show_default=True, help="seeds the loops' random start phases")
-def reproduce(out: str, quick: bool, jobs: int | None, seed: int) -> None:
+@costs_option
+def reproduce(out: str, quick: bool, jobs: int | None, seed: int, costs: Profile) -> None:
     """Run the paper's section 5 and write CSVs, Figures 6-8, summary.json, report.md and report.html."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
@@ -564,6 +653,7 @@ def reproduce(out: str, quick: bool, jobs: int | None, seed: int) -> None:
             jobs=jobs,
             seed=seed,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
+            costs=costs,
         )
     d, a = summary["derived_overhead"], summary["attributed_overhead"]
     click.echo(
@@ -579,7 +669,8 @@ def reproduce(out: str, quick: bool, jobs: int | None, seed: int) -> None:
 @click.option("--out", type=click.Path(file_okay=False), default="results", show_default=True)
 @click.option("--quick", is_flag=True, help="smaller inputs: within five minutes on two cores")
 @click.option("--jobs", type=int, default=None, help="worker processes (default: one per core)")
-def study(out: str, quick: bool, jobs: int | None) -> None:
+@costs_option
+def study(out: str, quick: bool, jobs: int | None, costs: Profile) -> None:
     """Run every workload on every kernel on 1-8 CPUs: applications.csv, study_*.png, report.md's applications."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
@@ -594,7 +685,11 @@ def study(out: str, quick: bool, jobs: int | None) -> None:
     ) as bar:
         task = bar.add_task("simulating", total=None)
         summary = run_study(
-            out, quick=quick, jobs=jobs, progress=lambda done, n: bar.update(task, completed=done, total=n)
+            out,
+            quick=quick,
+            jobs=jobs,
+            progress=lambda done, n: bar.update(task, completed=done, total=n),
+            costs=costs,
         )
     cpus = summary["config"]["cpus"]
     click.echo(f"{'speedup over up':<22}" + "".join(f"{n:>7}" for n in cpus))

@@ -12,12 +12,15 @@ import random
 import signal
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from .bootkernel import BootKernel
 from .bootkernel.proc import Process
 from .hw import MAX_CPUS, Machine, Perturbation
 from .hw.machine import DEFAULT_MEMORY
+from .profiles import Profile, ProfileError
+from .profiles import load as load_profile
 from .userland.crt0 import crt0
 from .userland.libc import encode_spawn_block
 from .workloads.programs import PROGRAMS, bin_files
@@ -115,6 +118,8 @@ class System:
     `perturb`: a seed (or a `Perturbation`) to vary path costs, IPI and timer delivery
     within stated bounds and so explore other interleavings; None (the default) keeps
     the machine's fixed costs, as every experiment does.
+    `costs`: the kernels' path-cost profile (`apkern.profiles`): "xv6" (the default),
+    "linux-2.4", a TOML file's path or a `Profile`.
     """
 
     def __init__(
@@ -131,6 +136,7 @@ class System:
         tlb_patch: bool | None = None,
         extensions: tuple[str, ...] | list[str] = (),
         perturb: int | Perturbation | None = None,
+        costs: str | Path | Profile | None = None,
     ) -> None:
         if kernel not in KERNELS:
             raise ConfigError(f"unknown kernel {kernel!r} (choose from {', '.join(KERNELS)})")
@@ -146,6 +152,10 @@ class System:
         if extensions and kernel != "apkern":
             raise ConfigError(f"extensions are parts of the application kernel: kernel {kernel!r} has none")
         self.extensions = tuple(dict.fromkeys(extensions))
+        try:
+            self.profile = load_profile(costs)
+        except ProfileError as e:
+            raise ConfigError(str(e)) from None
         if tlb_patch is None:
             tlb_patch = kernel == "apkern" and swapper
         if isinstance(memory, bool) or not isinstance(memory, int) or memory < (4 << 20) or memory % 4096:
@@ -173,20 +183,30 @@ class System:
             from .appkernel import ApkernDriver
             from .userland.ak_crt0 import ak_crt0, ak_crt0_auto
 
-            drivers.append(ApkernDriver(frozenset(self.extensions)))
+            drivers.append(ApkernDriver(frozenset(self.extensions), self.profile.appkernel))
             self._crt0 = ak_crt0
             if "migration" in self.extensions:
                 self._auto_crt0 = ak_crt0_auto
         if kernel == "smp":  # the giant-lock port of the bootstrap kernel, on every CPU
             from .smp import SMPKernel
 
-            self.kernel: BootKernel = SMPKernel(self.machine, swapper=swapper)
+            self.kernel: BootKernel = SMPKernel(
+                self.machine, swapper=swapper, costs=self.profile.bootkernel, port_costs=self.profile.smp
+            )
         elif kernel == "master-slave":  # the asymmetric port: kernel code on CPU 0 only
             from .masterslave import MasterSlaveKernel
 
-            self.kernel = MasterSlaveKernel(self.machine, swapper=swapper)
+            self.kernel = MasterSlaveKernel(
+                self.machine, swapper=swapper, costs=self.profile.bootkernel, port_costs=self.profile.master_slave
+            )
         else:
-            self.kernel = BootKernel(self.machine, drivers=drivers, swapper=swapper, tlb_patch=bool(tlb_patch))
+            self.kernel = BootKernel(
+                self.machine,
+                drivers=drivers,
+                swapper=swapper,
+                tlb_patch=bool(tlb_patch),
+                costs=self.profile.bootkernel,
+            )
         self.appkernel = drivers[0] if drivers else None
         for path, data in bin_files(self.machine.code.address_of).items():
             self.kernel.fs.write_file(path, data)
@@ -292,6 +312,7 @@ class System:
         out: dict[str, Any] = {
             "kernel": self.kernel_name,
             "cpus": len(self.machine.cpus),
+            "costs": self.profile.to_dict(),
             "time": m["time"],
             "instructions": sum(c["instructions"] for c in m["cpus"]),
             "per_cpu": m["cpus"],

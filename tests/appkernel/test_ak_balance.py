@@ -29,8 +29,8 @@ import pytest
 from akkit import LIMIT, assert_clean
 
 from apkern import System, libc
-from apkern.appkernel import costs
 from apkern.appkernel.balance import RECORD, RECORD_IDLE, Runqueues
+from apkern.appkernel.costs import Costs
 from apkern.appkernel.kernel import AppKernel
 from apkern.appkernel.tcb import READY_LINKS, SLOT_HOME, SLOT_LINKS, TCB
 from apkern.hw import Compute, Context, LockViolation, Store
@@ -39,6 +39,8 @@ BAL = ("balance",)
 
 # --- the rules alone --------------------------------------------------------------------------------
 
+costs = Costs()  # the default profile's
+
 
 class Harness:
     """Runs `Runqueues` operations: stores land in a word dictionary, computes are summed."""
@@ -46,7 +48,7 @@ class Harness:
     def __init__(self, cpus: int) -> None:
         self.mem: dict[int, int] = {}
         self.charged = 0
-        self.rq = Runqueues(0x1000, cpus)
+        self.rq = Runqueues(0x1000, cpus, costs)
         self.run(self.rq.init())
         self.tcbs: list[TCB] = []
 

@@ -16,8 +16,7 @@ from typing import Any
 import pytest
 from akkit import LIMIT, ak_system, assert_clean, errno_of, run_beside, run_isolated
 
-from apkern import libc
-from apkern.appkernel import costs as ak_costs
+from apkern import libc, profiles
 from apkern.bootkernel import abi
 from apkern.hw import Illegal, Machine, MachineError
 
@@ -305,12 +304,12 @@ def test_exit_races_threads_leaving_their_cpus() -> None:
 
 
 @pytest.mark.parametrize("how", ["exit", "illegal"])
-def test_exit_with_a_slow_ap(monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+def test_exit_with_a_slow_ap(how: str) -> None:
     """The invariant must not depend on relative speeds: make an AP's context switch slow (2000)."""
-    monkeypatch.setattr(ak_costs, "CONTEXT_SWITCH", 2000)
+    slow = profiles.DEFAULT.with_values("slow AP switch", {"appkernel.CONTEXT_SWITCH": 2000})
 
     def build() -> Any:
-        sim = ak_system(2)
+        sim = ak_system(2, costs=slow)
         proc = sim.spawn(_mt_ender(0, _t_compute, 100, how), ["ender"])
 
         def check() -> None:

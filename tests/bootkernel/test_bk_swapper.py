@@ -140,9 +140,8 @@ def test_without_a_swapper_a_program_bigger_than_memory_is_killed() -> None:
 
 def test_reclaim_charges_the_clock_and_the_copies() -> None:
     """Each eviction costs a page copy and an unmap; the clock's look at each page costs too."""
-    from apkern.bootkernel import costs
-
     sim, proc = run(_bigger_than_memory(1100), memory=SMALL, swapper=True)
+    costs = sim.kernel.costs
     small, _ = run(_bigger_than_memory(100), memory=SMALL, swapper=True)
     assert proc.exit_status == 0
     kernel = [s.stats["per_cpu"][0]["kernel_instructions"] for s in (sim, small)]

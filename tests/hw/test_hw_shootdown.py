@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from hwkit import DATA, PageTables, Trapped, boot, fault_ivt, park, start_ap
 
+from apkern.appkernel.costs import Costs
 from apkern.appkernel.shootdown import Shootdown
 from apkern.hw import Compute, EnablePaging, Load, LoadCR3, Machine, SetIVT, SpinWhile, Store
 from apkern.hw.mmu import PTE_P, PTE_W
@@ -41,7 +42,7 @@ def _run(delay_cr3_load: int) -> tuple[list[Any], Shootdown]:
     pt.map(KVA, SD_PA, PTE_P | PTE_W)
     pt.map(UVA, PAGE_PA)
     m.memory.write_u32(PAGE_PA, 0xAAAA)
-    sd = Shootdown(_Services(), cpus=2)
+    sd = Shootdown(_Services(), cpus=2, costs=Costs())
     faults: list = []
     seen: list[Any] = []
 

@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 from smpkit import run
 
-from apkern.bootkernel import costs as boot_costs
 from apkern.hw import Compute, DisableInterrupts, Halt, LockViolation
 from apkern.smp.sched import SMPScheduler
 from apkern.workloads import radix
@@ -37,7 +36,7 @@ def _idle_marks_itself_after_the_release(self: SMPScheduler, cid: int) -> Any:
         yield from k.lock.acquire(cid)
         yield from k.set_idle(cid, False)
         if self.runq:
-            yield Compute(boot_costs.CONTEXT_SWITCH)
+            yield Compute(k.costs.CONTEXT_SWITCH)
             self.switches += 1
             yield from self._run(self.runq.popleft())
         yield from k.unlock(cid)

@@ -73,11 +73,11 @@ from collections.abc import Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..hw import Compute, Op, Store
-from . import costs
 from .tcb import READY_LINKS, SLOT_HOME
 from .tcb_list import TCBList
 
 if TYPE_CHECKING:
+    from .costs import Costs
     from .tcb import TCB
 
 Gen = Generator[Op, Any, Any]
@@ -101,10 +101,11 @@ class Runqueues:
     Lock held for everything. `len` is the number of queued threads, as for the single queue.
     """
 
-    def __init__(self, kva: int, cpus: int) -> None:
+    def __init__(self, kva: int, cpus: int, costs: Costs) -> None:
+        self.costs = costs
         self.kva = kva
         self.cpus = cpus
-        self.queues: dict[int, TCBList] = {a: TCBList(kva + RECORD * a, READY_LINKS) for a in range(1, cpus)}
+        self.queues: dict[int, TCBList] = {a: TCBList(kva + RECORD * a, READY_LINKS, costs) for a in range(1, cpus)}
         self._owner = {id(q): a for a, q in self.queues.items()}
         self.idle = [False] + [True] * (cpus - 1)  # until an AP has run something, it is idle
         self.mask_kva = kva + RECORD * cpus
@@ -152,7 +153,7 @@ class Runqueues:
 
     def push(self, tcb: TCB) -> Gen:
         """Queue `tcb` where it will run soonest (see the module's docstring)."""
-        yield Compute(costs.BALANCE_PLACE)
+        yield Compute(self.costs.BALANCE_PLACE)
         home = tcb.home
         if home and self.mask >> home & 1:
             target = home
@@ -172,7 +173,7 @@ class Runqueues:
 
     def take(self, cid: int) -> Generator[Op, Any, TCB | None]:
         """The next TCB for AP `cid`: its own queue's head, else one stolen from the queue with the most to steal."""
-        yield Compute(costs.BALANCE_PLACE)
+        yield Compute(self.costs.BALANCE_PLACE)
         own = self.queues[cid]
         victim = cid if len(own) else None
         if victim is None and self.n:
@@ -201,7 +202,7 @@ class Runqueues:
         a queue's nr_running before it balances. Without it every AP would take the lock at
         every quantum's end, and the APs' timers tick together.
         """
-        yield Compute(costs.QUEUE_SCAN)  # its own queue's length and the count
+        yield Compute(self.costs.QUEUE_SCAN)  # its own queue's length and the count
         if len(self.queues[cid]):
             return True
         if not self.n:
@@ -261,7 +262,7 @@ class Runqueues:
         yield Store(self.kva + RECORD * a + RECORD_IDLE, int(idle))
 
     def _set_avail(self, a: int, on: bool) -> Gen:
-        yield Compute(costs.MASK_UPDATE)
+        yield Compute(self.costs.MASK_UPDATE)
         self.mask = self.mask | 1 << a if on else self.mask & ~(1 << a)
         w = a // MASK_BITS
         yield Store(self.mask_kva + 4 * w, self.mask >> (MASK_BITS * w) & 0xFFFFFFFF)
@@ -269,7 +270,7 @@ class Runqueues:
     def _first_available(self) -> Generator[Op, Any, int]:
         """The lowest available AP: find-first-set over the mask's words (the mask is not empty)."""
         a = (self.mask & -self.mask).bit_length() - 1
-        yield Compute(costs.MASK_WORD * (a // MASK_BITS + 1))
+        yield Compute(self.costs.MASK_WORD * (a // MASK_BITS + 1))
         return a
 
     def stealable(self, a: int) -> int:
@@ -278,7 +279,7 @@ class Runqueues:
 
     def _busiest(self, cid: int, least: int) -> Generator[Op, Any, int | None]:
         """The AP (not `cid`) with the most stealable threads, if at least `least`; a scan of every record."""
-        yield Compute(costs.QUEUE_SCAN * (self.cpus - 2))
+        yield Compute(self.costs.QUEUE_SCAN * (self.cpus - 2))
         best, most = None, least - 1
         for a in self.queues:
             if a != cid and (n := self.stealable(a)) > most:
@@ -287,7 +288,7 @@ class Runqueues:
 
     def _shortest(self) -> Generator[Op, Any, int]:
         """The AP with the shortest queue (the first such): a scan of every record."""
-        yield Compute(costs.QUEUE_SCAN * (self.cpus - 1))
+        yield Compute(self.costs.QUEUE_SCAN * (self.cpus - 1))
         return min(self.queues, key=lambda a: len(self.queues[a]))
 
     def _refill(self, a: int) -> Gen:

@@ -38,7 +38,8 @@ from ..hw import (
     entry_frame,
 )
 from ..hw import traps as vec
-from . import abi, costs
+from . import abi
+from .costs import Costs
 from .kernel import BSP, AppKernel
 from .process import PROC_PID, AKProcess
 from .tcb import BLOCKED, DEAD, FAULT, HELD, HOME, RUNNING, SLEEPING, TCB, WAITING
@@ -57,12 +58,13 @@ class ApkernDriver(Driver):
 
     name = "apkern"
 
-    def __init__(self, extensions: frozenset[str] = frozenset()) -> None:
+    def __init__(self, extensions: frozenset[str] = frozenset(), costs: Costs | None = None) -> None:
         self.ak: AppKernel | None = None
         self.extensions = extensions  # section 4.3's optional parts, chosen when the kernel is built
+        self.costs = costs if costs is not None else Costs()  # the profile's (apkern.profiles)
 
     def init(self, services: DriverServices) -> Gen:
-        self.ak = AppKernel(services, self.extensions)
+        self.ak = AppKernel(services, self.extensions, self.costs)
         yield from self.ak.apkern_init()
 
     def open(self, file: Any) -> Gen:
@@ -92,10 +94,10 @@ class ApkernDriver(Driver):
         if not (_user_range(comm, abi.COMM_SIZE) and _user_range(handlers, 4 * 32) and _user_range(tls, 4)):
             return -sys_abi.EFAULT
         area = yield from svc.copy_from_user(comm, abi.COMM_SIZE)  # must be mapped: fault it in now, or EFAULT
-        yield Compute(costs.TCB_INIT)
+        yield Compute(self.ak.costs.TCB_INIT)
         cr3 = yield ReadCR3()  # requirement 3: the new thread runs on the caller's page table
         yield from ak.lock.acquire(BSP)
-        yield Compute(costs.PROC_LOOKUP)
+        yield Compute(self.ak.costs.PROC_LOOKUP)
         proc = ak.procs.get(caller.pid)
         tid = None
         if proc is None or len(proc.threads) < MAX_PER_PROCESS:
@@ -105,7 +107,7 @@ class ApkernDriver(Driver):
             return -sys_abi.EAGAIN
         if proc is None:  # its first application thread (a record per TCB at most: there is a free one)
             slot = yield from ak.proc_slots.alloc()
-            proc = AKProcess(caller.pid, slot, ak.proc_slots.kva(slot))
+            proc = AKProcess(caller.pid, slot, ak.proc_slots.kva(slot), ak.costs)
             yield Store(proc.kva + PROC_PID, caller.pid)
             ak.procs[caller.pid] = proc
         ctx = Context(
@@ -129,7 +131,7 @@ class ApkernDriver(Driver):
 
     def _owned(self, caller: Caller, tid: int) -> Gen:
         """The live TCB `tid` if the caller is the bootstrap thread that owns it, else -ESRCH or -EPERM."""
-        yield Compute(costs.DRIVER_CHECKS)
+        yield Compute(self.ak.costs.DRIVER_CHECKS)
         tcb = self.ak.tcbs.live.get(tid)
         if tcb is None or tcb.state == DEAD:
             return -sys_abi.ESRCH
@@ -228,7 +230,7 @@ class ApkernDriver(Driver):
         yield from ak.held("a TCB's pending signals")
         sigs, tcb.pending_signals = tcb.pending_signals, 0
         yield from ak.lock.release()
-        yield Compute(costs.MIGRATE)  # load the user registers
+        yield Compute(self.ak.costs.MIGRATE)  # load the user registers
         tcb.home_saved = yield AdoptUser(frames, tcb.ctx.tls, (entry, tcb.comm))
         yield from ak.deliver_signals(tcb, sigs)
         ak.mark(BSP, "ak_home", tcb)
@@ -253,7 +255,7 @@ class ApkernDriver(Driver):
         tcb.home_saved = None
         entry = frames.pop()  # crt0's entry, about to issue the call: the AP issues it instead
         frames[-1].retry = Trap(vec.SYSCALL, *entry.regs)
-        yield Compute(costs.MIGRATE)  # save the user registers
+        yield Compute(self.ak.costs.MIGRATE)  # save the user registers
         ctx = Context([*frames, Frame(ak.thread_start(), user=False, kind="irq")], name=tcb.ctx.name, tls=tcb.ctx.tls)
         ctx.owner = tcb
         yield from ak.lock.acquire(BSP)
@@ -275,11 +277,11 @@ class ApkernDriver(Driver):
         if ak is None or not ak.started:
             return
         yield from ak.lock.acquire(BSP)
-        yield Compute(costs.PROC_LOOKUP)
+        yield Compute(self.ak.costs.PROC_LOOKUP)
         proc = ak.procs.get(caller.pid)
         mine = []
         for t in proc.threads if proc is not None else ():
-            yield Compute(costs.LIST_VISIT)
+            yield Compute(self.ak.costs.LIST_VISIT)
             if t.file is file:
                 mine.append(t)
         running = []  # (TCB, the CPU on it), noted under the lock: the CPU may leave at any moment after

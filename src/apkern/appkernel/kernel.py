@@ -94,6 +94,7 @@ from .trap import APTraps, signal_trampoline
 
 if TYPE_CHECKING:
     from ..bootkernel import DriverServices
+    from .costs import Costs
 
 Gen = Generator[Op, Any, Any]
 MAX_TCBS = 256
@@ -119,8 +120,9 @@ class _Passes:
 class AppKernel:
     """State shared by the application processors and the driver."""
 
-    def __init__(self, services: DriverServices, extensions: frozenset[str] = frozenset()) -> None:
+    def __init__(self, services: DriverServices, extensions: frozenset[str], costs: Costs) -> None:
         self.svc = services
+        self.costs = costs
         self.extensions = extensions
         self.local: LocalCalls | None = None
         self.migration: Migration | None = None
@@ -147,7 +149,7 @@ class AppKernel:
         shared = kb + svc.kmalloc(4096)
         self.lock = Spinlock(shared + SHARED_LOCK, "the application kernel's spinlock")
         self.started_kva = shared + SHARED_STARTED
-        self.ready: ReadyQueue | Runqueues = ReadyQueue(shared + SHARED_READY)
+        self.ready: ReadyQueue | Runqueues = ReadyQueue(shared + SHARED_READY, self.costs)
         self.tcbs = TCBTable(kb + svc.kmalloc(MAX_TCBS * TCB_SIZE), MAX_TCBS, shared + SHARED_FREE_TCBS)
         # a process with application threads has a record: at most one per TCB
         records = kb + svc.kmalloc(MAX_TCBS * PROC_SIZE)
@@ -156,7 +158,7 @@ class AppKernel:
         lock = self.lock
         yield GuardedBy(shared + SHARED_READY, LIST_WORDS * 4, lock.kva, "the ready queue", lock.name)
         if "balance" in self.extensions:  # section 4.3: a queue per AP, under the same lock (balance.py says why)
-            self.ready = Runqueues(kb + svc.kmalloc(Runqueues.block_size(self.cpus)), self.cpus)
+            self.ready = Runqueues(kb + svc.kmalloc(Runqueues.block_size(self.cpus)), self.cpus, self.costs)
             yield from self.ready.init()  # no AP runs yet: nobody else can see them
             yield GuardedBy(self.ready.kva, self.ready.size(), lock.kva, "the per-AP ready queues", lock.name)
         yield GuardedBy(shared + SHARED_FREE_TCBS, 16, lock.kva, "the free lists", lock.name)
@@ -168,7 +170,7 @@ class AppKernel:
         if "migration" in self.extensions:  # per-thread windows, each written by the CPU running it
             self.migration = Migration(self, kb + svc.kmalloc(MAX_TCBS * MIG_SIZE))
         # section 4.3: with the bootstrap kernel's patch, its swapper's unmaps are shot down on the APs
-        self.shootdown = Shootdown(svc, self.cpus)
+        self.shootdown = Shootdown(svc, self.cpus, self.costs)
         self.tlb_hook = svc.register_tlb_hook(self.shootdown.begin, self.shootdown.end)
         self.shootdown.enabled = self.tlb_hook
         if self.cpus < 2:
@@ -189,7 +191,7 @@ class AppKernel:
 
     def ap_start(self, cpu: Any) -> Gen:
         """An AP's first code, reached through the trampoline page in real mode (paging off)."""
-        yield Compute(costs.AP_START)
+        yield Compute(self.costs.AP_START)
         cid = yield CpuId()
         yield SetIVT(self.traps.ivt())  # requirement 4: this AP's own handlers
         yield LoadCR3(self.svc.kernel_cr3)  # paging is off: nothing to shoot down yet
@@ -260,7 +262,7 @@ class AppKernel:
 
     def switch(self, cid: int, prev: TCB | None, nxt: TCB | None) -> Gen:
         """Leave `prev` (queued, blocked, held or dead) for `nxt` or the idle loop; returns the CPU we resume on."""
-        yield Compute(costs.CONTEXT_SWITCH)
+        yield Compute(self.costs.CONTEXT_SWITCH)
         self.switches += 1
         cr3 = yield ReadCR3()
         if nxt is not None and nxt.state == DEAD:  # killed between being picked and now
@@ -322,7 +324,7 @@ class AppKernel:
 
     def block(self, cid: int, tcb: TCB) -> Gen:
         """Section 4.1 step 1: the thread waits for its bootstrap thread; this AP runs another."""
-        yield Compute(costs.BLOCK)
+        yield Compute(self.costs.BLOCK)
         yield from self.lock.acquire(cid)
         if tcb.state == DEAD:
             yield from self.schedule_next(cid, tcb)
@@ -370,7 +372,7 @@ class AppKernel:
         yield from self.set_state(tcb, DEAD)
         yield from self.update_flags(tcb, clear=WAITING | FAULT)
         yield from self._stopped(tcb)
-        yield Compute(costs.TCB_FREE)
+        yield Compute(self.costs.TCB_FREE)
         if tcb.cpu is None:
             yield from self.free(tcb)
 
@@ -420,7 +422,7 @@ class AppKernel:
         yield from self.held("the stop bookkeeping")
         running = []
         for other in tcb.proc.threads:
-            yield Compute(costs.LIST_VISIT)
+            yield Compute(self.costs.LIST_VISIT)
             if other is tcb or other.state == DEAD:
                 continue
             other.pt_changed = True
@@ -443,7 +445,7 @@ class AppKernel:
         yield from self.update_flags(tcb, clear=STOP_REQUESTED)
         yield from self.held("the stop bookkeeping")
         for waiter in tcb.stop_waiters:
-            yield Compute(costs.LIST_VISIT)
+            yield Compute(self.costs.LIST_VISIT)
             waiter.stops_pending -= 1
             if waiter.stops_pending == 0 and waiter.state != DEAD:
                 self._to_post.append(waiter)
@@ -473,7 +475,7 @@ class AppKernel:
         if proc.faults:
             return
         for t in proc.threads:
-            yield Compute(costs.LIST_VISIT)
+            yield Compute(self.costs.LIST_VISIT)
             if t.state == HELD:
                 yield from self.make_ready(t)
 
@@ -499,7 +501,7 @@ class AppKernel:
             handler = yield from self.traps.try_load(tcb.handlers + 4 * sig)
             if handler is None or handler in (0, 1):
                 continue
-            yield Compute(costs.SIGNAL_DELIVER)
+            yield Compute(self.costs.SIGNAL_DELIVER)
             self.signals_delivered += 1
             yield PushFrame(signal_trampoline(handler, sig))
 

@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 
 from ..bootkernel import abi as sys_abi
 from ..hw import Compute, Op, Rdtsc, Store
-from . import costs
 from .tcb import HELD, SLEEP_LINKS, SLEEPING, SLOT_WAKE
 from .tcb_list import TCBList
 
@@ -36,21 +35,21 @@ LOCAL = frozenset({sys_abi.SYS_GETPID, sys_abi.SYS_GETTID, sys_abi.SYS_YIELD, sy
 class LocalCalls:
     def __init__(self, ak: AppKernel, sleepers_kva: int) -> None:
         self.ak = ak
-        self.sleepers = TCBList(sleepers_kva, SLEEP_LINKS)  # lock held to change it
+        self.sleepers = TCBList(sleepers_kva, SLEEP_LINKS, ak.costs)  # lock held to change it
         self.served = 0
 
     def serve(self, cid: int, tcb: TCB, nr: int, args: tuple[int, ...]) -> Gen:
         """Serve call `nr` on this AP; returns (the CPU the thread goes on on, the result)."""
         self.served += 1
-        yield Compute(costs.LOCAL_DISPATCH)
+        yield Compute(self.ak.costs.LOCAL_DISPATCH)
         if nr == sys_abi.SYS_GETPID:
-            yield Compute(costs.LOCAL_BODY)
+            yield Compute(self.ak.costs.LOCAL_BODY)
             return cid, tcb.pid
         if nr == sys_abi.SYS_GETTID:
-            yield Compute(costs.LOCAL_BODY)
+            yield Compute(self.ak.costs.LOCAL_BODY)
             return cid, tcb.owner
         if nr == sys_abi.SYS_YIELD:
-            yield Compute(costs.LOCAL_BODY)
+            yield Compute(self.ak.costs.LOCAL_BODY)
             return (yield from self.ak.preempt(cid, tcb, voluntary=True)), 0
         n = args[0] if args else -1
         if n < 0 or n >= 1 << 31:
@@ -59,7 +58,7 @@ class LocalCalls:
 
     def sleep(self, cid: int, tcb: TCB, n: int) -> Gen:
         ak = self.ak
-        yield Compute(costs.LOCAL_BODY)
+        yield Compute(self.ak.costs.LOCAL_BODY)
         wake = (yield Rdtsc()) + n
         yield from ak.lock.acquire(cid)
         tcb.sleep_result = 0
@@ -80,7 +79,7 @@ class LocalCalls:
         now = yield Rdtsc()
         yield from ak.lock.acquire(cid)
         for t in list(self.sleepers):
-            yield Compute(costs.LIST_VISIT)
+            yield Compute(self.ak.costs.LIST_VISIT)
             if t.wake <= now:
                 yield from self.wake(t, 0)
         yield from ak.lock.release()

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..hw import Compute, Load, Op, Rdtsc, Store, Trap
 from ..hw import traps as vec
-from . import abi, costs
+from . import abi
 from .tcb import DEAD, HOME
 
 if TYPE_CHECKING:
@@ -78,7 +78,7 @@ class Migration:
 
     def trapped(self, tcb: TCB, decide: bool) -> Gen:
         """At a forwarded call or fault: close the user stretch; with `decide`, whether to go home."""
-        yield Compute(costs.MIGRATION_POLICY)
+        yield Compute(self.ak.costs.MIGRATION_POLICY)
         kva = self._kva(tcb)
         now = (yield Rdtsc()) & 0xFFFFFFFF
         user = ((yield Load(kva + W_USER)) + ((now - (yield Load(kva + W_RESUMED))) & 0xFFFFFFFF)) & 0xFFFFFFFF
@@ -99,7 +99,7 @@ class Migration:
         """On the AP, at system call `args`: hand the thread to its bootstrap thread; never returns."""
         ak = self.ak
         traps = ak.traps
-        yield Compute(costs.MIGRATE)  # save the user registers
+        yield Compute(self.ak.costs.MIGRATE)  # save the user registers
         if not (yield from traps.write_message(tcb, abi.KIND_MIGRATE, args[0], args[1:])):
             yield from ak.destroy_current(cid, tcb)
             yield from ak.leave_dead(cid, tcb)

@@ -9,8 +9,13 @@ to the end of its last. Lock held to change it; the Python object mirrors it.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .tcb import SIBLING_LINKS
 from .tcb_list import TCBList
+
+if TYPE_CHECKING:
+    from .costs import Costs
 
 PROC_PID = 0
 PROC_FAULTS = 4
@@ -21,12 +26,12 @@ PROC_SIZE = 32
 class AKProcess:
     """The record at kernel address `kva` of process `pid`."""
 
-    def __init__(self, pid: int, slot: int, kva: int) -> None:
+    def __init__(self, pid: int, slot: int, kva: int, costs: Costs) -> None:
         self.pid = pid
         self.slot = slot
         self.kva = kva
         self.faults = 0
-        self.threads = TCBList(kva + PROC_THREADS, SIBLING_LINKS)
+        self.threads = TCBList(kva + PROC_THREADS, SIBLING_LINKS, costs)
 
     @property
     def faults_kva(self) -> int:

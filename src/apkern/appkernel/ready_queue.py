@@ -16,14 +16,15 @@ from .tcb import READY_LINKS
 from .tcb_list import TCBList
 
 if TYPE_CHECKING:
+    from .costs import Costs
     from .tcb import TCB
 
 
 class ReadyQueue(TCBList):
     """The queue's head, tail and length words at kernel address `kva`."""
 
-    def __init__(self, kva: int) -> None:
-        super().__init__(kva, READY_LINKS)
+    def __init__(self, kva: int, costs: Costs) -> None:
+        super().__init__(kva, READY_LINKS, costs)
 
     def wait_kva(self, cid: int) -> int:
         """The word an idle AP spins on: the queue's length (every AP the same)."""

@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any
 
 from ..hw import CPU, Compute, InvalidatePage, Load, LoadCR3, Op, Rdtsc, SendIPI, SpinWhile, Store
 from ..hw import traps as vec
-from . import costs
 
 if TYPE_CHECKING:
     from ..bootkernel import DriverServices
+    from .costs import Costs
 
 Gen = Generator[Op, Any, Any]
 
@@ -41,7 +41,8 @@ ACKED = 64 + 4 * 64  # + 4 * cpu: the last request that CPU has parked for
 class Shootdown:
     """The application kernel's side of the section 4.3 patch."""
 
-    def __init__(self, svc: DriverServices, cpus: int) -> None:
+    def __init__(self, svc: DriverServices, cpus: int, costs: Costs) -> None:
+        self.costs = costs
         self.cpus = cpus
         self.base = svc.kernbase + svc.kmalloc(4096)
         self.seq = 0
@@ -62,7 +63,7 @@ class Shootdown:
     def begin(self, cr3: int, vaddr: int) -> Gen:
         """Park every AP that may hold a translation of `vaddr` under `cr3`; returns when all are parked."""
         start = yield Rdtsc()
-        yield Compute(costs.SHOOTDOWN_SETUP)
+        yield Compute(self.costs.SHOOTDOWN_SETUP)
         self.seq += 1
         self.shootdowns += 1
         yield Store(self.base + REQ_CR3, cr3)
@@ -91,7 +92,7 @@ class Shootdown:
     def ipi(self, cpu: CPU, info: Any) -> Gen:
         """IPI_TLB_SHOOTDOWN: acknowledge, stay off the page until the request is done, drop its translation."""
         start = yield Rdtsc()
-        yield Compute(costs.SHOOTDOWN_IPI)
+        yield Compute(self.costs.SHOOTDOWN_IPI)
         seq = yield Load(self.base + REQ_SEQ)
         if seq != (yield Load(self.base + REQ_DONE)):
             vaddr = yield Load(self.base + REQ_VADDR)

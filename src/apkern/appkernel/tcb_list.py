@@ -13,9 +13,9 @@ from collections.abc import Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..hw import Compute, Op, Store
-from . import costs
 
 if TYPE_CHECKING:
+    from .costs import Costs
     from .tcb import TCB
 
 LIST_WORDS = 3  # head, tail, length
@@ -24,7 +24,8 @@ LIST_WORDS = 3  # head, tail, length
 class TCBList:
     """A list at kernel address `kva` (head, tail, length), linked through the TCB slot words of link `kind`."""
 
-    def __init__(self, kva: int, kind: int) -> None:
+    def __init__(self, kva: int, kind: int, costs: Costs) -> None:
+        self.costs = costs
         self.head_kva = kva
         self.tail_kva = kva + 4
         self.count_kva = kva + 8
@@ -51,7 +52,7 @@ class TCBList:
         """Append `tcb` at the tail."""
         k = self.kind
         assert tcb.lists[k] is None, f"{tcb!r} is already on a list"
-        yield Compute(costs.LIST_OP)
+        yield Compute(self.costs.LIST_OP)
         tail = self.tail
         self.tail = tcb
         yield Store(self.tail_kva, tcb.id)
@@ -71,7 +72,7 @@ class TCBList:
         """Unlink `tcb` (a member)."""
         k = self.kind
         assert tcb.lists[k] is self, f"{tcb!r} is not on this list"
-        yield Compute(costs.LIST_OP)
+        yield Compute(self.costs.LIST_OP)
         prev, nxt = tcb.prev[k], tcb.next[k]
         if prev is None:
             self.head = nxt
@@ -93,7 +94,7 @@ class TCBList:
         """Unlink and return the first member, or None."""
         tcb = self.head
         if tcb is None:
-            yield Compute(costs.LIST_OP)  # looked, found it empty
+            yield Compute(self.costs.LIST_OP)  # looked, found it empty
             return None
         yield from self.remove(tcb)
         return tcb

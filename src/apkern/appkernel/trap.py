@@ -85,7 +85,7 @@ class APTraps:
         self, tcb: TCB, kind: int, nr: int, args: tuple[int, ...] = (), addr: int = 0, error: int = 0
     ) -> Gen:
         """Step 2: the message body (STATE is set after it, so the bootstrap thread never sees half a message)."""
-        yield Compute(costs.MESSAGE)
+        yield Compute(self.ak.costs.MESSAGE)
         words = [kind, nr, *args[: abi.MAX_ARGS]]
         words += [0] * (2 + abi.MAX_ARGS - len(words))
         body = struct.pack(f"<{len(words) + 2}I", *(w & 0xFFFFFFFF for w in (*words, addr, error)))
@@ -156,7 +156,7 @@ class APTraps:
         cid = cpu.id
         tcb = ak.current[cid]
         ak.mark(cid, "ak_trap", tcb)
-        yield Compute(costs.TRAP_ENTRY)
+        yield Compute(self.ak.costs.TRAP_ENTRY)
         if not args or not all(_word(a) for a in args):
             yield from ak.return_to_user(cid, tcb)
             return -sys_abi.EINVAL  # what the bootstrap kernel answers; nothing a message could carry
@@ -166,7 +166,7 @@ class APTraps:
             cid, result = yield from ak.local.serve(cid, tcb, nr, args[1:])
             ak.mark(cid, "ak_local_exit", tcb)
             cid = yield from ak.return_to_user(cid, tcb)
-            yield Compute(costs.TRAP_EXIT)
+            yield Compute(self.ak.costs.TRAP_EXIT)
             ak.mark(cid, "ak_resumed", tcb)
             return result
         if nr in CLEANUP_FIRST:
@@ -179,7 +179,7 @@ class APTraps:
         if tcb.migratable:
             yield from ak.migration.resumed(tcb)
         cid = yield from ak.return_to_user(cid, tcb)
-        yield Compute(costs.TRAP_EXIT)
+        yield Compute(self.ak.costs.TRAP_EXIT)
         ak.mark(cid, "ak_resumed", tcb)
         return result - (1 << 32) if result >= ERRNO_WORDS else result
 
@@ -194,7 +194,7 @@ class APTraps:
                 return Fixup(UserAccessFault(flt.addr))
             raise MachineError(f"application kernel fault on cpu{cid}: {flt!r}")
         ak.mark(cid, "ak_trap", tcb)
-        yield Compute(costs.TRAP_ENTRY)
+        yield Compute(self.ak.costs.TRAP_ENTRY)
         ak.forwarded_faults += 1
         error = (abi.FAULT_WRITE if flt.write else 0) | vec.PF_USER
         if tcb.migratable:
@@ -203,7 +203,7 @@ class APTraps:
         if tcb.migratable:
             yield from ak.migration.resumed(tcb)
         cid = yield from ak.return_to_user(cid, tcb)
-        yield Compute(costs.TRAP_EXIT)
+        yield Compute(self.ak.costs.TRAP_EXIT)
         ak.mark(cid, "ak_resumed", tcb)
         return None
 
@@ -214,7 +214,7 @@ class APTraps:
         if not flt.from_user or tcb is None:
             raise MachineError(f"application kernel exception on cpu{cid}: {flt!r}")
         ak.mark(cid, "ak_trap", tcb)
-        yield Compute(costs.TRAP_ENTRY)
+        yield Compute(self.ak.costs.TRAP_ENTRY)
         ak.forwarded_exceptions += 1
         # fatal: the bootstrap kernel will end the process without telling us, so clean up first
         yield from self.post_final(cid, tcb, abi.KIND_EXCEPTION, flt.vector, (), flt.addr, flt.error)
@@ -232,7 +232,7 @@ class APTraps:
     def _interrupted(self, cpu: CPU, tick: bool) -> Gen:
         ak = self.ak
         cid = cpu.id
-        yield Compute(costs.TIMER_TICK)
+        yield Compute(self.ak.costs.TIMER_TICK)
         if tick and ak.local is not None:
             yield from ak.local.tick(cid)
         tcb = ak.current[cid]

@@ -13,7 +13,7 @@ from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 from ..hw import Compute, Op, ReadMem, WriteMem
-from . import abi, costs
+from . import abi
 from .fs import Inode
 
 if TYPE_CHECKING:
@@ -157,7 +157,7 @@ class FileTable:
 
 def close_file(k: BootKernel, f: File) -> Gen:
     """Drop one reference (already removed from a table); the last one closes the file."""
-    yield Compute(costs.CLOSE)
+    yield Compute(k.costs.CLOSE)
     yield from f.flush(k)
     if f.refs == 0:
         yield from f.close(k)

@@ -25,8 +25,9 @@ from ..hw import (
     UserAccessFault,
 )
 from ..hw.cpu import entry_frame
-from . import abi, costs
+from . import abi
 from .console import Console
+from .costs import TICK, Costs
 from .driver import Caller, Driver, DriverServices
 from .file import ConsoleFile, FileTable, close_file
 from .fs import FileSystem
@@ -53,9 +54,11 @@ class BootKernel:
         drivers: Iterable[Driver] = (),
         swapper: bool = False,
         tlb_patch: bool = False,  # PATCH (section 4.3)
-        tick: int = costs.TICK,
+        tick: int = TICK,
+        costs: Costs | None = None,
     ) -> None:
         self.machine = machine
+        self.costs = costs if costs is not None else Costs()  # its path costs (apkern.profiles)
         self.frames = FrameAllocator(machine)
         self.heap = KernelHeap(self.frames)
         self.kmap = KernelMap(self.frames)
@@ -167,7 +170,7 @@ class BootKernel:
         r = t.proc.aspace.find(t.stack_top - 1)
         if r is not None and t.stack_top != abi.STACK_TOP:
             for vpn in t.proc.aspace.remove_region(r):
-                yield Compute(costs.UNMAP_PAGE)
+                yield Compute(self.costs.UNMAP_PAGE)
                 yield InvalidatePage(vpn << 12)
 
     def exit_process(self, t: Thread, status: int) -> Gen:
@@ -175,7 +178,7 @@ class BootKernel:
         p = t.proc
         if p.state == ALIVE:
             p.state = "exiting"
-            yield Compute(costs.EXIT)
+            yield Compute(self.costs.EXIT)
             for other in p.threads:
                 if other is not t and other.state != DEAD:
                     self.sched.remove(other)

@@ -13,7 +13,6 @@ from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 from ..hw import Compute, Context, Frame, Halt, LoadCR3, Op, Switch
-from . import costs
 from .proc import DEAD, RUNNABLE, RUNNING, SLEEPING, Thread
 
 if TYPE_CHECKING:
@@ -94,7 +93,7 @@ class Scheduler:
     def sleep(self, chan: Any, interruptible: bool = False, until: int | None = None) -> Gen:
         """Block the current thread on `chan`; returns True if a signal cut the sleep short."""
         t = self.current
-        yield Compute(costs.SLEEP)
+        yield Compute(self.k.costs.SLEEP)
         t.state = SLEEPING
         t.chan = chan
         t.interruptible = interruptible
@@ -115,7 +114,7 @@ class Scheduler:
 
     def schedule(self) -> Gen:
         """Switch away from the current thread (already queued, asleep or dead) to the next one."""
-        yield Compute(costs.CONTEXT_SWITCH)
+        yield Compute(self.k.costs.CONTEXT_SWITCH)
         self.switches += 1
         nxt = self.runq.popleft() if self.runq else None
         if nxt is None:
@@ -140,7 +139,7 @@ class Scheduler:
     def _idle(self) -> Gen:
         while True:
             if self.runq:
-                yield Compute(costs.CONTEXT_SWITCH)
+                yield Compute(self.k.costs.CONTEXT_SWITCH)
                 self.switches += 1
                 yield from self._run(self.runq.popleft())
             else:

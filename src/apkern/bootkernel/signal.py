@@ -15,7 +15,7 @@ from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 from ..hw import Call, Compute, Op, PushFrame
-from . import abi, costs
+from . import abi
 from .proc import ALIVE, Process, Thread
 
 if TYPE_CHECKING:
@@ -77,6 +77,6 @@ class Signals:
                 continue
             if disp == abi.SIG_DFL:
                 yield from self.k.exit_process(t, -sig)
-            yield Compute(costs.SIGNAL_DELIVER)
+            yield Compute(self.k.costs.SIGNAL_DELIVER)
             self.delivered += 1
             yield PushFrame(signal_trampoline(disp, sig))

@@ -71,7 +71,7 @@ class Swapper:
     def sweep(self, want: int) -> Gen:
         """Run the clock until `want` pages are evicted or every page had its chance; returns how many."""
         victims, examined = self._victims(want)
-        yield Compute(examined * costs.CLOCK_STEP)
+        yield Compute(examined * self.k.costs.CLOCK_STEP)
         for aspace, vpn in victims:
             yield from self.evict(aspace, vpn)
         return len(victims)
@@ -107,7 +107,7 @@ class Swapper:
         yield from self.k.tlb_patch.unmap_begin(aspace.cr3, vpn << PAGE_SHIFT)  # PATCH (section 4.3)
         aspace.swap.put(aspace, vpn, mem.read(pfn << PAGE_SHIFT, PAGE_SIZE))
         aspace.unmap(vpn)
-        yield Compute(costs.COPY_PAGE + costs.UNMAP_PAGE)
+        yield Compute(self.k.costs.COPY_PAGE + self.k.costs.UNMAP_PAGE)
         if self.k.sched.loaded_cr3 == aspace.cr3:
             yield InvalidatePage(vpn << PAGE_SHIFT)
         yield from self.k.tlb_patch.unmap_end(aspace.cr3, vpn << PAGE_SHIFT)  # PATCH (section 4.3)

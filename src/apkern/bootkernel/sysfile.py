@@ -7,7 +7,7 @@ from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 from ..hw import PAGE_SIZE, Compute, Op, ReadMem, Store, WriteMem
-from . import abi, costs
+from . import abi
 from .driver import DeviceFile
 from .file import DirFile, InodeFile, close_file
 from .fs import FileSystemError
@@ -47,7 +47,7 @@ def path_arg(k: BootKernel, addr: int) -> Gen:
 
 
 def sys_open(k: BootKernel, path_ptr: int, flags: int) -> Gen:
-    yield Compute(costs.OPEN)
+    yield Compute(k.costs.OPEN)
     path = yield from path_arg(k, path_ptr)
     if isinstance(path, int):
         return path
@@ -96,14 +96,14 @@ def sys_open(k: BootKernel, path_ptr: int, flags: int) -> Gen:
 
 
 def _rw(k: BootKernel, fd: int, buf: int, n: int, write: bool) -> Gen:
-    yield Compute(costs.FD_LOOKUP)
+    yield Compute(k.costs.FD_LOOKUP)
     f = k.sched.current.proc.files.get(fd)
     if f is None or not (f.writable if write else f.readable):
         return -abi.EBADF
     if n < 0:
         return -abi.EINVAL
     k.check_user_range(buf, n)
-    yield Compute(costs.FILE_RW)
+    yield Compute(k.costs.FILE_RW)
     if write:
         return (yield from f.write(k, buf, n))
     return (yield from f.read(k, buf, n))
@@ -118,13 +118,13 @@ def sys_write(k: BootKernel, fd: int, buf: int, n: int) -> Gen:
 
 
 def sys_lseek(k: BootKernel, fd: int, offset: int, whence: int) -> Gen:
-    yield Compute(costs.FD_LOOKUP)
+    yield Compute(k.costs.FD_LOOKUP)
     f = k.sched.current.proc.files.get(fd)
     if f is None:
         return -abi.EBADF
     if not isinstance(f, InodeFile):  # pipes, the console, devices
         return -abi.ESPIPE
-    yield Compute(costs.LSEEK)
+    yield Compute(k.costs.LSEEK)
     base = {abi.SEEK_SET: 0, abi.SEEK_CUR: f.offset, abi.SEEK_END: len(f.inode.data)}.get(whence)
     if base is None or base + offset < 0 or base + offset >= 1 << 31:
         return -abi.EINVAL
@@ -133,17 +133,17 @@ def sys_lseek(k: BootKernel, fd: int, offset: int, whence: int) -> Gen:
 
 
 def sys_dup(k: BootKernel, fd: int) -> Gen:
-    yield Compute(costs.FD_LOOKUP)
+    yield Compute(k.costs.FD_LOOKUP)
     files = k.sched.current.proc.files
     f = files.get(fd)
     if f is None:
         return -abi.EBADF
-    yield Compute(costs.DUP)
+    yield Compute(k.costs.DUP)
     return files.install(f)  # a new descriptor of the same open file: one offset for both
 
 
 def sys_close(k: BootKernel, fd: int) -> Gen:
-    yield Compute(costs.FD_LOOKUP)
+    yield Compute(k.costs.FD_LOOKUP)
     f = k.sched.current.proc.files.remove(fd)
     if f is None:
         return -abi.EBADF
@@ -152,7 +152,7 @@ def sys_close(k: BootKernel, fd: int) -> Gen:
 
 
 def sys_mkdir(k: BootKernel, path_ptr: int) -> Gen:
-    yield Compute(costs.MKDIR)
+    yield Compute(k.costs.MKDIR)
     path = yield from path_arg(k, path_ptr)
     if isinstance(path, int):
         return path
@@ -168,7 +168,7 @@ def sys_mkdir(k: BootKernel, path_ptr: int) -> Gen:
 
 
 def sys_stat(k: BootKernel, path_ptr: int, buf: int) -> Gen:
-    yield Compute(costs.STAT)
+    yield Compute(k.costs.STAT)
     k.check_user_range(buf, abi.STAT_SIZE)
     path = yield from path_arg(k, path_ptr)
     if isinstance(path, int):
@@ -189,7 +189,7 @@ def sys_stat(k: BootKernel, path_ptr: int, buf: int) -> Gen:
 
 
 def sys_unlink(k: BootKernel, path_ptr: int) -> Gen:
-    yield Compute(costs.UNLINK)
+    yield Compute(k.costs.UNLINK)
     path = yield from path_arg(k, path_ptr)
     if isinstance(path, int):
         return path
@@ -205,7 +205,7 @@ def sys_unlink(k: BootKernel, path_ptr: int) -> Gen:
 
 
 def sys_getdents(k: BootKernel, fd: int, buf: int, n: int) -> Gen:
-    yield Compute(costs.FD_LOOKUP)
+    yield Compute(k.costs.FD_LOOKUP)
     f = k.sched.current.proc.files.get(fd)
     if f is None:
         return -abi.EBADF
@@ -214,7 +214,7 @@ def sys_getdents(k: BootKernel, fd: int, buf: int, n: int) -> Gen:
     if n < 0:
         return -abi.EINVAL
     k.check_user_range(buf, n)
-    yield Compute(costs.GETDENTS)
+    yield Compute(k.costs.GETDENTS)
     out = b""
     while f.pos < len(f.entries):
         name, kind = f.entries[f.pos]
@@ -226,7 +226,7 @@ def sys_getdents(k: BootKernel, fd: int, buf: int, n: int) -> Gen:
             if not out:
                 return -abi.EINVAL  # the buffer cannot hold one entry
             break
-        yield Compute(costs.DIRENT)
+        yield Compute(k.costs.DIRENT)
         out += rec
         f.pos += 1
     if out:
@@ -235,7 +235,7 @@ def sys_getdents(k: BootKernel, fd: int, buf: int, n: int) -> Gen:
 
 
 def sys_pipe(k: BootKernel, fds_ptr: int) -> Gen:
-    yield Compute(costs.PIPE_CREATE)
+    yield Compute(k.costs.PIPE_CREATE)
     k.check_user_range(fds_ptr, 8)
     files = k.sched.current.proc.files
     pipe = Pipe()
@@ -257,12 +257,12 @@ def sys_pipe(k: BootKernel, fds_ptr: int) -> Gen:
 
 
 def sys_driver_control(k: BootKernel, fd: int, op: int, arg: int) -> Gen:
-    yield Compute(costs.FD_LOOKUP)
+    yield Compute(k.costs.FD_LOOKUP)
     f = k.sched.current.proc.files.get(fd)
     if f is None:
         return -abi.EBADF
     if not isinstance(f, DeviceFile):
         return -abi.ENOTTY
-    yield Compute(costs.DRIVER_CONTROL)
+    yield Compute(k.costs.DRIVER_CONTROL)
     result = yield from f.driver.control(f, k.caller(), op, arg)
     return result

@@ -23,17 +23,17 @@ def sys_exit(k: BootKernel, status: int) -> Gen:
 
 
 def sys_getpid(k: BootKernel) -> Gen:
-    yield Compute(costs.SYS_TRIVIAL)
+    yield Compute(k.costs.SYS_TRIVIAL)
     return k.sched.current.proc.pid
 
 
 def sys_gettid(k: BootKernel) -> Gen:
-    yield Compute(costs.SYS_GETTID)
+    yield Compute(k.costs.SYS_GETTID)
     return k.sched.current.tid
 
 
 def sys_yield(k: BootKernel) -> Gen:
-    yield Compute(costs.SYS_TRIVIAL)
+    yield Compute(k.costs.SYS_TRIVIAL)
     yield from k.sched.yield_()
     return 0
 
@@ -69,7 +69,7 @@ def sys_spawn(k: BootKernel, entry: int, block: int, length: int) -> Gen:
         return -abi.EINVAL
     k.check_user_range(block, length)
     data = (yield ReadMem(block, length)) if length else b""
-    yield Compute(costs.SPAWN)
+    yield Compute(k.costs.SPAWN)
     parent = k.sched.current.proc
     child = k.create_process(entry, data, parent.name, parent=parent)
     return -abi.ENOMEM if child is None else child.pid
@@ -79,7 +79,7 @@ def sys_waitpid(k: BootKernel, pid: int, status_ptr: int) -> Gen:
     p = k.sched.current.proc
     k.check_user_range(status_ptr, 4)
     while True:
-        yield Compute(costs.WAIT)
+        yield Compute(k.costs.WAIT)
         kids = [c for c in p.children if pid in (-1, c.pid)]
         if not kids:
             return -abi.ECHILD
@@ -93,7 +93,7 @@ def sys_waitpid(k: BootKernel, pid: int, status_ptr: int) -> Gen:
 
 
 def sys_kill(k: BootKernel, pid: int, sig: int) -> Gen:
-    yield Compute(costs.SYS_KILL)
+    yield Compute(k.costs.SYS_KILL)
     if not 0 <= sig < abi.NSIG:
         return -abi.EINVAL
     target = k.procs.get(pid)
@@ -104,7 +104,7 @@ def sys_kill(k: BootKernel, pid: int, sig: int) -> Gen:
 
 
 def sys_sigaction(k: BootKernel, sig: int, handler: int) -> Gen:
-    yield Compute(costs.SYS_SIGACTION)
+    yield Compute(k.costs.SYS_SIGACTION)
     if not 0 < sig < abi.NSIG or sig == abi.SIGKILL:
         return -abi.EINVAL
     p = k.sched.current.proc
@@ -116,7 +116,7 @@ def sys_sigaction(k: BootKernel, sig: int, handler: int) -> Gen:
 
 
 def sys_thread_create(k: BootKernel, entry: int, arg0: int, arg1: int) -> Gen:
-    yield Compute(costs.THREAD_CREATE)
+    yield Compute(k.costs.THREAD_CREATE)
     t = k.create_thread(k.sched.current.proc, entry, (arg0, arg1))
     return -abi.EAGAIN if t is None else t.tid
 
@@ -141,7 +141,7 @@ def sys_thread_exit(k: BootKernel, value: int) -> Gen:
     t = k.sched.current
     if len(t.proc.live_threads) == 1:
         yield from k.exit_process(t, 0)
-    yield Compute(costs.EXIT // 4)
+    yield Compute(k.costs.EXIT // 4)
     t.retval = value
     t.state = ZOMBIE
     k.sched.wakeup(("join", t))
@@ -149,7 +149,7 @@ def sys_thread_exit(k: BootKernel, value: int) -> Gen:
 
 
 def sys_mmap(k: BootKernel, length: int) -> Gen:
-    yield Compute(costs.MAP_REGION)
+    yield Compute(k.costs.MAP_REGION)
     if not 0 < length <= 1 << 28:
         return -abi.EINVAL
     addr = k.sched.current.proc.aspace.mmap(length)
@@ -162,7 +162,7 @@ def sys_munmap(k: BootKernel, addr: int, length: int) -> Gen:
     if r is None or r.kind != "mmap" or r.start != addr or r.end != addr + page_round_up(length):
         return -abi.EINVAL
     for vpn in aspace.remove_region(r):
-        yield Compute(costs.UNMAP_PAGE)
+        yield Compute(k.costs.UNMAP_PAGE)
         yield InvalidatePage(vpn << PAGE_SHIFT)
     return 0
 
@@ -185,7 +185,7 @@ def sys_mlock(k: BootKernel, addr: int, length: int) -> Gen:
     if pages is None or len(aspace.pinned | set(pages)) > costs.MLOCK_LIMIT:
         return -abi.ENOMEM
     for vpn in pages:
-        yield Compute(costs.MLOCK_PAGE)
+        yield Compute(k.costs.MLOCK_PAGE)
         if vpn not in aspace.resident:
             r = aspace.find(vpn << PAGE_SHIFT)
             if (yield from k.traps.resolve(t, vpn << PAGE_SHIFT, r.writable)) == "oom":
@@ -200,14 +200,14 @@ def sys_munlock(k: BootKernel, addr: int, length: int) -> Gen:
         return -abi.ENOMEM
     aspace = k.sched.current.proc.aspace
     for vpn in pages:
-        yield Compute(costs.MLOCK_PAGE)
+        yield Compute(k.costs.MLOCK_PAGE)
         aspace.pinned.discard(vpn)
     return 0
 
 
 def sys_futex(k: BootKernel, addr: int, op: int, value: int) -> Gen:
     """A futex-style wait/wake on a word of the caller's memory (the process's own wait queues)."""
-    yield Compute(costs.FUTEX)
+    yield Compute(k.costs.FUTEX)
     if addr & 3 or not 0 < addr < abi.USER_TOP - 4:
         return -abi.EINVAL
     p = k.sched.current.proc
@@ -222,6 +222,6 @@ def sys_futex(k: BootKernel, addr: int, op: int, value: int) -> Gen:
         if value < 0:
             return -abi.EINVAL
         woken = k.sched.wakeup(chan, value)
-        yield Compute(costs.WAKEUP * woken)
+        yield Compute(k.costs.WAKEUP * woken)
         return woken
     return -abi.ENOSYS

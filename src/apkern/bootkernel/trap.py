@@ -54,14 +54,14 @@ class Traps:
         t = k.sched.current
         call = abi.SYSCALL_NAMES.get(args[0]) if args and type(args[0]) is int else None
         k.mark("sys_enter", call)
-        yield Compute(costs.SYSCALL_ENTRY)
+        yield Compute(self.k.costs.SYSCALL_ENTRY)
         k.mark("sys_dispatch", call)
-        yield Compute(costs.SYSCALL_DISPATCH)
+        yield Compute(self.k.costs.SYSCALL_DISPATCH)
         k.mark("sys_body", call)
         result = yield from k.syscalls.dispatch(args)
         k.mark("sys_exit", call)
         yield from self.return_to_user(t)
-        yield Compute(costs.SYSCALL_EXIT)
+        yield Compute(self.k.costs.SYSCALL_EXIT)
         k.mark("sys_return", call)
         return result
 
@@ -73,7 +73,7 @@ class Traps:
         if t is None:
             raise MachineError(f"kernel page fault outside any thread: {flt!r}")
         self.page_faults += 1
-        yield Compute(costs.PAGE_FAULT)
+        yield Compute(self.k.costs.PAGE_FAULT)
         outcome = (yield from self.resolve(t, flt.addr, flt.write)) if flt.addr < abi.USER_TOP else "segv"
         if outcome == "oom":  # nothing could be freed: the process that needs a frame dies, nobody else
             if not flt.from_user:
@@ -106,10 +106,10 @@ class Traps:
                 break
         if outcome == "zero":
             self.zero_fills += 1
-            yield Compute(costs.ZERO_PAGE)
+            yield Compute(self.k.costs.ZERO_PAGE)
         elif outcome == "swap":
             self.swap_ins += 1
-            yield Compute(costs.COPY_PAGE)
+            yield Compute(self.k.costs.COPY_PAGE)
         return outcome
 
     def fatal(self, sig: int) -> Any:
@@ -117,7 +117,7 @@ class Traps:
             t = self.k.sched.current
             if not flt.from_user or t is None:
                 raise MachineError(f"kernel fault {flt!r}")
-            yield Compute(costs.PAGE_FAULT)
+            yield Compute(self.k.costs.PAGE_FAULT)
             yield from self.k.exit_process(t, -sig)
 
         handler.__name__ = f"fatal_{sig}"
@@ -127,7 +127,7 @@ class Traps:
 
     def timer(self, cpu: CPU, info: Any) -> Gen:
         k = self.k
-        yield Compute(costs.TIMER_TICK)
+        yield Compute(self.k.costs.TIMER_TICK)
         k.ticks += 1
         k.sched.tick()
         if k.swapper is not None:
@@ -142,4 +142,4 @@ class Traps:
 
     def device_irq(self, cpu: CPU, info: Any) -> Gen:
         self.k.device_irqs += 1
-        yield Compute(costs.TIMER_TICK)
+        yield Compute(self.k.costs.TIMER_TICK)

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..hw import NOMINAL_IPS
+from ..profiles import Profile
 from ..system import System
 from . import throughput
 from .reproduce import DEFAULT, Precision
@@ -83,11 +84,12 @@ def measure_point(
     window: int,
     procs: int = throughput.DEFAULT_PROCS,
     seed: int = 0,
+    costs: Profile | None = None,
 ) -> BalancePoint:
     """One point: the throughput benchmark's system with the given ready queues, counted over the window."""
     if cpus < 2 or queues not in SCHEMES:
         raise ValueError("need at least 2 CPUs and queues 'global' or 'per-AP'")
-    sim = System(kernel="apkern", cpus=cpus, seed=seed, extensions=SCHEMES[queues])
+    sim = System(kernel="apkern", cpus=cpus, seed=seed, extensions=SCHEMES[queues], costs=costs)
     throughput.spawn_loops(sim, k, p, procs)
     sim.run(until=warmup)
     a = _counters(sim)
@@ -125,17 +127,32 @@ def compare(
     points: tuple[tuple[int, float], ...] = POINTS,
     precision: Precision = DEFAULT,
     seed: int = 0,
+    costs: Profile | None = None,
 ) -> list[BalancePoint]:
     """Every point with both kinds of queue, each with its speedup over the uniprocessor kernel."""
     out = []
     for k, p in points:
         base = throughput.measure(
-            k, p, 1, warmup=precision.warmup(k, p, 1), window=precision.window(k, p, 1), seed=seed, attribute=False
+            k,
+            p,
+            1,
+            warmup=precision.warmup(k, p, 1),
+            window=precision.window(k, p, 1),
+            seed=seed,
+            attribute=False,
+            costs=costs,
         )
         for cpus in cpus_list:
             for queues in SCHEMES:
                 pt = measure_point(
-                    k, p, cpus, queues, precision.warmup(k, p, cpus), precision.window(k, p, cpus), seed=seed
+                    k,
+                    p,
+                    cpus,
+                    queues,
+                    precision.warmup(k, p, cpus),
+                    precision.window(k, p, cpus),
+                    seed=seed,
+                    costs=costs,
                 )
                 pt.speedup = throughput.speedup(pt.loops, pt.window_instructions, base.loops, base.window_instructions)
                 out.append(pt)

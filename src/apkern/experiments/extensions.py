@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..hw import StaleTLB
+from ..profiles import Profile
 from ..system import System
 from . import balance, latency, swap_pressure, throughput
 
@@ -62,10 +63,11 @@ def local_calls_rows(
     getpids: int = 2,
     warmup: int = 400_000,
     window: int = 1_500_000,
+    costs: Profile | None = None,
 ) -> list[Row]:
-    up = latency.measure("up", 1, iterations)
-    off = latency.measure("apkern", cpus, iterations)
-    on = latency.measure("apkern", cpus, iterations, extensions=LOCAL)
+    up = latency.measure("up", 1, iterations, costs=costs)
+    off = latency.measure("apkern", cpus, iterations, costs=costs)
+    on = latency.measure("apkern", cpus, iterations, extensions=LOCAL, costs=costs)
     rows = [
         Row(
             "local_calls",
@@ -75,11 +77,11 @@ def local_calls_rows(
             f"uniprocessor: {up.mean_instructions:.1f}",
         ),
     ]
-    base = throughput.measure(k, p, 1, warmup=warmup, window=window, attribute=False, getpids=getpids)
+    base = throughput.measure(k, p, 1, warmup=warmup, window=window, attribute=False, getpids=getpids, costs=costs)
     points = {}
     for name, ext in (("off", ()), ("on", LOCAL)):
         pt = throughput.measure(
-            k, p, tput_cpus, warmup=warmup, window=window, attribute=False, extensions=ext, getpids=getpids
+            k, p, tput_cpus, warmup=warmup, window=window, attribute=False, extensions=ext, getpids=getpids, costs=costs
         )
         points[name] = throughput.with_speedup(pt, base)
     what = f"loop K={k} P={p:g}% + {getpids} getpid per loop, {tput_cpus} CPUs"
@@ -99,13 +101,18 @@ def local_calls_rows(
 
 
 def balance_rows(
-    cpus_list: tuple[int, ...] = (8, 16), k: int = 151, p: float = 95.0, warmup: int = 400_000, window: int = 1_500_000
+    cpus_list: tuple[int, ...] = (8, 16),
+    k: int = 151,
+    p: float = 95.0,
+    warmup: int = 400_000,
+    window: int = 1_500_000,
+    costs: Profile | None = None,
 ) -> list[Row]:
     """The paper's one ready queue (off) against a queue per AP (on), on the throughput benchmark."""
-    base = throughput.measure(k, p, 1, warmup=2_000_000, window=window, attribute=False)
+    base = throughput.measure(k, p, 1, warmup=2_000_000, window=window, attribute=False, costs=costs)
     rows = []
     for cpus in cpus_list:
-        off, on = (balance.measure_point(k, p, cpus, q, warmup, window) for q in ("global", "per-AP"))
+        off, on = (balance.measure_point(k, p, cpus, q, warmup, window, costs=costs) for q in ("global", "per-AP"))
         for pt in (off, on):
             pt.speedup = throughput.speedup(pt.loops, window, base.loops, base.window_instructions)
         what = f"loop K={k} P={p:g}%, {cpus} CPUs"
@@ -143,15 +150,19 @@ MIXES = {
 }
 
 
-def migration_rows(cpus: int = 8, warmup: int = 400_000, window: int = 1_500_000) -> list[Row]:
+def migration_rows(
+    cpus: int = 8, warmup: int = 400_000, window: int = 1_500_000, costs: Profile | None = None
+) -> list[Row]:
     """The throughput benchmark with every loop spawned "auto": a short-call point whose loops stay on
     the APs (2,869 user instructions per call) and a kernel-bound one whose loops go home (151)."""
     rows = []
     for k, p in ((151, 95.0), (151, 50.0)):
-        base = throughput.measure(k, p, 1, warmup=warmup, window=window, attribute=False)
+        base = throughput.measure(k, p, 1, warmup=warmup, window=window, attribute=False, costs=costs)
         pts = {}
         for name, ext in (("off", ()), ("on", ("migration",))):
-            pt = throughput.measure(k, p, cpus, warmup=warmup, window=window, attribute=False, extensions=ext)
+            pt = throughput.measure(
+                k, p, cpus, warmup=warmup, window=window, attribute=False, extensions=ext, costs=costs
+            )
             pts[name] = throughput.with_speedup(pt, base)
         u = throughput.user_instructions(k, p)
         rows.append(
@@ -167,12 +178,14 @@ def migration_rows(cpus: int = 8, warmup: int = 400_000, window: int = 1_500_000
     return rows
 
 
-def _mix_time(mix: tuple[tuple[int, float, int, int], ...], cpus: int, mode: str) -> tuple[int, dict[str, Any]]:
+def _mix_time(
+    mix: tuple[tuple[int, float, int, int], ...], cpus: int, mode: str, costs: Profile | None = None
+) -> tuple[int, dict[str, Any]]:
     """Time until the whole mix has finished, and the run's counters. `mode`: "ap" (every process on
     the APs), "static" (the kernel-bound ones, the mix's first entry, on the bootstrap kernel) or
     "auto" (every process spawned with placement "auto", the migration extension on)."""
     ext = ("migration",) if cpus > 1 and mode == "auto" else ()
-    sim = System(kernel="up" if cpus == 1 else "apkern", cpus=cpus, extensions=ext)
+    sim = System(kernel="up" if cpus == 1 else "apkern", cpus=cpus, extensions=ext, costs=costs)
     for i, (k, p, procs, loops) in enumerate(mix):
         u = throughput.user_instructions(k, p)
         place = None
@@ -184,16 +197,16 @@ def _mix_time(mix: tuple[tuple[int, float, int, int], ...], cpus: int, mode: str
     return sim.now, sim.stats
 
 
-def mix_times(cpus_list: tuple[int, ...] = (2, 4, 8)) -> list[dict[str, Any]]:
+def mix_times(cpus_list: tuple[int, ...] = (2, 4, 8), costs: Profile | None = None) -> list[dict[str, Any]]:
     """Each mix on each CPU count under every placement: time to finish, speedup over up, moves."""
     out = []
     for name, mix in MIXES.items():
-        up, _ = _mix_time(mix, 1, "ap")
+        up, _ = _mix_time(mix, 1, "ap", costs)
         desc = ", ".join(f"{n} x (K={k}, P={p:g}%)" for k, p, n, _ in mix)
         for cpus in cpus_list:
             row: dict[str, Any] = {"mix": name, "desc": desc, "cpus": cpus, "up_time": up}
             for mode in ("ap", "static", "auto"):
-                t, st = _mix_time(mix, cpus, mode)
+                t, st = _mix_time(mix, cpus, mode, costs)
                 row[f"{mode}_time"] = t
                 row[f"{mode}_speedup"] = round(up / t, 3)
                 if mode == "auto":
@@ -203,10 +216,12 @@ def mix_times(cpus_list: tuple[int, ...] = (2, 4, 8)) -> list[dict[str, Any]]:
     return out
 
 
-def placement_rows(cpus_list: tuple[int, ...] = (2, 4, 8)) -> tuple[list[Row], list[dict[str, Any]]]:
+def placement_rows(
+    cpus_list: tuple[int, ...] = (2, 4, 8), costs: Profile | None = None
+) -> tuple[list[Row], list[dict[str, Any]]]:
     """Time to finish each mix, as a speedup over the uniprocessor kernel: static placement and migration."""
     rows = []
-    mixes = mix_times(cpus_list)
+    mixes = mix_times(cpus_list, costs)
     for m in mixes:
         what = f"{m['mix']} [{m['desc']}] on {m['cpus']} CPUs: speedup over up"
         rows.append(
@@ -231,7 +246,7 @@ def placement_rows(cpus_list: tuple[int, ...] = (2, 4, 8)) -> tuple[list[Row], l
     return rows, mixes
 
 
-def _pressure(cpus: int, tlb_patch: bool) -> System:
+def _pressure(cpus: int, tlb_patch: bool, costs: Profile | None = None) -> System:
     sim = System(
         kernel="apkern",
         cpus=cpus,
@@ -239,14 +254,15 @@ def _pressure(cpus: int, tlb_patch: bool) -> System:
         swapper=True,
         tlb_patch=tlb_patch,
         check_tlb=not tlb_patch,
+        costs=costs,
     )
     sim.spawn(swap_pressure.pressure, swap_pressure.ARGV)
     return sim
 
 
-def shootdown_rows(cpus: int = 4) -> tuple[list[Row], dict[str, Any]]:
+def shootdown_rows(cpus: int = 4, costs: Profile | None = None) -> tuple[list[Row], dict[str, Any]]:
     """The pressure workload with the patch (and its cost), and without (what goes wrong)."""
-    sim = _pressure(cpus, tlb_patch=True)
+    sim = _pressure(cpus, tlb_patch=True, costs=costs)
     sim.run(limit=4_000_000_000)
     st = sim.stats
     ok = sim.console().strip()
@@ -266,13 +282,15 @@ def shootdown_rows(cpus: int = 4) -> tuple[list[Row], dict[str, Any]]:
         "time": st["time"],
         "console": ok,
     }
-    checked = _pressure(cpus, tlb_patch=False)  # the TLB checker on: the first stale translation used stops it
+    checked = _pressure(
+        cpus, tlb_patch=False, costs=costs
+    )  # the TLB checker on: the first stale translation used stops it
     try:
         checked.run(limit=4_000_000_000)
         stale = "none used"
     except StaleTLB as e:
         stale = str(e).split(": ", 1)[0] + " used a stale translation"
-    plain = System(kernel="apkern", cpus=cpus, memory=swap_pressure.MEMORY, swapper=True, tlb_patch=False)
+    plain = System(kernel="apkern", cpus=cpus, memory=swap_pressure.MEMORY, swapper=True, tlb_patch=False, costs=costs)
     plain.spawn(swap_pressure.pressure, swap_pressure.ARGV)
     plain.run(limit=4_000_000_000)
     wrong = plain.console().strip()
@@ -301,14 +319,15 @@ def shootdown_rows(cpus: int = 4) -> tuple[list[Row], dict[str, Any]]:
     return rows, cost
 
 
-def measure(cpus: int = 4) -> ExtensionsReport:
+def measure(cpus: int = 4, costs: Profile | None = None) -> ExtensionsReport:
+    """Every extension off and on (`costs`: the cost profile; the default's when None)."""
     rep = ExtensionsReport()
-    rep.rows += local_calls_rows(cpus=cpus)
-    rep.rows += balance_rows()
-    rows, rep.mixes = placement_rows()
+    rep.rows += local_calls_rows(cpus=cpus, costs=costs)
+    rep.rows += balance_rows(costs=costs)
+    rows, rep.mixes = placement_rows(costs=costs)
     rep.rows += rows
-    rep.rows += migration_rows()
-    rows, cost = shootdown_rows(cpus=cpus)
+    rep.rows += migration_rows(costs=costs)
+    rows, cost = shootdown_rows(cpus=cpus, costs=costs)
     rep.rows += rows
     rep.shootdown = cost
     return rep

@@ -18,12 +18,15 @@ import html
 import json
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import plotly.graph_objects as go
 from jinja2 import Environment
 from markdown_it import MarkdownIt
 from markupsafe import Markup
+
+if TYPE_CHECKING:
+    from ..profiles import Profile
 from plotly.colors import qualitative
 from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
@@ -48,7 +51,7 @@ VERDICTS = (  # the first word of a verdict cell, and how the page marks it
 # --- the sample call's traces -----------------------------------------------------------------------
 
 
-def write_sample_traces(out: Path) -> list[Path]:
+def write_sample_traces(out: Path, costs: Profile | None = None) -> list[Path]:
     """Chrome traces of one `gettid` on each kernel of SAMPLE_TRACES, into `out`.
 
     Each trace's `otherData.sample_call` holds where the measured call lies (from the
@@ -59,7 +62,7 @@ def write_sample_traces(out: Path) -> list[Path]:
 
     written = []
     for kernel, cpus, name in SAMPLE_TRACES:
-        sim = System(kernel=kernel, cpus=cpus, seed=0, trace=True)
+        sim = System(kernel=kernel, cpus=cpus, seed=0, trace=True, costs=costs)
         proc = sim.spawn("gettid", ["gettid", "1"])
         sim.run()
         if proc.exit_status != 0:

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..hw.trace import Mark
+from ..profiles import Profile
 from ..system import System
 
 # The stage a mark opens, by mark name (or name and system call); the interval before the
@@ -103,12 +104,18 @@ def split_stages(marks: list[Mark], inspection_cost: int, stages: dict[Any, str]
 
 
 def measure(
-    kernel: str = "up", cpus: int = 1, iterations: int = 1000, seed: int = 0, extensions: tuple[str, ...] = ()
+    kernel: str = "up",
+    cpus: int = 1,
+    iterations: int = 1000,
+    seed: int = 0,
+    extensions: tuple[str, ...] = (),
+    costs: Profile | None = None,
 ) -> LatencyResult:
-    """Run the `gettid` program alone on a fresh system and break its calls down by stage."""
+    """Run the `gettid` program alone on a fresh system and break its calls down by stage
+    (`costs`: the cost profile, `apkern.profiles`; the default's when None)."""
     if iterations < 1:
         raise ValueError("iterations must be at least 1")
-    sim = System(kernel=kernel, cpus=cpus, seed=seed, trace=True, extensions=extensions)
+    sim = System(kernel=kernel, cpus=cpus, seed=seed, trace=True, extensions=extensions, costs=costs)
     proc = sim.spawn("gettid", ["gettid", str(iterations)])
     sim.run()
     if proc.exit_status != 0:

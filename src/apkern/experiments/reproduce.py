@@ -19,6 +19,7 @@ capacity bound and which of the three wins where.
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import os
 import statistics
@@ -28,7 +29,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import profiles
 from ..bootkernel import costs as boot_costs
+from ..profiles import Profile
 from . import latency, saturation, throughput
 from . import tasks as tasks_mod
 from .attribution import CALL
@@ -92,27 +95,37 @@ DEFAULT = Precision("default", min_warmup=1_000_000, min_window=4_000_000, round
 # --- tasks (run in worker processes) ------------------------------------------------------------
 
 
-def _latency_task(kernel: str, cpus: int, iterations: int, seed: int) -> dict[str, Any]:
-    return latency.measure(kernel=kernel, cpus=cpus, iterations=iterations, seed=seed).to_dict()
+# Each takes the run's cost profile as `costs` (bound by `run_tasks`).
 
 
-def _point_task(k: int, p: float, n: int, warmup: int, window: int, seed: int, attribute: bool) -> dict[str, Any]:
-    return throughput.measure(k, p, n, warmup=warmup, window=window, seed=seed, attribute=attribute).to_dict()
+def _latency_task(kernel: str, cpus: int, iterations: int, seed: int, costs: Profile) -> dict[str, Any]:
+    return latency.measure(kernel=kernel, cpus=cpus, iterations=iterations, seed=seed, costs=costs).to_dict()
 
 
-def _smp_point_task(k: int, p: float, n: int, warmup: int, window: int, seed: int) -> dict[str, Any]:
-    return throughput.measure(k, p, n, warmup=warmup, window=window, seed=seed, attribute=False, kernel="smp").to_dict()
+def _point_task(
+    k: int, p: float, n: int, warmup: int, window: int, seed: int, attribute: bool, costs: Profile
+) -> dict[str, Any]:
+    pt = throughput.measure(k, p, n, warmup=warmup, window=window, seed=seed, attribute=attribute, costs=costs)
+    return pt.to_dict()
 
 
-def _ms_point_task(k: int, p: float, n: int, warmup: int, window: int, seed: int) -> dict[str, Any]:
+def _smp_point_task(k: int, p: float, n: int, warmup: int, window: int, seed: int, costs: Profile) -> dict[str, Any]:
+    pt = throughput.measure(
+        k, p, n, warmup=warmup, window=window, seed=seed, attribute=False, kernel="smp", costs=costs
+    )
+    return pt.to_dict()
+
+
+def _ms_point_task(k: int, p: float, n: int, warmup: int, window: int, seed: int, costs: Profile) -> dict[str, Any]:
     """A master-slave point, the master's instructions attributed by whose code ran."""
-    return throughput.measure(k, p, n, warmup=warmup, window=window, seed=seed, kernel="master-slave").to_dict()
+    pt = throughput.measure(k, p, n, warmup=warmup, window=window, seed=seed, kernel="master-slave", costs=costs)
+    return pt.to_dict()
 
 
-def _extensions_task() -> dict[str, Any]:
+def _extensions_task(costs: Profile) -> dict[str, Any]:
     from . import extensions
 
-    return extensions.measure().to_dict()
+    return extensions.measure(costs=costs).to_dict()
 
 
 def plan(precision: Precision, seed: int = 0) -> list[tuple[str, tuple[Any, ...], float]]:
@@ -148,11 +161,15 @@ FUNCS: dict[str, Callable[..., dict[str, Any]]] = {
 
 
 def run_tasks(
-    tasks: list[tuple[str, tuple[Any, ...], float]], jobs: int, progress: Callable[[int, int], None] | None = None
+    tasks: list[tuple[str, tuple[Any, ...], float]],
+    jobs: int,
+    progress: Callable[[int, int], None] | None = None,
+    costs: Profile = profiles.DEFAULT,
 ) -> list[tuple[str, tuple[Any, ...], dict[str, Any]]]:
-    """Run the tasks (in `jobs` worker processes); on Ctrl-C, cancel the rest at once and raise
-    `Interrupted` with the results finished so far."""
-    return tasks_mod.run_tasks(tasks, FUNCS, jobs, progress)
+    """Run the tasks (in `jobs` worker processes) under the cost profile `costs`; on Ctrl-C, cancel
+    the rest at once and raise `Interrupted` with the results finished so far."""
+    funcs = {kind: functools.partial(f, costs=costs) for kind, f in FUNCS.items()}
+    return tasks_mod.run_tasks(tasks, funcs, jobs, progress)
 
 
 # --- analysis ---------------------------------------------------------------------------------------
@@ -668,7 +685,8 @@ def save_partial(out: str | os.PathLike[str], e: Interrupted) -> Path:
     return path
 
 
-def write_outputs(out: Path, summary: dict[str, Any]) -> None:
+def write_outputs(out: Path, summary: dict[str, Any], costs: Profile | None = None) -> None:
+    """Every result file of a reproduction into `out` (the sample traces under `costs`)."""
     from .html_report import write_html, write_sample_traces
     from .plots import plot_figures
     from .report import write_report
@@ -701,7 +719,7 @@ def write_outputs(out: Path, summary: dict[str, Any]) -> None:
     with open(out / "summary.json", "w") as f:
         json.dump(summary, f, indent=1, default=str)
     write_report(summary, out / "report.md")
-    write_sample_traces(out)  # one gettid per kernel, for Perfetto; report.html links them
+    write_sample_traces(out, costs)  # one gettid per kernel, for Perfetto; report.html links them
     write_html(summary, out / "report.html")
 
 
@@ -711,6 +729,7 @@ def reproduce(
     jobs: int | None = None,
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
+    costs: Profile | None = None,
 ) -> dict[str, Any]:
     """Run everything and write the result files into `out`; returns the summary.
 
@@ -718,11 +737,12 @@ def reproduce(
     tasks finished so far go to `out/partial.json` and `Interrupted` is raised.
     """
     precision = QUICK if quick else DEFAULT
+    costs = profiles.load(costs)
     jobs = jobs or os.cpu_count() or 1
     check_output_dir(out)
     t0 = time.perf_counter()
     try:
-        results = run_tasks(plan(precision, seed), jobs, progress)
+        results = run_tasks(plan(precision, seed), jobs, progress, costs)
     except Interrupted as e:
         save_partial(out, e)
         raise
@@ -737,7 +757,8 @@ def reproduce(
         "procs": throughput.DEFAULT_PROCS,
         "noise_seeds": NOISE_SEEDS,
         "agreement": AGREEMENT,
+        "costs": costs.to_dict(),
     }
     summary["wall_seconds"] = round(time.perf_counter() - t0, 1)
-    write_outputs(Path(out), summary)
+    write_outputs(Path(out), summary, costs)
     return summary

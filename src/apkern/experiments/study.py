@@ -48,7 +48,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import profiles
 from .. import system as system_mod
+from ..profiles import Profile
 from ..system import ConfigError, SimulationLimit, System
 from ..workloads import tree
 from ..workloads.fft import OUT as FFT_OUT
@@ -245,10 +247,10 @@ def _self_check(sim: System, w: Workload, status: int | None) -> str | None:
     return None
 
 
-def run_one(w: Workload, kernel: str, cpus: int, seed: int) -> dict[str, Any]:
+def run_one(w: Workload, kernel: str, cpus: int, seed: int, costs: Profile | None = None) -> dict[str, Any]:
     """Run workload `w` on a fresh system; its time, counters and checks. `skipped` when the kernel refuses the CPUs."""
     try:
-        sim = System(kernel=kernel, cpus=cpus, seed=seed)
+        sim = System(kernel=kernel, cpus=cpus, seed=seed, costs=costs)
     except ConfigError as e:
         return {"workload": w.name, "kernel": kernel, "cpus": cpus, "skipped": str(e)}
     _install(sim, _input(w.inputs, seed))
@@ -654,8 +656,9 @@ def study(
     kernels: Sequence[str] | None = None,
     sizes: Sizes | None = None,
     progress: Progress | None = None,
+    costs: Profile | None = None,
 ) -> dict[str, Any]:
-    """Run the study and write its files into `out`; returns the summary.
+    """Run the study and write its files into `out`; returns the summary (`costs`: the cost profile).
 
     `workloads_`, `cpus`, `kernels` choose a subset (by default every workload, 1-8 CPUs and
     every kernel of `apkern.system.KERNELS`); `sizes` overrides the inputs' sizes (else
@@ -664,6 +667,7 @@ def study(
     finished so far go to `out/partial.json` and `Interrupted` is raised.
     """
     sizes = sizes or (QUICK if quick else DEFAULT)
+    costs = profiles.load(costs)
     every = workloads(sizes)
     names = list(every) if workloads_ is None else list(workloads_)
     unknown = [n for n in names if n not in every]
@@ -678,7 +682,8 @@ def study(
     t0 = time.perf_counter()
     chosen = [every[n] for n in names]
     try:
-        results = run_tasks(plan(chosen, kernels, cpus, seed), {"run": run_one}, jobs, progress)
+        run = {"run": functools.partial(run_one, costs=costs)}
+        results = run_tasks(plan(chosen, kernels, cpus, seed), run, jobs, progress)
     except Interrupted as e:
         save_partial(out, e)
         raise
@@ -691,6 +696,7 @@ def study(
         "workloads": [{"name": w.name, "argv": list(w.argv), "inputs": [list(a) for a in w.inputs]} for w in chosen],
         "tie": TIE,
         "ips": IPS,
+        "costs": costs.to_dict(),
     }
     write_outputs(Path(out), summary)
     summary["wall_seconds"] = round(time.perf_counter() - t0, 1)  # not in the files: they depend on the options only

@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from ..profiles import Profile
 from ..system import System
 from .attribution import Attribution, MasterAttribution
 
@@ -112,6 +113,7 @@ def measure(
     extensions: tuple[str, ...] = (),
     getpids: int = 0,
     kernel: str = "apkern",
+    costs: Profile | None = None,
 ) -> ThroughputPoint:
     """One point of Figures 6-8 (speedup left unset: it needs the one-CPU point).
 
@@ -130,6 +132,7 @@ def measure(
         cpus=cpus,
         seed=seed,
         extensions=extensions if cpus > 1 and kernel == "apkern" else (),
+        costs=costs,
     )
     ms = kernel == "master-slave" and cpus > 1
     parts = Attribution(cpu=0, start=warmup, end=warmup + window)

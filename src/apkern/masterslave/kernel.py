@@ -75,7 +75,7 @@ from ..hw import (
     Switch,
 )
 from ..hw import traps as vec
-from . import costs
+from .costs import Costs as PortCosts
 from .queues import ThreadQueue, ThreadTable
 from .sched import MASTER, MSScheduler
 from .shootdown import Shootdown
@@ -105,9 +105,16 @@ class MasterSlaveKernel(BootKernel):
     CUR = 512  # + 4 * cpu: the id of the thread that CPU runs, 0 for none
 
     def __init__(
-        self, machine: Machine, drivers: Iterable[Driver] = (), swapper: bool = False, tick: int = boot_costs.TICK
+        self,
+        machine: Machine,
+        drivers: Iterable[Driver] = (),
+        swapper: bool = False,
+        tick: int = boot_costs.TICK,
+        costs: boot_costs.Costs | None = None,
+        port_costs: PortCosts | None = None,
     ) -> None:
-        super().__init__(machine, drivers=drivers, swapper=swapper, tick=tick)
+        super().__init__(machine, drivers=drivers, swapper=swapper, tick=tick, costs=costs)
+        self.port_costs = port_costs if port_costs is not None else PortCosts()  # the port's own paths
         n = len(machine.cpus)
         pa = self.heap.kmalloc(PAGE_SIZE)
         self.page = KERNBASE + pa
@@ -175,7 +182,7 @@ class MasterSlaveKernel(BootKernel):
 
     def ap_start(self, cpu: CPU) -> Gen:
         """A slave's first code, reached through the trampoline page in real mode (paging off)."""
-        yield Compute(costs.AP_START)
+        yield Compute(self.port_costs.AP_START)
         cid = yield CpuId()
         yield SetIVT(self.traps.slave_ivt())
         yield LoadCR3(self.kernel_cr3)
@@ -213,7 +220,7 @@ class MasterSlaveKernel(BootKernel):
         sched = self.sched
         for p in kicks:
             for t in p.threads:
-                yield Compute(costs.THREAD_VISIT)
+                yield Compute(self.port_costs.THREAD_VISIT)
                 if t.state == DEAD or not sched.needs_kernel(t):
                     continue
                 if t in self.userq:
@@ -238,7 +245,7 @@ class MasterSlaveKernel(BootKernel):
         yield AssertHeld(self.qlock.kva, "the threads of a dying process", self.qlock.name)
         on_cpu: list[tuple[int, Thread]] = []
         for other in p.threads:
-            yield Compute(costs.THREAD_VISIT)
+            yield Compute(self.port_costs.THREAD_VISIT)
             if other is t or other.state in (DEAD, ZOMBIE):
                 continue
             q = self.queue_of(other)

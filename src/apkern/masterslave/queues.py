@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any
 from ..bootkernel.proc import Thread
 from ..bootkernel.vm import KERNBASE
 from ..hw import PAGE_SIZE, Compute, GuardedBy, Load, MachineError, Op, Store
-from . import costs
 
 if TYPE_CHECKING:
     from .kernel import MasterSlaveKernel
@@ -114,7 +113,7 @@ class ThreadQueue:
         """Append `t` at the tail."""
         tab = self.table
         me = tab.slot[t] + 1
-        yield Compute(costs.QUEUE_OP)
+        yield Compute(self.table.k.port_costs.QUEUE_OP)
         yield Store(tab.link_kva(me - 1), 0)
         if self.q:
             yield Store(tab.link_kva(tab.slot[self.q[-1]]), me)
@@ -130,7 +129,7 @@ class ThreadQueue:
         if not self.q:
             return None
         tab = self.table
-        yield Compute(costs.QUEUE_OP)
+        yield Compute(self.table.k.port_costs.QUEUE_OP)
         first = yield Load(self.head_kva)
         t = tab.thread.get(first - 1)
         if t is not self.q[0]:
@@ -149,7 +148,7 @@ class ThreadQueue:
         i = self.q.index(t)
         prev = None
         for j in range(i + 1):
-            yield Compute(costs.QUEUE_VISIT)
+            yield Compute(self.table.k.port_costs.QUEUE_VISIT)
             yield Load(self.head_kva if j == 0 else tab.link_kva(tab.slot[self.q[j - 1]]))
             prev = self.q[j - 1] if j else None
         nxt = yield Load(tab.link_kva(tab.slot[t]))

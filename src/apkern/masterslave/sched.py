@@ -40,7 +40,6 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
-from ..bootkernel import costs as boot_costs
 from ..bootkernel.proc import DEAD, RUNNABLE, RUNNING, Thread
 from ..bootkernel.sched import Scheduler
 from ..hw import (
@@ -59,7 +58,6 @@ from ..hw import (
     Switch,
 )
 from ..hw import traps as vec
-from . import costs
 
 if TYPE_CHECKING:
     from .kernel import MasterSlaveKernel
@@ -155,7 +153,7 @@ class MSScheduler(Scheduler):
         """
         t = self.current
         if interruptible:
-            yield Compute(costs.AST_CHECK)
+            yield Compute(self.k.port_costs.AST_CHECK)
             if self.needs_kernel(t):
                 t.interrupted = True
                 self.early_wakeups += 1
@@ -206,7 +204,7 @@ class MSScheduler(Scheduler):
         yield from k.flush_kicks()
         yield from self._drain()
         nxt = yield from self._master_pick()
-        yield Compute(boot_costs.CONTEXT_SWITCH)
+        yield Compute(self.k.costs.CONTEXT_SWITCH)
         self.switches += 1
         if nxt is not None:
             yield from self._run(MASTER, nxt)
@@ -247,7 +245,7 @@ class MSScheduler(Scheduler):
         """
         k = self.k
         while True:
-            yield Compute(costs.USER_RETURN)
+            yield Compute(self.k.port_costs.USER_RETURN)
             if k.kicks:  # a signal this path sent must reach threads on slaves or in the user queue
                 yield from k.qlock.acquire(MASTER)
                 yield from k.flush_kicks()
@@ -278,7 +276,7 @@ class MSScheduler(Scheduler):
     def _slave_resume(self, cid: int, t: Thread) -> Gen:
         k = self.k
         k.trace(k.machine.cpus[cid], "ms_resumed", t)
-        yield Compute(costs.RESUME_USER)
+        yield Compute(self.k.port_costs.RESUME_USER)
 
     def resume_to_user(self, t: Thread, cid: int) -> Gen:
         """`t`, queued for user mode, runs again on CPU `cid`: a slave returns; the master delivers signals first."""
@@ -298,7 +296,7 @@ class MSScheduler(Scheduler):
             yield from self._drain()
             nxt = yield from self._master_pick()
             if nxt is not None:
-                yield Compute(boot_costs.CONTEXT_SWITCH)
+                yield Compute(self.k.costs.CONTEXT_SWITCH)
                 self.switches += 1
                 yield from self._run(MASTER, nxt)
                 continue  # back with the lock held, from a thread that found nothing else to run
@@ -317,7 +315,7 @@ class MSScheduler(Scheduler):
         yield from k.userq.push(t)
         if len(k.userq) > self.wakes and (yield Load(k.page + k.IDLE_COUNT)):
             for c in range(1, self.n):
-                yield Compute(costs.CPU_SCAN)
+                yield Compute(self.k.port_costs.CPU_SCAN)
                 if (yield Load(k.page + k.IDLE + 4 * c)):
                     yield from self.set_idle(c, False)
                     self.wakes += 1
@@ -352,7 +350,7 @@ class MSScheduler(Scheduler):
         k = self.k
         if k.userq:
             nxt = yield from k.userq.pop()
-            yield Compute(boot_costs.CONTEXT_SWITCH)
+            yield Compute(self.k.costs.CONTEXT_SWITCH)
             yield from self._run(cid, nxt)
             return
         self.cur[cid] = None
@@ -369,7 +367,7 @@ class MSScheduler(Scheduler):
         """
         k = self.k
         yield from self._lock_own(cid, t)
-        yield Compute(costs.HANDOFF)
+        yield Compute(self.k.port_costs.HANDOFF)
         t.state = RUNNABLE
         yield from self.push_master(cid, t)
         self.handoffs += 1
@@ -400,7 +398,7 @@ class MSScheduler(Scheduler):
 
     def drop(self, cid: int, t: Thread) -> Gen:
         """Slave `cid`, lock held: `t`'s process died while `t` ran here; leave its context for good."""
-        yield Compute(costs.DROP_DEAD)
+        yield Compute(self.k.port_costs.DROP_DEAD)
         self.dropped += 1
         yield from self._slave_next(cid)
         raise AssertionError("a dead thread was resumed")
@@ -413,7 +411,7 @@ class MSScheduler(Scheduler):
         while True:  # lock held
             if k.userq:
                 nxt = yield from k.userq.pop()
-                yield Compute(boot_costs.CONTEXT_SWITCH)
+                yield Compute(self.k.costs.CONTEXT_SWITCH)
                 yield from self._run(cid, nxt)
                 continue  # back with the lock held, from a thread that found nothing else to run
             yield from self.set_idle(cid, True)

@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING, Any
 
 from ..hw import CPU, AtomicAdd, Compute, FlushTLB, GuardedBy, InvalidatePage, Load, Op, SendIPI, SpinWhile, Store
 from ..hw import traps as vec
-from . import costs
 from .sched import MASTER
 
 if TYPE_CHECKING:
@@ -67,7 +66,7 @@ class Shootdown:
         k = self.k
         yield from k.qlock.acquire(MASTER)
         self._in_flight = True
-        yield Compute(costs.SHOOTDOWN_SETUP + costs.CPU_SCAN * len(k.machine.cpus))
+        yield Compute(self.k.port_costs.SHOOTDOWN_SETUP + self.k.port_costs.CPU_SCAN * len(k.machine.cpus))
         targets = [c for c in k.sched.cpus_with_cr3(cr3) if c != MASTER]
         if not targets:
             return
@@ -96,7 +95,7 @@ class Shootdown:
     def ipi(self, cpu: CPU, info: Any) -> Gen:
         """IPI_TLB_SHOOTDOWN (no lock): acknowledge, stay parked until the request is done, drop the translations."""
         start = self.k.machine.now
-        yield Compute(costs.SHOOTDOWN_IPI)
+        yield Compute(self.k.port_costs.SHOOTDOWN_IPI)
         seq = yield Load(self.base + REQ_SEQ)
         done = yield Load(self.base + REQ_DONE)
         if seq == done:

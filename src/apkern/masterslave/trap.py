@@ -35,7 +35,6 @@ from ..bootkernel.proc import DEAD
 from ..bootkernel.trap import Traps
 from ..hw import CPU, IVT, Compute, Fault, Gate, Load, MachineError, Op, Store
 from ..hw import traps as vec
-from . import costs
 from .sched import KERNEL
 
 if TYPE_CHECKING:
@@ -93,7 +92,7 @@ class MSTraps(Traps):
         from_user = interrupted_user(cpu)
         if from_user:
             yield Store(k.page + k.STATE, KERNEL)
-        yield Compute(boot_costs.TIMER_TICK)
+        yield Compute(self.k.costs.TIMER_TICK)
         k.ticks += 1
         k.sched.tick()
         if k.swapper is not None:
@@ -107,7 +106,7 @@ class MSTraps(Traps):
 
     def notify(self, cpu: CPU, info: Any) -> Gen:
         """IPI from a slave that queued a thread: the way back to user mode (`master`) looks at the queue."""
-        yield Compute(costs.NOTIFY_IPI)
+        yield Compute(self.k.port_costs.NOTIFY_IPI)
         self.master_ipis += 1
         if self.k.sched.current is None:
             self.k.trace(cpu, "ms_master_woken", None)
@@ -134,7 +133,7 @@ class MSTraps(Traps):
             if t is None or cpu.ctx is not t.ctx:
                 raise MachineError(f"cpu{cpu.id}: a trap with no thread of its own")
             k.trace(cpu, "ms_trap", t)
-            yield Compute(costs.STUB_ENTRY)
+            yield Compute(self.k.port_costs.STUB_ENTRY)
             yield from k.sched.handoff(cpu.id, t)
             # on the master from here on
             result = yield from handler(k.machine.bsp, info)
@@ -145,7 +144,7 @@ class MSTraps(Traps):
         return entry
 
     def slave_timer(self, cpu: CPU, info: Any) -> Gen:
-        yield Compute(costs.SLAVE_TICK)
+        yield Compute(self.k.port_costs.SLAVE_TICK)
         k = self.k
         t = k.sched.cur[cpu.id]
         if t is None or cpu.ctx is not t.ctx or not interrupted_user(cpu):
@@ -157,7 +156,7 @@ class MSTraps(Traps):
 
     def slave_ipi(self, cpu: CPU, info: Any) -> Gen:
         """IPI_RESCHEDULE on a slave: an idle one looks at the user queue next; a busy one checks its thread."""
-        yield Compute(costs.WAKE_IPI)
+        yield Compute(self.k.port_costs.WAKE_IPI)
         self.slave_ipis += 1
         k = self.k
         t = k.sched.cur[cpu.id]
@@ -165,14 +164,14 @@ class MSTraps(Traps):
             k.trace(cpu, "ms_slave_woken", None)
         if t is None or cpu.ctx is not t.ctx or not interrupted_user(cpu):
             return
-        yield Compute(costs.AST_CHECK)
+        yield Compute(self.k.port_costs.AST_CHECK)
         if t.state == DEAD:  # its process is exiting on the master, which waits for this CPU
             yield from k.qlock.acquire(cpu.id)
             yield from k.sched.drop(cpu.id, t)
         if not k.sched.needs_kernel(t):
             return
         k.trace(cpu, "ms_trap", t)
-        yield Compute(costs.STUB_ENTRY)
+        yield Compute(self.k.port_costs.STUB_ENTRY)
         yield from k.sched.handoff(cpu.id, t)
         yield from self.return_to_user(t)  # on the master: the signal is delivered, or the process dies
         yield from k.sched.user_return(t)

@@ -11,23 +11,28 @@ Linux 2.0's giant-lock SMP code (`ENTER_KERNEL`/`LEAVE_KERNEL` in
 `include/asm-i386/smp_lock.h`, `smp_invalidate`, `smp_reschedule_irq`).
 """
 
-from ..bootkernel import costs as boot
+from __future__ import annotations
 
-# --- the kernel lock at every entry and exit ----------------------------------------------------
-LOCK_ENTRY = 6  # pushfl, cli, read the CPU number, test the owner, the nesting count and popfl around `lock cmpxchg`
-LOCK_EXIT = 4  # test the run queue and the kick list (need_resched), read the CPU number, then the releasing store
+from dataclasses import dataclass
 
-# --- waking other processors -------------------------------------------------------------------------------
-CPU_SCAN = 3  # one step of a walk over the CPUs: load its word, compare, branch
-RESCHEDULE_IPI = 20  # acknowledge the APIC, test need_resched (Linux 2.0's smp_reschedule_irq: a handful of stores)
+from ..bootkernel.costs import cost
 
-# --- TLB shoot-down ----------------------------------------------------------------------------------------
-SHOOTDOWN_SETUP = 30  # build the CPU mask and fill in the request (Linux's flush_tlb_others set-up)
-SHOOTDOWN_IPI = boot.TIMER_TICK  # interrupt entry and exit on the target, as for its timer
 
-# --- processes -----------------------------------------------------------------------------------------------
-THREAD_VISIT = 5  # one step of the walk over a dying process's threads: load the next, its state, branch
-LEAVE_DEAD = 20  # a thread killed while it ran notices at kernel entry: mark the CPU free, wake the exiting thread
+@dataclass(frozen=True)
+class Costs:
+    """The giant-lock port's own path costs, in instructions (the defaults: the "xv6" profile)."""
 
-# --- start-up ------------------------------------------------------------------------------------------------
-AP_START = 200  # trampoline: real-mode set-up before paging is on (the same estimate as the application kernel's)
+    # --- the kernel lock at every entry and exit ----------------------------------------------------
+    LOCK_ENTRY: int = cost(6, "pushfl, cli, read the CPU number, test the owner and nesting count around cmpxchg")
+    LOCK_EXIT: int = cost(4, "test the run queue and the kick list (need_resched), read the CPU number, release")
+    # --- waking other processors ---------------------------------------------------------------------
+    CPU_SCAN: int = cost(3, "one step of a walk over the CPUs: load its word, compare, branch")
+    RESCHEDULE_IPI: int = cost(20, "acknowledge the APIC, test need_resched (Linux 2.0's smp_reschedule_irq)")
+    # --- TLB shoot-down ------------------------------------------------------------------------------
+    SHOOTDOWN_SETUP: int = cost(30, "build the CPU mask and fill in the request (Linux flush_tlb_others set-up)")
+    SHOOTDOWN_IPI: int = cost(40, "interrupt entry and exit on the target, as for its timer", follows="TIMER_TICK")
+    # --- processes -----------------------------------------------------------------------------------
+    THREAD_VISIT: int = cost(5, "one step of the walk over a dying process's threads: load the next, its state, branch")
+    LEAVE_DEAD: int = cost(20, "a thread killed while it ran notices at kernel entry: mark the CPU free, wake the exit")
+    # --- start-up ------------------------------------------------------------------------------------
+    AP_START: int = cost(200, "trampoline: real-mode set-up before paging is on (as the application kernel's)")

@@ -60,7 +60,7 @@ from ..hw import (
     Switch,
 )
 from ..hw import traps as vec
-from . import costs
+from .costs import Costs as PortCosts
 from .giant_lock import GiantLock
 from .sched import SMPScheduler
 from .shootdown import Shootdown
@@ -84,9 +84,16 @@ class SMPKernel(BootKernel):
     """The bootstrap kernel ported to every CPU of the machine behind one lock."""
 
     def __init__(
-        self, machine: Machine, drivers: Iterable[Driver] = (), swapper: bool = False, tick: int = boot_costs.TICK
+        self,
+        machine: Machine,
+        drivers: Iterable[Driver] = (),
+        swapper: bool = False,
+        tick: int = boot_costs.TICK,
+        costs: boot_costs.Costs | None = None,
+        port_costs: PortCosts | None = None,
     ) -> None:
-        super().__init__(machine, drivers=drivers, swapper=swapper, tick=tick)
+        super().__init__(machine, drivers=drivers, swapper=swapper, tick=tick, costs=costs)
+        self.port_costs = port_costs if port_costs is not None else PortCosts()  # the port's own paths
         n = len(machine.cpus)
         page = self.heap.kmalloc(PAGE_SIZE)
         self.page = KERNBASE + page
@@ -141,7 +148,7 @@ class SMPKernel(BootKernel):
 
     def ap_start(self, cpu: CPU) -> Gen:
         """An AP's first code, reached through the trampoline page in real mode (paging off)."""
-        yield Compute(costs.AP_START)
+        yield Compute(self.port_costs.AP_START)
         cid = yield CpuId()
         yield SetIVT(self.traps.ivt())
         yield LoadCR3(self.kernel_cr3)
@@ -156,7 +163,7 @@ class SMPKernel(BootKernel):
 
     def unlock(self, cid: int) -> Gen:
         """Kernel exit on CPU `cid`: wake idle CPUs for queued threads and CPUs that signals must reach; release."""
-        yield Compute(costs.LOCK_EXIT)
+        yield Compute(self.port_costs.LOCK_EXIT)
         if (self.sched.runq and (yield Load(self.page + IDLE_COUNT))) or self.kick_cpus:
             yield from self._wake_cpus(cid)
         yield from self.lock.release(cid)
@@ -168,7 +175,7 @@ class SMPKernel(BootKernel):
         for c in range(len(self.machine.cpus)):
             if wanted == 0:
                 break
-            yield Compute(costs.CPU_SCAN)
+            yield Compute(self.port_costs.CPU_SCAN)
             if c != me and (yield Load(self.page + IDLE + 4 * c)):
                 yield from self.set_idle(c, False)
                 kick.add(c)
@@ -199,7 +206,7 @@ class SMPKernel(BootKernel):
 
     def leave_dead(self, t: Thread) -> Gen:
         """Lock held, at a kernel entry: `t`'s process died while it ran here; leave its CPU for good."""
-        yield Compute(costs.LEAVE_DEAD)
+        yield Compute(self.port_costs.LEAVE_DEAD)
         self.sched.current = None
         self.sched.wakeup(("off-cpu", t.proc))
         yield from self.sched.schedule()
@@ -216,7 +223,7 @@ class SMPKernel(BootKernel):
         yield AssertHeld(self.lock.kva, "the threads of a dying process", self.lock.name)
         on_cpu = []
         for other in p.threads:
-            yield Compute(costs.THREAD_VISIT)
+            yield Compute(self.port_costs.THREAD_VISIT)
             if other is t or other.state == DEAD:
                 continue
             if other.state == RUNNING:

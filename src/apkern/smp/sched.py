@@ -21,7 +21,6 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
-from ..bootkernel import costs as boot_costs
 from ..bootkernel.proc import Thread
 from ..bootkernel.sched import Scheduler
 from ..hw import AssertHeld, Compute, Context, CpuId, DisableInterrupts, Frame, Halt, LoadCR3, MachineError, Op, Switch
@@ -95,7 +94,7 @@ class SMPScheduler(Scheduler):
 
     def schedule(self) -> Gen:
         """Lock held: switch away from the current thread (queued, asleep or dead) to the next, or to idle."""
-        yield Compute(boot_costs.CONTEXT_SWITCH)
+        yield Compute(self.k.costs.CONTEXT_SWITCH)
         yield AssertHeld(self.k.lock.kva, "the run queue", self.k.lock.name)
         self.switches += 1
         nxt = self.runq.popleft() if self.runq else None
@@ -117,7 +116,7 @@ class SMPScheduler(Scheduler):
             yield from k.lock.acquire(cid)
             yield from k.set_idle(cid, False)
             if self.runq:
-                yield Compute(boot_costs.CONTEXT_SWITCH)
+                yield Compute(self.k.costs.CONTEXT_SWITCH)
                 yield AssertHeld(k.lock.kva, "the run queue", k.lock.name)
                 self.switches += 1
                 yield from self._run(self.runq.popleft())

@@ -41,7 +41,6 @@ from ..hw import (
     Store,
 )
 from ..hw import traps as vec
-from . import costs
 
 if TYPE_CHECKING:
     from .kernel import SMPKernel
@@ -78,7 +77,7 @@ class Shootdown:
         k = self.k
         yield AssertHeld(k.lock.kva, "the shoot-down request", k.lock.name)
         me = k.lock.holder()
-        yield Compute(costs.SHOOTDOWN_SETUP + costs.CPU_SCAN * len(k.machine.cpus))
+        yield Compute(self.k.port_costs.SHOOTDOWN_SETUP + self.k.port_costs.CPU_SCAN * len(k.machine.cpus))
         targets = [c for c in k.sched.cpus_with_cr3(cr3) if c != me]
         if not targets:
             return
@@ -106,7 +105,7 @@ class Shootdown:
     def ipi(self, cpu: CPU, info: Any) -> Gen:
         """IPI_TLB_SHOOTDOWN (no lock): acknowledge, stay parked until the request is done, drop the translations."""
         start = self.k.machine.now
-        yield Compute(costs.SHOOTDOWN_IPI)
+        yield Compute(self.k.port_costs.SHOOTDOWN_IPI)
         seq = yield Load(self.base + REQ_SEQ)
         done = yield Load(self.base + REQ_DONE)
         if seq == done:

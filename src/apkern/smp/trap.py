@@ -29,7 +29,6 @@ from ..bootkernel.proc import DEAD
 from ..bootkernel.trap import Traps
 from ..hw import CPU, IVT, AssertHeld, Compute, CpuId, Fault, Gate, Op
 from ..hw import traps as vec
-from . import costs
 
 if TYPE_CHECKING:
     from .kernel import SMPKernel
@@ -68,7 +67,7 @@ class SMPTraps(Traps):
                 return (yield from handler(cpu, info))
             if marks:
                 k.trace(cpu, "smp_lock", None)  # no thread is known before the lock is held
-            yield Compute(costs.LOCK_ENTRY)
+            yield Compute(self.k.port_costs.LOCK_ENTRY)
             yield from k.lock.acquire(cpu.id)
             t = k.sched.current
             if t is not None and t.state == DEAD:  # its process died while it ran here
@@ -90,7 +89,7 @@ class SMPTraps(Traps):
 
     def timer(self, cpu: CPU, info: Any) -> Gen:
         k = self.k
-        yield Compute(boot_costs.TIMER_TICK)
+        yield Compute(self.k.costs.TIMER_TICK)
         if cpu.id == 0:  # timekeeping for the whole machine
             k.ticks += 1
             k.sched.tick()
@@ -106,7 +105,7 @@ class SMPTraps(Traps):
 
     def reschedule(self, cpu: CPU, info: Any) -> Gen:
         """IPI_RESCHEDULE: an idle CPU's loop looks at the run queue next; a thread acts on signals and death."""
-        yield Compute(costs.RESCHEDULE_IPI)
+        yield Compute(self.k.port_costs.RESCHEDULE_IPI)
         self.reschedule_ipis += 1
         t = self.k.sched.current
         if t is None or cpu.ctx is not t.ctx or not interrupted_user(cpu):
