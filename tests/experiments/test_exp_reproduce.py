@@ -35,6 +35,7 @@ def rows(out):
 def test_every_file_is_written(grid) -> None:
     out, _ = grid
     files = ("latency.csv", "throughput.csv", "fig6.png", "fig7.png", "fig8.png", "fig_extensions.png")
+    files += ("fig_sensitivity.png",)
     pages = ("summary.json", "report.md", "report.html", "trace_gettid_apkern.json", "trace_gettid_up.json")
     for name in (*files, *pages):
         assert (out / name).stat().st_size > 0, name
@@ -259,3 +260,33 @@ def test_the_master_slave_port_stays_under_the_masters_capacity(grid) -> None:
         if r["saturated"] and r["capacity_bound"] < r["cpus"]:
             assert r["speedup"] >= r["capacity_bound"] * (1 - BOUND_TOLERANCE)
     assert ms["model_check"] and all(c["within"] for c in ms["model_check"])
+
+
+def test_the_sensitivity_baseline_agrees_with_the_grid_at_its_point(grid) -> None:
+    """Two measurements of the overhead at K=151, P=95%, 8 CPUs: the grid's (its own window, attributed) and
+    the sensitivity run's (another window length): they must agree within the grid's tolerance."""
+    _, summary = grid
+    sens = summary["sensitivity"]
+    (row,) = [r for r in summary["throughput"] if (r["syscall_instr"], r["user_pct"], r["cpus"]) == (151, 95.0, 8)]
+    assert sens["base"]["overhead"] == pytest.approx(row["attributed_overhead"], rel=AGREEMENT)
+    assert sens["base"]["speedup"] == pytest.approx(row["speedup"], rel=AGREEMENT)
+    up, ak2 = (
+        next(r for r in summary["latency"] if r["kernel"] == k and r["cpus"] == n)
+        for k, n in (("up", 1), ("apkern", 2))
+    )
+    assert sens["base"]["up_gettid"] == pytest.approx(up["mean_instructions"], abs=1)
+    assert sens["base"]["forwarded_gettid"] == pytest.approx(ak2["mean_instructions"], rel=0.02)
+    assert summary["config"]["costs"] == {"name": "xv6", "file": None, "overrides": {}}
+
+
+def test_the_report_ranks_the_costs_and_checks_the_linux_profile(grid) -> None:
+    out, summary = grid
+    text = (out / "report.md").read_text()
+    sens, oos = summary["sensitivity"], summary["out_of_sample"]
+    first = sens["effects"][0]["key"]
+    assert "## Which path costs the overhead depends on" in text and f"| 1 | `{first}` |" in text
+    assert "## Out of sample: the linux-2.4 profile beside the Linux version" in text
+    assert f"| {oos['predicted']['up_getpid']:.1f} |" in text and f"| {oos['predicted']['overhead']:.0f} |" in text
+    assert oos["profile"]["name"] == "linux-2.4" and oos["profile"]["overrides"]["bootkernel"]["SYSCALL_ENTRY"] == 16
+    html = (out / "report.html").read_text()
+    assert 'id="fig-sensitivity"' in html

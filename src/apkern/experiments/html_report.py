@@ -300,6 +300,45 @@ def extensions_figure(summary: dict[str, Any]) -> go.Figure | None:
     return fig
 
 
+def sensitivity_figure(summary: dict[str, Any]) -> go.Figure | None:
+    """The tornado figure of the sensitivity analysis (the overhead panel), as `fig_sensitivity.png`."""
+    from .plots import tornado_rows
+
+    sens = summary.get("sensitivity")
+    if not sens or not sens["effects"]:
+        return None
+    rows = tornado_rows(sens)
+    labels = [f"{r['key']} ({r['value']})" for r in rows]
+    fig = go.Figure()
+    for i, (factor, colour) in enumerate((("x0.5", "#1f77b4"), ("x2", "#d62728"))):
+        fig.add_trace(
+            go.Bar(
+                y=labels,
+                x=[r["overhead"][i] for r in rows],
+                name=f"cost {factor}",
+                orientation="h",
+                marker_color=colour,
+                customdata=[[r["forwarded_gettid"][i], r["speedup"][i]] for r in rows],
+                hovertemplate=f"<b>%{{y}}</b> {factor}<br>overhead %{{x:+.1f}}<br>forwarded gettid "
+                "%{customdata[0]:+.1f}<br>speedup %{customdata[1]:+.3f}<extra></extra>",
+            )
+        )
+    fig.update_layout(
+        barmode="overlay",
+        title={
+            "text": f"Overhead per forwarded call: each cost halved and doubled (baseline "
+            f"{sens['base']['overhead']:.0f})",
+            "font": {"size": 15},
+        },
+        template="plotly_white",
+        height=140 + 30 * len(rows),
+        margin={"l": 20, "r": 20, "t": 60, "b": 40},
+        xaxis_title="change of the overhead (instructions)",
+        yaxis={"autorange": "reversed", "automargin": True},
+    )
+    return fig
+
+
 def figures(summary: dict[str, Any]) -> list[dict[str, Any]]:
     """Every figure of the page: {id, html, png}, where png is the static figure it matches (or None)."""
     made: list[tuple[str, go.Figure | None, str | None]] = [
@@ -307,6 +346,7 @@ def figures(summary: dict[str, Any]) -> list[dict[str, Any]]:
     ]
     made += [("fig-latency", latency_figure(summary), None)]
     made += [("fig-extensions", extensions_figure(summary), "fig_extensions.png")]
+    made += [("fig-sensitivity", sensitivity_figure(summary), "fig_sensitivity.png")]
     return [
         {
             "id": div,

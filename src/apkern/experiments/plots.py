@@ -109,10 +109,54 @@ def plot_figures(summary: dict[str, Any], out: Path) -> list[Path]:
         fig.savefig(path, dpi=110)
         plt.close(fig)
         written.append(path)
-    ext = plot_extensions(summary, out)
-    if ext is not None:
-        written.append(ext)
+    for extra in (plot_extensions(summary, out), plot_sensitivity(summary, out)):
+        if extra is not None:
+            written.append(extra)
     return written
+
+
+SENSITIVITY_PANELS = (
+    ("overhead", "overhead per forwarded call", "{:.0f}"),
+    ("forwarded_gettid", "forwarded gettid", "{:.0f}"),
+    ("speedup", "saturated speedup", "{:.2f}"),
+)
+
+
+def tornado_rows(sens: dict[str, Any], top: int = 12) -> list[dict[str, Any]]:
+    """The `top` costs of a sensitivity report, each with its changes at x0.5 and x2 per figure."""
+    base = sens["base"]
+    rows = []
+    for e in sens["effects"][:top]:
+        d = {m: (e["at"]["0.5"][m] - base[m], e["at"]["2.0"][m] - base[m]) for m, _, _ in SENSITIVITY_PANELS}
+        rows.append({"key": e["key"], "value": e["value"], **d})
+    return rows
+
+
+def plot_sensitivity(summary: dict[str, Any], out: Path, top: int = 12) -> Path | None:
+    """The tornado figure of `apkern bench sensitivity`: each cost's effect, halved and doubled."""
+    sens = summary.get("sensitivity")
+    if not sens or not sens["effects"]:
+        return None
+    rows = tornado_rows(sens, top)
+    fig, axes = plt.subplots(1, 3, figsize=(13, 0.42 * len(rows) + 1.8), sharey=True)
+    ys = list(range(len(rows)))
+    for ax, (m, title, fmt) in zip(axes, SENSITIVITY_PANELS, strict=True):
+        ax.barh(ys, [r[m][0] for r in rows], height=0.6, color="tab:blue", label="cost x0.5")
+        ax.barh(ys, [r[m][1] for r in rows], height=0.6, color="tab:red", alpha=0.8, label="cost x2")
+        ax.axvline(0, color="black", linewidth=0.8)
+        ax.set_title(f"{title}\n(baseline {fmt.format(sens['base'][m])})", fontsize=9)
+        ax.set_xlabel("change" + (" (instructions)" if m != "speedup" else ""), fontsize=8)
+        ax.grid(axis="x", alpha=0.3)
+    axes[0].set_yticks(ys, [f"{r['key']} ({r['value']})" for r in rows], fontsize=7)
+    axes[0].invert_yaxis()
+    axes[0].legend(fontsize=7, loc="lower right")
+    name = sens["profile"]["name"]
+    fig.suptitle(f"Which path costs matter: each halved and doubled, one at a time (profile {name})", fontsize=10)
+    fig.tight_layout()
+    path = out / "fig_sensitivity.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
 
 
 def plot_study(summary: dict[str, Any], out: Path) -> list[Path]:

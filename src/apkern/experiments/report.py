@@ -10,6 +10,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from .costs_report import out_of_sample_lines, sensitivity_lines
 from .model import capacity
 
 PAPER_OVERHEAD = 2000
@@ -621,11 +622,17 @@ def report_markdown(summary: dict[str, Any]) -> str:
             f"`driver_control` system call into `apkern_activate_thread`, about {bd.get('activation', 0):.0f} "
             "instructions in the unloaded latency run) and the passes of bootstrap threads that find no "
             "message and yield (at saturation about one per forwarded call: Figure 4's loop looks again "
-            "before it reschedules). Our bootstrap kernel's paths are short (xv6-sized estimates, see "
-            "`bootkernel/costs.py`); the paper's in-house kernel, its IA-32 trap and context-switch paths, "
-            "and its device-driver call path were presumably longer, which is where a 2000-instruction "
-            "overhead would come from."
+            "before it reschedules). Our bootstrap kernel's paths are short (the default profile's xv6-sized "
+            "estimates, `apkern costs`); the two sections below measure how much each path matters and what "
+            "Linux 2.4's counted paths predict."
         )
+    if summary.get("sensitivity"):
+        lines += sensitivity_lines(summary["sensitivity"])
+    if summary.get("out_of_sample"):
+        sens = summary.get("sensitivity")
+        own = {"name": cfg.get("costs", {}).get("name", "xv6"), **(sens["base"] if sens else {})}
+        if sens:
+            lines += out_of_sample_lines(summary["out_of_sample"], sens, own)
     lines += [
         "",
         "## The noise of the grid, and saturation found from the data",

@@ -32,7 +32,7 @@ from typing import Any
 from .. import profiles
 from ..bootkernel import costs as boot_costs
 from ..profiles import Profile
-from . import latency, saturation, throughput
+from . import latency, saturation, sensitivity, throughput
 from . import tasks as tasks_mod
 from .attribution import CALL
 from .model import predicted_speedup
@@ -122,6 +122,15 @@ def _ms_point_task(k: int, p: float, n: int, warmup: int, window: int, seed: int
     return pt.to_dict()
 
 
+def _sensitivity_task(key: str, factor: float, quick: bool, costs: Profile) -> dict[str, Any]:
+    return sensitivity._scaled_task(key, factor, costs, sensitivity.QUICK if quick else sensitivity.DEFAULT, 0)
+
+
+def _out_of_sample_task(quick: bool, costs: Profile) -> dict[str, Any]:
+    """The linux-2.4 profile's predictions (whatever the run's own profile)."""
+    return sensitivity.out_of_sample(sensitivity.QUICK if quick else sensitivity.DEFAULT)
+
+
 def _extensions_task(costs: Profile) -> dict[str, Any]:
     from . import extensions
 
@@ -157,6 +166,8 @@ FUNCS: dict[str, Callable[..., dict[str, Any]]] = {
     "smp_point": _smp_point_task,
     "ms_point": _ms_point_task,
     "extensions": _extensions_task,
+    "sensitivity": _sensitivity_task,
+    "out_of_sample": _out_of_sample_task,
 }
 
 
@@ -741,12 +752,22 @@ def reproduce(
     jobs = jobs or os.cpu_count() or 1
     check_output_dir(out)
     t0 = time.perf_counter()
+    # the sensitivity analysis: which costs the baseline reads (a few seconds here), then each scaled
+    sens = sensitivity.QUICK if quick else sensitivity.DEFAULT
+    sens_base = sensitivity._tracked_task(costs, sens, 0)
+    tasks = plan(precision, seed)
+    tasks += [("sensitivity", (*args, quick), 1.5) for _, args, _ in sensitivity.plan(costs, sens_base["reads"])]
+    tasks.append(("out_of_sample", (quick,), 1.5))
+    tasks.sort(key=lambda t: -t[2])
     try:
-        results = run_tasks(plan(precision, seed), jobs, progress, costs)
+        results = run_tasks(tasks, jobs, progress, costs)
     except Interrupted as e:
         save_partial(out, e)
         raise
     summary = analyse(results)
+    scaled = [(kind, args[:2], r) for kind, args, r in results if kind == "sensitivity"]
+    summary["sensitivity"] = sensitivity.analyse(costs, sens, sens_base, scaled).to_dict()
+    summary["out_of_sample"] = next(r for kind, _, r in results if kind == "out_of_sample")
     summary["config"] = {
         "precision": precision.name,
         "jobs": jobs,
