@@ -720,19 +720,34 @@ def study(out: str, quick: bool, jobs: int | None, costs: Profile) -> None:
     help="instructions of machine time [default: twice what the trace charges, and some]",
 )
 @click.option("--json", "as_json", is_flag=True, help="the mapping and the run's figures as JSON")
+@costs_option
 def replay_cmd(
-    trace: str, kernel: str, cpus: int | None, ips: float | None, seed: int, limit: int | None, as_json: bool
+    trace: str,
+    kernel: str,
+    cpus: int | None,
+    ips: float | None,
+    seed: int,
+    limit: int | None,
+    as_json: bool,
+    costs: Profile,
 ) -> None:
     """Replay TRACE (`strace -f -ttt -T -o TRACE PROGRAM`, or a shipped trace: find, grep, gzip, findgrep, python)."""
     from .experiments import replay as rx
 
     label, plan = rx.load(trace, rx.rp.DEFAULT_IPS if ips is None else ips)
-    r = rx.run(plan, kernel, _cpus(kernel, cpus), seed=seed, limit=limit)
+    r = rx.run(plan, kernel, _cpus(kernel, cpus), seed=seed, limit=limit, costs=costs)
     if as_json:
         mapping = [{"call": c, "as": op, "charge": ch, "count": n} for (c, op, ch), n in sorted(plan.mapping.items())]
         click.echo(
             json.dumps(
-                {"trace": label, "mapping": mapping, "setup": plan.setup, "notes": plan.notes, "run": r.to_dict()}
+                {
+                    "trace": label,
+                    "mapping": mapping,
+                    "setup": plan.setup,
+                    "notes": plan.notes,
+                    "run": r.to_dict(),
+                    "costs": costs.to_dict(),
+                }
             )
         )
         return
@@ -754,8 +769,9 @@ def replay_cmd(
 )
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
+@costs_option
 def predict_cmd(
-    trace: str, ips: float | None, opsc: float | None, plot_file: str | None, seed: int, as_json: bool
+    trace: str, ips: float | None, opsc: float | None, plot_file: str | None, seed: int, as_json: bool, costs: Profile
 ) -> None:
     """Replayed speedups of TRACE on 1-8 CPUs under every kernel, beside the capacity model's."""
     from .experiments import replay as rx
@@ -767,10 +783,10 @@ def predict_cmd(
     folder = os.path.dirname(os.path.abspath(out))
     if os.path.isdir(out) or not os.path.isdir(folder) or not os.access(folder, os.W_OK):
         fail(f"cannot write the plot to {out}")
-    pred = rx.predict(label, plan, opsc=opsc, seed=seed)
+    pred = rx.predict(label, plan, opsc=opsc, seed=seed, costs=costs)
     rx.plot_prediction(pred, out)
     if as_json:
-        click.echo(json.dumps({**pred.to_dict(), "plot": out}))
+        click.echo(json.dumps({**pred.to_dict(), "plot": out, "costs": costs.to_dict()}))
         return
     click.echo(rx.format_prediction(plan, pred))
     click.echo(f"plot: {out}")

@@ -221,7 +221,7 @@ def test_report_html_opens_in_chromium(grid, tmp_path) -> None:
     out, _ = grid
     v = visit(out / "report.html", tmp_path / "report.png")
     assert v.errors == [] and [u for u in v.requests if not u.startswith(("file:", "data:"))] == []
-    assert v.plots == 5  # Figures 6-8, the latency breakdown and the extensions
+    assert v.plots == 6  # Figures 6-8, the latency breakdown, the extensions and the sensitivity tornado
     dark, spread = ink(v.screenshot)
     assert dark > 0.02 and spread > 15, (dark, spread)
 

@@ -47,6 +47,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..profiles import Profile
 from ..system import KERNELS, ConfigError, SimulationLimit, System
 from ..workloads import replay as rp
 from ..workloads import strace
@@ -241,14 +242,14 @@ def format_run(plan: rp.Plan, r: ReplayRun) -> str:
 
 
 @functools.cache
-def measured_opsc(seed: int = 0) -> float:
+def measured_opsc(seed: int = 0, costs: Profile | None = None) -> float:
     """The application kernel's overhead per forwarded call, derived at OPSC_POINT as the reproduction does."""
     from .reproduce import QUICK
     from .throughput import measure
 
     k, p, n = OPSC_POINT
-    up = measure(k, p, 1, warmup=QUICK.warmup(k, p, 1), window=QUICK.window(k, p, 1), seed=seed)
-    point = measure(k, p, n, warmup=QUICK.warmup(k, p, n), window=QUICK.window(k, p, n), seed=seed)
+    up = measure(k, p, 1, warmup=QUICK.warmup(k, p, 1), window=QUICK.window(k, p, 1), seed=seed, costs=costs)
+    point = measure(k, p, n, warmup=QUICK.warmup(k, p, n), window=QUICK.window(k, p, n), seed=seed, costs=costs)
     t_up = up.window_instructions / up.loops
     speedup = point.loops / point.window_instructions * t_up
     return t_up / speedup - up.bsp_parts["call"] / up.loops
@@ -266,7 +267,7 @@ class ModelInputs:
     opsc_source: str
 
 
-def model_inputs(plan: rp.Plan, opsc: float | None = None, seed: int = 0) -> ModelInputs:
+def model_inputs(plan: rp.Plan, opsc: float | None = None, seed: int = 0, costs: Profile | None = None) -> ModelInputs:
     work = plan.user_instructions + plan.kernel_instructions
     calls = max(1, plan.traced_calls)
     span = max(
@@ -275,7 +276,7 @@ def model_inputs(plan: rp.Plan, opsc: float | None = None, seed: int = 0) -> Mod
     )
     source = "given"
     if opsc is None:
-        opsc = measured_opsc(seed)
+        opsc = measured_opsc(seed, costs)
         k, p, n = OPSC_POINT
         source = f"derived at the saturated throughput point K={k}, P={p:g}%, {n} CPUs"
     interval = work / calls
@@ -342,10 +343,12 @@ def predict(
     seed: int = 0,
     limit: int | None = None,
     progress: Callable[[str, int], None] | None = None,
+    costs: Profile | None = None,
 ) -> Prediction:
-    """Replay `plan` on every kernel and CPU count; each speedup over up (1 CPU) beside the model's."""
-    inputs = model_inputs(plan, opsc, seed)
-    base = run(plan, "up", 1, seed=seed, limit=limit)
+    """Replay `plan` on every kernel and CPU count; each speedup over up (1 CPU) beside the model's
+    (`costs`: the cost profile of every run and of the derived overhead)."""
+    inputs = model_inputs(plan, opsc, seed, costs)
+    base = run(plan, "up", 1, seed=seed, limit=limit, costs=costs)
     pred = Prediction(label, inputs, up_time=base.time)
     for kernel in kernels:
         for n in cpus:
@@ -355,7 +358,7 @@ def predict(
             if progress is not None:
                 progress(kernel, n)
             try:
-                r = base if (kernel, n) == ("up", 1) else run(plan, kernel, n, seed=seed, limit=limit)
+                r = base if (kernel, n) == ("up", 1) else run(plan, kernel, n, seed=seed, limit=limit, costs=costs)
             except ConfigError:
                 pred.points.append(Point(kernel, n, None, model_speedup(kernel, n, inputs), None, None))
                 continue

@@ -54,7 +54,7 @@ class ProfileError(ValueError):
     """A cost profile that cannot be used: unknown name, malformed file, bad key or value."""
 
 
-@dataclass(frozen=True, repr=False)
+@dataclass(frozen=True, repr=False, eq=False)
 class Profile:
     """The path costs of every kernel, by section; build one with `load`.
 
@@ -72,6 +72,15 @@ class Profile:
 
     def __post_init__(self) -> None:  # what runs record, fixed when the profile is made
         object.__setattr__(self, "_summary", {"name": self.name, "file": self.file, "overrides": self.overrides()})
+
+    def _key(self) -> tuple[Any, ...]:
+        return (self.name, self.file, tuple(self.costs[s] for s in SECTIONS))
+
+    def __eq__(self, other: object) -> bool:  # the same name and the same values (sources are comments)
+        return isinstance(other, Profile) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
 
     def __repr__(self) -> str:
         return f"Profile({self.name!r})"
