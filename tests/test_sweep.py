@@ -133,6 +133,12 @@ BAD = {
         "no point",
     ),
     "limit zero": ('[grid]\nlimit = 0\n[[workload]]\nprogram = "hello"\n', "limit"),
+    "unknown profile": (
+        '[grid]\ncosts = ["linux-9"]\n[[workload]]\nprogram = "hello"\n',
+        "costs: unknown cost profile",
+    ),
+    "profile not a name": ('[grid]\ncosts = [3]\n[[workload]]\nprogram = "hello"\n', "profile names or TOML files"),
+    "one profile twice": ('[grid]\ncosts = ["xv6", "xv6"]\n[[workload]]\nprogram = "hello"\n', "twice"),
 }
 
 
@@ -377,3 +383,31 @@ def test_the_guide_shows_the_example_grid_which_expands() -> None:
     assert shown == "".join(line + "\n" for line in example.splitlines() if not line.startswith("#")).lstrip("\n")
     g = grid_mod.load(root / "examples" / "grids" / "sweep.toml", reserved=RESERVED)
     assert len(g.points) == 35 and f"({len(g.points)} points" in guide
+
+
+def test_a_cost_profile_axis_gives_each_profile_its_own_baseline(tmp_path: Path) -> None:
+    """costs = [...] is an axis: every profile runs every point, and its speedups are over its own up point."""
+    (tmp_path / "mine.toml").write_text("[bootkernel]\nSYS_GETTID = 400\n")
+    text = (
+        '[grid]\nkernels = ["up", "apkern"]\ncpus = [2]\ncosts = ["xv6", "linux-2.4", "mine.toml"]\n'
+        '[[workload]]\nprogram = "gettid"\nargs = ["20"]\n'
+    )
+    g = grid_mod.load(_write(tmp_path, text))
+    assert [(p.config["kernel"], p.config.get("costs", {}).get("name", "xv6")) for p in g.points] == [
+        ("up", "xv6"),
+        ("apkern", "xv6"),
+        ("up", "linux-2.4"),
+        ("apkern", "linux-2.4"),
+        ("up", "mine"),
+        ("apkern", "mine"),
+    ]
+    assert "costs" not in g.points[0].config  # the default profile's points keep their cache keys
+    out = tmp_path / "out"
+    sweep(_write(tmp_path, text), out=out, jobs=1)
+    rows = _rows(out)
+    assert [r["costs"] for r in rows] == ["xv6", "xv6", "linux-2.4", "linux-2.4", "mine", "mine"]
+    times = {(r["kernel"], r["costs"]): int(r["time"]) for r in rows}
+    for r in rows:
+        assert float(r["speedup"]) == pytest.approx(times[("up", r["costs"])] / int(r["time"]))
+    assert times[("up", "linux-2.4")] < times[("up", "xv6")] < times[("up", "mine")]  # each ran on its own costs
+    assert len({r["console_sha256"] for r in rows}) > 1  # the programs print their mean: the costs are seen

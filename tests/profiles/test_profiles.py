@@ -208,3 +208,14 @@ def test_a_program_behaves_the_same_on_every_kernel_under_another_profile(
         sim.run()
         runs.append((proc.exit_status, sim.console(), sim.fs.snapshot()))
     assert runs[0] == runs[1]
+
+
+@pytest.mark.parametrize("name", profiles.BUILTIN)
+def test_a_recorded_profile_builds_the_same_values(name: str, tmp_path: Path) -> None:
+    """What a run's JSON records is enough to rebuild its profile: sweeps send it to their workers."""
+    p = load(name)
+    assert profiles.from_dict(p.to_dict()) == p
+    mine = load(write(tmp_path, "[bootkernel]\nSYSCALL_ENTRY = 60\n[appkernel]\nTRAP_ENTRY = 34\n"))
+    assert mine.appkernel.TRAP_ENTRY == 34 and profiles.from_dict(mine.to_dict()) == mine  # set to the default
+    with pytest.raises(ProfileError, match="not a recorded cost profile"):
+        profiles.from_dict({"name": "x"})

@@ -6,6 +6,7 @@ kernels = ["up", "apkern", "smp"]     # default: every kernel of apkern.system.K
 cpus = [1, 2, 4]                      # default [1, 2, 4]
 seeds = [0]                           # default [0]
 extensions = [[], ["local_calls"]]    # sets of apkern's section 4.3 extensions; default [[]]
+costs = ["xv6", "linux-2.4"]          # cost profiles: names or TOML files (beside the grid file); default ["xv6"]
 limit = 500_000_000                   # instructions a point may run; default 500,000,000
 
 [[workload]]                          # a built-in program, its argv with {param} placeholders
@@ -23,11 +24,11 @@ throughput = { syscall_instr = [151, 4510], user_pct = 95, procs = 20, warmup = 
 
 A point is one workload with one value of each parameter, on one kernel with one
 CPU count, one set of extensions and one seed. The grid is the product of those axes,
-in the file's order (the last axis varies fastest: workload, parameters, kernel,
-CPUs, extensions, seed), less the combinations that are not machines:
+in the file's order (the last axis varies fastest: workload, parameters, cost profile,
+kernel, CPUs, extensions, seed), less the combinations that are not machines:
 
-- `up` is the uniprocessor kernel: it runs on one CPU, once per workload point and
-  seed, whatever `cpus` lists (it is the baseline of the speedups);
+- `up` is the uniprocessor kernel: it runs on one CPU, once per workload point, cost
+  profile and seed, whatever `cpus` lists (it is the baseline of the speedups);
 - `apkern` needs two CPUs or more: its points with one CPU are left out;
 - extensions are the application kernel's: the other kernels run without.
 
@@ -45,6 +46,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import profiles
 from ..hw import MAX_CPUS
 from ..system import EXTENSIONS, KERNELS
 from ..workloads.programs import PROGRAMS
@@ -60,7 +62,7 @@ THROUGHPUT_PARAMS = {  # name -> default (None: required)
     "window": throughput.DEFAULT_WINDOW,
     "getpids": 0,
 }
-GRID_KEYS = ("kernels", "cpus", "seeds", "extensions", "limit", "description")
+GRID_KEYS = ("kernels", "cpus", "seeds", "extensions", "costs", "limit", "description")
 WORKLOAD_KEYS = ("name", "program", "args", "params", "setup", "files", "throughput", *GRID_KEYS[:-1])
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -113,7 +115,8 @@ def expand(doc: dict[str, Any], name: str = "grid", reserved: tuple[str, ...] = 
     _keys(top, GRID_KEYS, f"{name}: [grid]")
     if "description" in top and not isinstance(top["description"], str):
         raise GridError(f"{name}: [grid] description must be a string")
-    defaults = _axes(top, f"{name}: [grid]", None)
+    here = Path(name).parent  # a profile file is named relative to the grid file
+    defaults = _axes(top, f"{name}: [grid]", None, here)
     workloads = doc.get("workload")
     if not isinstance(workloads, list) or not workloads or not all(isinstance(w, dict) for w in workloads):
         raise GridError(f"{name}: no workload: add at least one [[workload]] table (docs/sweep.md)")
@@ -133,11 +136,11 @@ def expand(doc: dict[str, Any], name: str = "grid", reserved: tuple[str, ...] = 
             if p in reserved:
                 raise GridError(f"{where}: parameter {p!r} has the name of a column of the table: rename it")
             params_seen.setdefault(p, None)
-        axes = _axes(w, where, defaults)
+        axes = _axes(w, where, defaults, here)
         for combo in itertools.product(*params.values()):
             values = dict(zip(params, combo, strict=True))
             config = _substitute(base, values, where)
-            for kernel in axes["kernels"]:
+            for profile, kernel in itertools.product(axes["costs"], axes["kernels"]):
                 cpus_list = (1,) if kernel == "up" else axes["cpus"]
                 for cpus in cpus_list:
                     if kernel == "apkern" and cpus < 2:
@@ -147,6 +150,8 @@ def expand(doc: dict[str, Any], name: str = "grid", reserved: tuple[str, ...] = 
                         for seed in axes["seeds"]:
                             c = dict(config, kernel=kernel, cpus=cpus, extensions=list(ext), seed=seed)
                             c["limit"] = axes["limit"]
+                            if profile != profiles.DEFAULT:  # the default's points keep their cache keys
+                                c["costs"] = profile.to_dict()
                             points.append(Point(len(points), wname, tuple(values.items()), c))
     if not points:
         raise GridError(f"{name}: the grid has no point (apkern needs at least 2 CPUs)")
@@ -180,8 +185,8 @@ def _int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _axes(table: dict[str, Any], where: str, defaults: dict[str, Any] | None) -> dict[str, Any]:
-    """kernels, cpus, seeds, extensions and limit of a table, or else of `defaults` (else the built-in ones)."""
+def _axes(table: dict[str, Any], where: str, defaults: dict[str, Any] | None, here: Path) -> dict[str, Any]:
+    """kernels, cpus, seeds, extensions, costs and limit of a table, or else of `defaults` (else the built-in ones)."""
     out = (
         dict(defaults)
         if defaults
@@ -190,6 +195,7 @@ def _axes(table: dict[str, Any], where: str, defaults: dict[str, Any] | None) ->
             "cpus": list(DEFAULT_CPUS),
             "seeds": [0],
             "extensions": [()],
+            "costs": [profiles.DEFAULT],
             "limit": DEFAULT_LIMIT,
         }
     )
@@ -228,6 +234,19 @@ def _axes(table: dict[str, Any], where: str, defaults: dict[str, Any] | None) ->
             norm.append(tuple(e for e in EXTENSIONS if e in s))  # one order, whatever the file's
         _no_repeats(norm, f"{where}: extensions")
         out["extensions"] = norm
+    if "costs" in table:
+        specs = _list(table["costs"], f"{where}: costs")
+        loaded = []
+        for spec in specs:
+            if not isinstance(spec, str) or not spec:
+                raise GridError(f"{where}: costs are profile names or TOML files, not {spec!r}")
+            path = here / spec
+            try:
+                loaded.append(profiles.load(path if spec not in profiles.BUILTIN and path.is_file() else spec))
+            except profiles.ProfileError as e:
+                raise GridError(f"{where}: costs: {e}") from None
+        _no_repeats([p.name for p in loaded], f"{where}: costs (by profile name)")
+        out["costs"] = loaded
     if "limit" in table:
         limit = table["limit"]
         if not _int(limit) or limit < 1:

@@ -39,7 +39,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
+from .. import __version__, profiles
 from ..system import ConfigError, SimulationLimit, System
 from . import throughput
 
@@ -114,6 +114,7 @@ def _system(config: dict[str, Any]) -> System:
         cpus=config["cpus"],
         seed=config["seed"],
         extensions=tuple(config["extensions"]),
+        costs=profiles.from_dict(config["costs"]) if "costs" in config else None,
     )
 
 

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .. import profiles
 from . import grid as grid_mod
 from . import runner
 from .points import METRICS, code_fingerprint, run_point
@@ -43,7 +44,7 @@ CSV_NAME = "sweep.csv"
 PARQUET_NAME = "sweep.parquet"
 CACHE_DIR = "cache"
 ID_COLUMNS = ("point", "key", "workload", "kind", "program", "args")
-AXIS_COLUMNS = ("kernel", "cpus", "extensions", "seed")
+AXIS_COLUMNS = ("kernel", "cpus", "extensions", "seed", "costs")
 DERIVED = ("speedup",)
 RESERVED = (*ID_COLUMNS, *AXIS_COLUMNS, *METRICS, *DERIVED)
 TABLE_EVERY = 5.0  # seconds between two writes of the CSV while the sweep runs
@@ -232,7 +233,7 @@ def table_rows(grid: grid_mod.Grid, results: dict[int, dict[str, Any]]) -> list[
     base: dict[tuple[Any, ...], dict[str, Any]] = {}
     for p in grid.points:
         if p.config["kernel"] == "up" and p.index in results:
-            base[(p.workload, p.params, p.config["seed"])] = results[p.index]["row"]
+            base[(p.workload, p.params, p.config["seed"], _profile(p.config))] = results[p.index]["row"]
     rows = []
     for p in grid.points:
         if p.index not in results:
@@ -251,10 +252,16 @@ def table_rows(grid: grid_mod.Grid, results: dict[int, dict[str, Any]]) -> list[
         row.update(dict.fromkeys(grid.param_names))
         row.update(p.params)
         row.update(kernel=c["kernel"], cpus=c["cpus"], extensions="+".join(c["extensions"]), seed=c["seed"])
+        row["costs"] = _profile(c)
         row.update(record["row"])
-        row["speedup"] = _speedup(c["kind"], record["row"], base.get((p.workload, p.params, c["seed"])))
+        row["speedup"] = _speedup(c["kind"], record["row"], base.get((p.workload, p.params, c["seed"], row["costs"])))
         rows.append(row)
     return rows
+
+
+def _profile(config: dict[str, Any]) -> str:
+    """The name of a point's cost profile."""
+    return config["costs"]["name"] if "costs" in config else profiles.DEFAULT.name
 
 
 def _speedup(kind: str, r: dict[str, Any], up: dict[str, Any] | None) -> float | None:

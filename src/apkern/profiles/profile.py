@@ -194,9 +194,10 @@ def build(
     sources: Mapping[str, str] | None = None,
     calibration: Mapping[str, int] | None = None,
     file: str | None = None,
+    follow: bool = True,
 ) -> Profile:
-    """A profile from the values it sets, by section; the rest are the defaults, and a port's copy
-    of a bootstrap-kernel path follows that path's value unless it is set too."""
+    """A profile from the values it sets, by section; the rest are the defaults, and (with `follow`)
+    a port's copy of a bootstrap-kernel path follows that path's value unless it is set too."""
     values = values or {}
     where = f"{file}: " if file else ""
     for section in values:
@@ -209,13 +210,21 @@ def build(
             continue
         set_here = dict(values.get(section, {}))
         for f in dataclasses.fields(cls):
-            if f.name not in set_here and "follows" in f.metadata:
+            if follow and f.name not in set_here and "follows" in f.metadata:
                 set_here[f.name] = getattr(boot, f.metadata["follows"])
         costs[section] = cls(**set_here)
     return Profile(name, costs, description, dict(sources or {}), dict(calibration or {}), file)
 
 
 DEFAULT = build(DEFAULT_NAME, description="xv6-sized path costs (the defaults)", calibration=boot_costs.CALIBRATION)
+
+
+def from_dict(d: Mapping[str, Any]) -> Profile:
+    """The profile a run's JSON recorded (`Profile.to_dict`): its name, file and every value it changed."""
+    try:
+        return build(d["name"], d["overrides"], file=d.get("file"), follow=False)  # every change is recorded
+    except (KeyError, TypeError) as e:
+        raise ProfileError(f"not a recorded cost profile: {d!r} ({e})") from None
 
 
 def load(spec: str | Path | Profile | None = None) -> Profile:
