@@ -754,8 +754,13 @@ def reproduce(
     t0 = time.perf_counter()
     # the sensitivity analysis: which costs the baseline reads (a few seconds here), then each scaled
     sens = sensitivity.QUICK if quick else sensitivity.DEFAULT
-    sens_base = sensitivity._tracked_task(costs, sens, 0)
     tasks = plan(precision, seed)
+    try:
+        sens_base = sensitivity._tracked_task(costs, sens, 0)
+    except KeyboardInterrupt:  # Ctrl-C before any task: an empty partial.json, as after one
+        e = Interrupted([], len(tasks))
+        save_partial(out, e)
+        raise e from None
     tasks += [("sensitivity", (*args, quick), 1.5) for _, args, _ in sensitivity.plan(costs, sens_base["reads"])]
     tasks.append(("out_of_sample", (quick,), 1.5))
     tasks.sort(key=lambda t: -t[2])
