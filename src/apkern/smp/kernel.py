@@ -275,6 +275,7 @@ class SMPKernel(BootKernel):
                 "lock_holder": self.lock.holder(),
                 "reschedule_ipis": self.traps.reschedule_ipis,
                 "wakeup_ipis": self.wakeup_ipis,
+                "early_wakeups": self.sched.early_wakeups,
                 "aps_started": self.aps_started,
                 "cpus_on_dead_processes": [
                     cid for cid, t in enumerate(self.sched._current) if t is not None and t.proc.state != ALIVE
