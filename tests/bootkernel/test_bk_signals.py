@@ -329,3 +329,29 @@ def test_signal_in_a_thread_process_is_handled_by_a_thread_of_that_process() -> 
     (_, sig, pid, handler_tid), (_, main_tid, other_tid) = log
     assert (sig, pid) == (abi.SIGUSR1, proc.pid)
     assert handler_tid in (main_tid, other_tid)
+
+
+def _one_byte(argv):
+    yield from libc.read(int(argv[1]), libc.PROGRAM_DATA, 1)
+    return 0
+
+
+def _two_readers_one_byte(argv):
+    """Two readers asleep on an empty pipe; one byte wakes both, and the second is killed while runnable."""
+    rfd, wfd = yield from libc.pipe()
+    a = yield from libc.spawn(_one_byte, ["r1", str(rfd)])
+    b = yield from libc.spawn(_one_byte, ["r2", str(rfd)])
+    yield from libc.sleep(50_000)  # both asleep on the empty pipe
+    yield from libc.write_bytes(wfd, b"x")
+    yield from libc.kill(b, abi.SIGKILL)  # b is runnable: no sleep to end
+    yield from libc.print(f"{(yield from libc.waitpid(a))} {(yield from libc.waitpid(b))}\n")
+    return 0
+
+
+def test_a_kill_between_two_sleeps_of_a_call_s_loop_is_not_lost() -> None:
+    """The first reader takes the byte; the second's read loops and would sleep again with the kill
+    pending, for ever: an interruptible sleep looks for a waiting signal first, as Unix's does."""
+    sim, proc = run(_two_readers_one_byte)
+    assert proc.exit_status == 0
+    assert sim.console(proc.pid) == f"0 {-abi.SIGKILL}\n"
+    assert sim.stats["early_wakeups"] == 1

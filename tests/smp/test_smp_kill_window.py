@@ -6,11 +6,11 @@ holds the lock and sends it SIGKILL or a signal. The sender finds the thread RUN
 asleep, so `Signals.send` has no sleep to end; the reschedule IPI it sends the victim's CPU
 interrupts kernel code, not user code, and does nothing. Once the victim gets the lock its
 call goes to sleep with the kill or signal pending, and nothing wakes it: the process never
-exits (on one CPU a thread never enters a call with a signal waiting for it). The port closes
-it in `SMPScheduler.sleep`: the look for a waiting signal and the going to sleep are one
-stretch under the lock, so a signal is sent either before the look, which sees it, or after
-the thread is on its channel, where `Signals.send` wakes it. These tests fail (the runs hang
-until their instruction limit) without that look.
+exits. The bootstrap kernel's interruptible sleep looks for a waiting signal first (on one
+CPU a call's loop that sleeps twice needs it), and under the port's lock the look and the
+going to sleep are one stretch, so a signal is sent either before the look, which sees it,
+or after the thread is on its channel, where `Signals.send` wakes it. These tests fail (the
+runs hang until their instruction limit) without that look.
 
 Each victim tells its killer it is ready, computes `pre` instructions and blocks; the killer
 kills it as soon as it wakes. Sweeping `pre` in small steps moves the call's entry across the
@@ -154,8 +154,7 @@ def test_a_kill_between_a_wakeup_and_the_next_sleep_of_a_calls_loop() -> None:
     """Two readers sleep on an empty pipe; one byte wakes both, and the second is killed while runnable.
 
     No sleep to end then either: the first takes the byte, the second's read loops and sleeps
-    again with the kill pending. The same look ends that sleep. (The uniprocessor kernel, which
-    has no such look, leaves that reader asleep.)
+    again with the kill pending. The bootstrap kernel's look ends that sleep, on one CPU as here.
     """
 
     def writer(argv: list[str]) -> Any:

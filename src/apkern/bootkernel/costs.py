@@ -43,6 +43,7 @@ class Costs:
     # --- scheduling (xv6 sched/swtch/scheduler: ~25 + ~40 instructions) -----------------------
     CONTEXT_SWITCH: int = cost(70, "save callee-saved registers, pick the next thread, restore")
     SLEEP: int = cost(20, "mark sleeping, link on the channel list")
+    SIGNAL_CHECK: int = cost(4, "an interruptible sleep's look for a waiting signal: load pending and killed, test")
     WAKEUP: int = cost(15, "per thread woken")
     TIMER_TICK: int = cost(40, "acknowledge the APIC, bump ticks, scan the sleep list head")
     # --- memory -----------------------------------------------------------------------------

@@ -246,6 +246,7 @@ class BootKernel:
             "context_switches": self.sched.switches,
             "signals_sent": self.signals.sent,
             "signals_delivered": self.signals.delivered,
+            "early_wakeups": self.sched.early_wakeups,
             "processes": len(self.procs),
             "ticks": self.ticks,
             "frames_in_use": self.frames.in_use,

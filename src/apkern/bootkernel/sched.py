@@ -26,6 +26,7 @@ class Scheduler:
 
     def __init__(self, kernel: BootKernel) -> None:
         self.k = kernel
+        self.early_wakeups = 0  # interruptible sleeps a signal already waiting ended at once
         self.runq: deque[Thread] = deque()
         self.current: Thread | None = None
         self.sleepers: dict[Any, list[Thread]] = {}
@@ -91,8 +92,20 @@ class Scheduler:
     # --- code that runs on the CPU ----------------------------------------------------------
 
     def sleep(self, chan: Any, interruptible: bool = False, until: int | None = None) -> Gen:
-        """Block the current thread on `chan`; returns True if a signal cut the sleep short."""
+        """Block the current thread on `chan`; returns True if a signal cut the sleep short.
+
+        An interruptible sleep looks for a signal or a kill already waiting for the thread first,
+        as Unix's sleep does: one sent while the thread was runnable between two sleeps of a call's
+        loop (a reader woken with others, whose byte another took) found no sleep to end.
+        """
         t = self.current
+        if interruptible:
+            yield Compute(self.k.costs.SIGNAL_CHECK)
+            p = t.proc
+            if p.killed or (p.pending and t is self.k.signals.target(p)):
+                t.interrupted = True
+                self.early_wakeups += 1
+                return True
         yield Compute(self.k.costs.SLEEP)
         t.state = SLEEPING
         t.chan = chan

@@ -24,9 +24,8 @@ What changes from the uniprocessor scheduler:
   preempts its thread for the user queue's head at the end of a time slice.
 - IPIs: a slave that queues a thread for a master that runs user code or halts
   interrupts it; a CPU that queues a thread for user mode wakes an idle slave.
-- `sleep`: on one CPU a thread never enters a call with a signal waiting for it;
-  here the signal may come while it is on its way to the master, and then ends an
-  interruptible sleep at once, as it would have had the thread been asleep.
+- a signal may come while a thread is on its way to the master: the bootstrap
+  kernel's interruptible sleep looks for a waiting signal first, and ends at once.
 
 Invariant: the queue lock is held from the moment a thread is queued until its
 CPU has switched away from it, and from the moment a CPU picks a thread until it
@@ -96,7 +95,6 @@ class MSScheduler(Scheduler):
         self.notify_ipis = 0  # IPIs slaves sent the master
         self.wakeup_ipis = 0  # IPIs sent to idle slaves
         self.dropped = 0  # threads of dead processes slaves gave up
-        self.early_wakeups = 0  # interruptible sleeps a signal that came on the way to the master ended at once
 
     # --- per-CPU state: the kernel's own reads and writes are the master's -----------------------
 
@@ -142,23 +140,6 @@ class MSScheduler(Scheduler):
         if q is not None:
             raise MachineError(f"{t!r} is removed while on {q.name}: unlink it under {self.k.qlock.name} first")
         super().remove(t)
-
-    def sleep(self, chan: Any, interruptible: bool = False, until: int | None = None) -> Gen:
-        """Master: the uniprocessor's sleep, but one that a signal already waiting for the thread ends at once.
-
-        On one CPU a thread never enters a call with a signal waiting for it: it acts on it on its
-        way back to user mode first. Here the signal may come while the thread is on its way to the
-        master (in a slave's stub, in the master queue); it then ends the sleep as it would have had
-        the thread been asleep already (`Signals.send` interrupts an interruptible sleeper).
-        """
-        t = self.current
-        if interruptible:
-            yield Compute(self.k.port_costs.AST_CHECK)
-            if self.needs_kernel(t):
-                t.interrupted = True
-                self.early_wakeups += 1
-                return True
-        return (yield from super().sleep(chan, interruptible, until))
 
     def yield_(self) -> Gen:
         """Master, in a system call: give way if anything else waits for the master (or in the user queue)."""

@@ -34,6 +34,5 @@ class Costs:
     # --- processes -----------------------------------------------------------------------------------
     THREAD_VISIT: int = cost(5, "one step of the walk over a dying process's threads: load the next, its state, branch")
     LEAVE_DEAD: int = cost(20, "a thread killed while it ran notices at kernel entry: mark the CPU free, wake the exit")
-    SIGNAL_CHECK: int = cost(4, "an interruptible sleep looks for a signal sent while its call waited for the lock")
     # --- start-up ------------------------------------------------------------------------------------
     AP_START: int = cost(200, "trampoline: real-mode set-up before paging is on (as the application kernel's)")

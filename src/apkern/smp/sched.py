@@ -10,12 +10,11 @@ What changes from the uniprocessor scheduler:
   CPU releasing the lock with threads waiting wakes idle CPUs with a reschedule
   IPI (`SMPKernel.unlock`).
 - `schedule` switches to this CPU's idle context.
-- `sleep`: on one CPU a thread never enters a call with a signal waiting for it.
-  Here a signal or kill may come while the thread, running on its CPU, waits for
-  the lock at the call's entry: the sender finds it RUNNING (`Signals.send`
-  interrupts sleepers only) and the call would then sleep with the signal
-  pending, for ever if nothing else wakes it. An interruptible sleep that finds
-  one waiting ends at once, as it would have had the thread been asleep.
+- a signal or kill may come while the thread, running on its CPU, waits for the
+  lock at a call's entry: the sender finds it RUNNING (`Signals.send` interrupts
+  sleepers only). The bootstrap kernel's interruptible sleep looks for a waiting
+  signal first (as it must on one CPU, for a call's loop that sleeps twice), and
+  that look ends the sleep at once here too.
 The run queue, the sleep channels and every thread's state stay the bootstrap
 kernel's, guarded by the kernel lock. Invariant: the lock is held from the
 moment a thread is queued, put to sleep or killed until its CPU has switched
@@ -54,7 +53,6 @@ class SMPScheduler(Scheduler):
             Context([Frame(self.idle_loop(c), user=False, intr=True, acct="idle")], name=f"idle{c}") for c in range(n)
         ]
         self.idle_ctx = self.idle_ctxs[0]
-        self.early_wakeups = 0  # interruptible sleeps a signal sent while the call waited for the lock ended at once
 
     # --- per-CPU state, for the CPU that holds the kernel lock -------------------------------------
 
@@ -102,23 +100,6 @@ class SMPScheduler(Scheduler):
         return [cid for cid, loaded in enumerate(self._cr3) if loaded == cr3]
 
     # --- code that runs on a CPU ----------------------------------------------------------------------
-
-    def sleep(self, chan: Any, interruptible: bool = False, until: int | None = None) -> Gen:
-        """Lock held: the uniprocessor's sleep, but one that a signal already waiting for the thread ends at once.
-
-        The signal may have been sent while the thread waited for the lock at the call's entry
-        (or, as on one CPU, while it was runnable between two sleeps of a call's loop): its sender
-        found no sleep to end. The look and the sleep are one stretch under the lock.
-        """
-        t = self.current
-        if interruptible:
-            yield Compute(self.k.port_costs.SIGNAL_CHECK)
-            p = t.proc
-            if p.killed or (p.pending and t is self.k.signals.target(p)):
-                t.interrupted = True
-                self.early_wakeups += 1
-                return True
-        return (yield from super().sleep(chan, interruptible, until))
 
     def schedule(self) -> Gen:
         """Lock held: switch away from the current thread (queued, asleep or dead) to the next, or to idle."""
