@@ -1,18 +1,27 @@
-"""Simulator speed on the throughput experiment's 8-CPU, K=151, P=95 point.
+"""Simulator speed: the throughput experiment's 8-CPU, K=151, P=95 point, and the same loops on wide machines.
 
-Prints simulated forwarded calls per host second, machine operations and SimPy
-events per host second, and simulated instructions per host second; then the
-rate of a bare SimPy loop (one process doing timeouts) measured in the same run,
-and the ratio of the two event rates. With --profile, the top of a cProfile of
-the same run. Run: .venv/bin/python benchmarks/engine_speed.py [--window N] [--profile]
+Prints, for the 8-CPU point (20 processes), simulated forwarded calls per host second,
+machine operations and SimPy events per forwarded call, with the fast engine and the
+reference engine (one SimPy event per instruction-costing op, as before run-ahead) in
+the same run, and today's figures recorded before the change; then the rate of a bare
+SimPy loop. Then the scale points (K=151, P=99, 1.25 processes per CPU, a 500k-instruction
+window after a 500k warm-up) on 8 to 64 CPUs: host time, operations and events per
+forwarded call, and the 64-vs-8 ratio of host time per call; the peak memory of a
+64-CPU, 128-process run (in a child process); and, with --grid, the largest difference
+of any counter between the two engines over the points of `apkern reproduce --quick`.
+With --profile, the top of a cProfile of the 8-CPU point.
+Run: .venv/bin/python benchmarks/engine_speed.py [--window N] [--scale 8,16,32,64] [--grid] [--profile]
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import multiprocessing
 import pstats
+import resource
 import time
+from typing import Any
 
 import simpy
 
@@ -20,34 +29,43 @@ from apkern.experiments.throughput import user_instructions
 from apkern.system import System
 
 K, P, CPUS, PROCS = 151, 95.0, 8, 20
+SCALE_P, SCALE_PROCS_PER_CPU, SCALE_WARMUP, SCALE_WINDOW = 99.0, 1.25, 500_000, 500_000
+
+# Today's figures, recorded on the development machine (2 cores, otherwise idle) at commit 30e25c0,
+# before run-ahead: the 8-CPU point with the default window (3M instructions after a 500k warm-up) ...
+TODAY = {"calls_per_s": 3_098, "ops_per_call": 97.7, "events_per_call": 97.8}
+# ... and the scale points: CPUs -> (host microseconds per forwarded call, ops per call, events per call).
+TODAY_SCALE = {8: (481, 170, 162), 16: (355, 99, 97), 32: (662, 177, 210), 64: (6483, 1866, 2679)}
+TODAY_MEMORY_MB = 54  # peak RSS of the 64-CPU, 128-process run (1M instructions)
 
 
-def build() -> System:
-    sim = System(kernel="apkern", cpus=CPUS, seed=0)
-    u = user_instructions(K, P)
-    for _ in range(PROCS):
+def build(cpus: int, procs: int, p: float, engine: str) -> System:
+    sim = System(kernel="apkern", cpus=cpus, seed=0, engine=engine)
+    u = user_instructions(K, p)
+    for _ in range(procs):
         sim.spawn("loop", ["loop", str(u), str(K), "0", str(sim.random.randrange(u + K + 1))])
     return sim
 
 
-def measure(warmup: int, window: int) -> dict[str, float]:
-    sim = build()
+def measure(cpus: int, procs: int, p: float, warmup: int, window: int, engine: str = "fast") -> dict[str, float]:
+    sim = build(cpus, procs, p, engine)
     sim.run(until=warmup)
     a = sim.stats
     env = sim.machine.env
     e0 = next(env._eid)
     o0 = sum(c.ops for c in sim.machine.cpus)
-    t = time.perf_counter()
+    t = time.process_time()
     sim.run(until=warmup + window)
-    dt = time.perf_counter() - t
+    dt = time.process_time() - t
     b = sim.stats
-    calls = b["forwarded_calls"] - a["forwarded_calls"]
+    calls = max(1, b["forwarded_calls"] - a["forwarded_calls"])
     return {
         "seconds": dt,
         "calls": calls,
         "calls_per_s": calls / dt,
-        "events_per_s": (next(env._eid) - e0) / dt,
-        "ops_per_s": (sum(c.ops for c in sim.machine.cpus) - o0) / dt,
+        "us_per_call": dt / calls * 1e6,
+        "events_per_call": (next(env._eid) - e0) / calls,
+        "ops_per_call": (sum(c.ops for c in sim.machine.cpus) - o0) / calls,
         "instructions_per_s": (b["instructions"] - a["instructions"]) / dt,
     }
 
@@ -61,33 +79,103 @@ def bare_simpy(n: int = 300_000) -> float:
             yield env.timeout(1)
 
     env.process(proc())
-    t = time.perf_counter()
+    t = time.process_time()
     env.run()
-    return n / (time.perf_counter() - t)
+    return n / (time.process_time() - t)
+
+
+def _memory_run(_: Any = None) -> float:
+    sim = build(64, 128, SCALE_P, "fast")
+    sim.run(until=1_000_000)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def memory_mb() -> float:
+    """Peak RSS (MiB) of a fresh process that runs 64 CPUs and 128 processes for 1M instructions."""
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(_memory_run)
+
+
+def grid_difference(sample: int) -> tuple[float, str, int]:
+    """The largest relative difference of any counter between the engines over `apkern reproduce --quick`'s
+    throughput points (every `sample`-th one): (difference, where, points compared)."""
+    from apkern.experiments import reproduce, throughput
+
+    worst, where, count = 0.0, "", 0
+    points = [t for t in reproduce.plan(reproduce.QUICK) if t[0] in ("point", "smp_point", "ms_point")]
+    for name, args, _cost in points[::sample]:
+        k, p, n, w, win, seed = args[:6]
+        kernel = {"point": "apkern", "smp_point": "smp", "ms_point": "master-slave"}[name]
+        out = [
+            throughput.measure(k, p, n, warmup=w, window=win, seed=seed, kernel=kernel, engine=engine).to_dict()
+            for engine in ("reference", "fast")
+        ]
+        count += 1
+        for key, d in _differences(out[0], out[1]):
+            if d > worst:
+                worst, where = d, f"{name}{args[:6]}: {key}"
+    return worst, where, count
+
+
+def _differences(a: Any, b: Any, key: str = "") -> list[tuple[str, float]]:
+    if isinstance(a, dict):
+        return [d for k in a.keys() | b.keys() for d in _differences(a.get(k), b.get(k), f"{key}.{k}")]
+    if a == b:
+        return []
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return [(key, abs(a - b) / max(abs(a), abs(b)))]
+    return [(key, 1.0)]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--warmup", type=int, default=500_000)
     ap.add_argument("--window", type=int, default=3_000_000)
+    ap.add_argument("--scale", default="8,16,32,64", help="CPU counts of the scale points ('' for none)")
+    ap.add_argument("--grid", type=int, default=0, metavar="N", help="compare the engines on every N-th quick point")
     ap.add_argument("--profile", action="store_true", help="also print the top of a cProfile of the run")
     args = ap.parse_args()
-    r = measure(args.warmup, args.window)
-    bare = bare_simpy()
     print(f"point: {CPUS} CPUs, K={K}, P={P:g}%, {PROCS} processes, window {args.window:,} instructions")
+    runs = {e: measure(CPUS, PROCS, P, args.warmup, args.window, e) for e in ("reference", "fast")}
     print(
-        f"machine    : {r['seconds']:.2f} s, {r['calls']} forwarded calls: {r['calls_per_s']:,.0f} calls/s, "
-        f"{r['ops_per_s']:,.0f} machine ops/s, {r['events_per_s']:,.0f} SimPy events/s, "
-        f"{r['instructions_per_s'] / 1e6:.2f} M simulated instructions/s"
+        f"today      : {TODAY['calls_per_s']:,} calls/s, {TODAY['ops_per_call']} ops/call, "
+        f"{TODAY['events_per_call']} SimPy events/call (recorded at 30e25c0)"
     )
-    print(f"bare SimPy : {bare:,.0f} timeouts/s")
+    for e, r in runs.items():
+        print(
+            f"{e:<11}: {r['seconds']:.2f} s, {r['calls']} forwarded calls: {r['calls_per_s']:,.0f} calls/s, "
+            f"{r['ops_per_call']:.1f} ops/call, {r['events_per_call']:.1f} SimPy events/call, "
+            f"{r['instructions_per_s'] / 1e6:.2f} M simulated instructions/s"
+        )
+    fast, ref = runs["fast"], runs["reference"]
     print(
-        f"ratio      : the machine runs {r['events_per_s'] / bare:.2f} of bare SimPy's event rate "
-        f"({bare / r['events_per_s']:.1f}x slower per event: the rest is the machine and the kernels)"
+        f"speed      : {fast['calls_per_s'] / ref['calls_per_s']:.2f}x the reference engine in this run, "
+        f"{fast['calls_per_s'] / TODAY['calls_per_s']:.2f}x today's recorded figure"
     )
+    bare = bare_simpy()
+    print(f"bare SimPy : {bare:,.0f} timeouts/s; the fast engine runs {1e6 / fast['us_per_call'] / bare:.4f} calls/event")
+    scale = [int(n) for n in args.scale.split(",") if n]
+    per_call: dict[int, float] = {}
+    for n in scale:
+        procs = round(SCALE_PROCS_PER_CPU * n)
+        r = measure(n, procs, SCALE_P, SCALE_WARMUP, SCALE_WINDOW)
+        per_call[n] = r["us_per_call"]
+        t = TODAY_SCALE.get(n)
+        today = f" (today {t[0]:,} us, {t[1]} ops, {t[2]} events)" if t else ""
+        print(
+            f"scale {n:>3}  : {procs} processes, {r['calls']} calls, {r['us_per_call']:,.0f} us/call, "
+            f"{r['ops_per_call']:.0f} ops/call, {r['events_per_call']:.0f} events/call{today}"
+        )
+    if 8 in per_call and 64 in per_call:
+        print(f"64 vs 8    : host time per forwarded call {per_call[64] / per_call[8]:.2f}x (goal: within 2x)")
+    if 64 in scale:
+        print(f"memory     : 64 CPUs, 128 processes: peak RSS {memory_mb():.0f} MiB (today {TODAY_MEMORY_MB} MiB)")
+    if args.grid:
+        worst, where, count = grid_difference(args.grid)
+        print(f"same answers: largest counter difference over {count} quick points: {worst:.2%} {where}")
     if args.profile:
         prof = cProfile.Profile()
-        sim = build()
+        sim = build(CPUS, PROCS, P, "fast")
         prof.runcall(sim.run, until=args.warmup + args.window // 3)
         pstats.Stats(prof).sort_stats("tottime").print_stats(15)
 

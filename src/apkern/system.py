@@ -115,6 +115,7 @@ class System:
     `perturb`: a seed (or a `Perturbation`) to vary path costs, IPI and timer delivery
     within stated bounds and so explore other interleavings; None (the default) keeps
     the machine's fixed costs, as every experiment does.
+    `engine`: the simulator's engine, "fast" or "reference" (`hw.machine.ENGINES`): the same run either way.
     """
 
     def __init__(
@@ -131,6 +132,7 @@ class System:
         tlb_patch: bool | None = None,
         extensions: tuple[str, ...] | list[str] = (),
         perturb: int | Perturbation | None = None,
+        engine: str = "fast",
     ) -> None:
         if kernel not in KERNELS:
             raise ConfigError(f"unknown kernel {kernel!r} (choose from {', '.join(KERNELS)})")
@@ -165,6 +167,7 @@ class System:
             perturb=perturb,
             check_tlb=check_tlb,
             check_locks=check_locks,
+            engine=engine,
         )
         drivers: list[Any] = []
         self._crt0: Callable[..., Any] = crt0

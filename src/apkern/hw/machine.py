@@ -26,6 +26,9 @@ from .trace import Tracer
 MAX_CPUS = 64
 DEFAULT_MEMORY = 32 << 20
 NOMINAL_IPS = 100_000_000  # the paper's own example uses 100 MIPS
+# "fast": CPUs run ahead of SimPy while no other event can come first (`CPU._run`);
+# "reference": one SimPy event per instruction-costing op, as before run-ahead. Both give the same run.
+ENGINES = ("fast", "reference")
 
 
 class Machine:
@@ -38,6 +41,7 @@ class Machine:
     simulated time. `debugger` reads memory from outside, for observers.
     `perturb`: a `Perturbation` that varies kernel path costs, IPI delivery and timer
     intervals within its bounds, to explore other interleavings (off by default).
+    `engine`: "fast" (the default) or "reference" (`ENGINES`); the same run either way, bit for bit.
     """
 
     def __init__(
@@ -49,9 +53,13 @@ class Machine:
         check_tlb: bool = False,
         check_locks: bool = False,
         perturb: Perturbation | None = None,
+        engine: str = "fast",
     ) -> None:
         if not isinstance(cpus, int) or not 1 <= cpus <= MAX_CPUS:
             raise ValueError(f"a machine has 1 to {MAX_CPUS} CPUs, not {cpus!r}")
+        if engine not in ENGINES:
+            raise ValueError(f"engine is one of {', '.join(ENGINES)}, not {engine!r}")
+        self.engine = engine
         self.env = simpy.Environment()
         self.memory = PhysicalMemory(memory)
         self.code = CodeStore()
