@@ -205,13 +205,8 @@ def test_mlock_checks_its_range_and_limit() -> None:
     def main(argv):
         base = yield from libc.mmap(4 * PAGE_SIZE)
         big = yield from libc.mmap((costs.MLOCK_LIMIT + 1) * PAGE_SIZE)
-        for addr, n in (
-            (base, 4 * PAGE_SIZE),
-            (base, 5 * PAGE_SIZE),
-            (0x7000_0000, PAGE_SIZE),
-            (base, 0),
-            (big, (costs.MLOCK_LIMIT + 1) * PAGE_SIZE),
-        ):
+        for addr, n in ((base, 4 * PAGE_SIZE), (base, 5 * PAGE_SIZE), (0x7000_0000, PAGE_SIZE), (base, 0),
+                        (big, (costs.MLOCK_LIMIT + 1) * PAGE_SIZE)):
             got.append((yield from errno_of(libc.mlock(addr, n))))
         got.append((yield from errno_of(libc.munlock(base, 4 * PAGE_SIZE))))
         yield from libc.munmap(base, 4 * PAGE_SIZE)

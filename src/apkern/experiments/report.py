@@ -112,8 +112,6 @@ def _port_effort(package: str) -> dict[str, Any]:
 def _code(names: list[str]) -> str:
     """Names as markdown code spans (`BootKernel.__init__` is not bold init)."""
     return ", ".join(f"`{n}`" for n in names)
-
-
 def smp_effort() -> dict[str, Any]:
     """The giant-lock SMP port's implementation effort, measured as the issue asks (`_port_effort`),
     with `bootkernel_refactors`: lines changed in the bootstrap kernel itself, none SMP-specific."""
@@ -808,7 +806,6 @@ def report_markdown(summary: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
-
 
 # Sections other experiments add to report.md (`apkern study`'s "applications"): each between two marks, kept when
 # the rest of the file is written again.
