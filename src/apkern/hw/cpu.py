@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING, Any
 import simpy
 
 from .code import CODE_PAGE_MAGIC
+from .herd import Herd
 from .memory import PAGE_SHIFT, PAGE_SIZE
 from .mmu import MMU, CheckingMMU
-from .ops import Compute, Op, SpinWhile
+from .ops import TTAS_CODE, Compute, Op, SpinWhile
 from .traps import GP, SYSCALL, TIMER, UD, Fault, Fixup, MachineError
 
 if TYPE_CHECKING:
@@ -350,6 +351,13 @@ class CPU:
         perturb = None if machine.perturb is None else machine.perturb.for_cpu(self.id)
         profiler = machine.profiler
         observed = tracer is not None or profiler is not None
+        # Waiting for a spinlock, this CPU may join the lock word's herd (hw.herd) if nothing observes it.
+        watches = getattr(profiler, "watches", None)
+        herding = (
+            tracer is None
+            and mmu.__class__ is MMU
+            and (profiler is None or (watches is not None and not watches(self.id)))
+        )
         pending = self.pending
         while True:
             if self.state != RUNNING or self.halt_requested and not pending:
@@ -443,6 +451,16 @@ class CPU:
                     continue
                 value = memory.read_u32(pa)
                 start = env._now
+                if value == op.value and herding and getattr(f.gen, "gi_code", None) is TTAS_CODE:
+                    # SpinAcquire's loop (interrupts disabled): wait in the word's herd until it takes the lock
+                    loop = f.gen.gi_frame.f_locals
+                    ev = env.event()
+                    Herd.joinable(machine, pa, value, loop["lock"], op.acct).join(self, f, ev, op.vaddr, loop["value"])
+                    yield ev
+                    acct[f.acct] += 1  # the compare-exchange that took it ends now
+                    f.gen.close()
+                    self._return(frames, f, None)
+                    continue
                 if value == op.value:
                     ev = env.event()
                     wake = ev.succeed

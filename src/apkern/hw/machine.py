@@ -16,6 +16,7 @@ import simpy
 from .code import CodeStore
 from .cpu import CPU, Context, MachineError
 from .debugger import Debugger
+from .herd import Herd
 from .intc import InterruptController
 from .lockcheck import LockChecker
 from .memory import PhysicalMemory
@@ -74,6 +75,7 @@ class Machine:
         self.crashes: list[dict[str, Any]] = []
         self.debugger = Debugger(self.memory)
         self.locks: LockChecker | None = LockChecker(self.memory) if check_locks else None
+        self.herds: set[Herd] = set()  # CPUs waiting for a spinlock together (hw.herd)
         self.cpus = [CPU(self, i) for i in range(cpus)]
         self.intc = InterruptController(self)
 
@@ -103,6 +105,12 @@ class Machine:
         if until is not None and until <= self.env.now:
             return
         self.env.run(until=until)
+        self.settle()
+
+    def settle(self) -> None:
+        """Bring the counters of CPUs waiting in a herd up to date (they are kept as its running totals)."""
+        for herd in self.herds:
+            herd.settle()
 
     def stop(self) -> None:
         """End the current `run` once the event being processed is done."""
@@ -124,6 +132,7 @@ class Machine:
         self.messages.append(f"[{self.now}] {text}")
 
     def stats(self) -> dict[str, Any]:
+        self.settle()
         out = {
             "time": self.now,
             "cpus": [
