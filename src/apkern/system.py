@@ -17,7 +17,7 @@ from typing import Any
 from .bootkernel import BootKernel
 from .bootkernel.proc import Process
 from .hw import MAX_CPUS, Machine, Perturbation
-from .hw.machine import DEFAULT_MEMORY
+from .hw.machine import DEFAULT_MEMORY, ENGINES
 from .userland.crt0 import crt0
 from .userland.libc import encode_spawn_block
 from .workloads.programs import PROGRAMS, bin_files
@@ -138,6 +138,8 @@ class System:
             raise ConfigError(f"unknown kernel {kernel!r} (choose from {', '.join(KERNELS)})")
         if isinstance(cpus, bool) or not isinstance(cpus, int) or not 1 <= cpus <= MAX_CPUS:
             raise ConfigError(f"a machine has 1 to {MAX_CPUS} CPUs, not {cpus!r}")
+        if engine not in ENGINES:
+            raise ConfigError(f"unknown engine {engine!r} (choose from {', '.join(ENGINES)})")
         if kernel == "apkern" and cpus < 2:
             raise ConfigError("kernel 'apkern' needs at least 2 CPUs: with one there is no application processor")
         if isinstance(extensions, str) or not all(isinstance(e, str) for e in extensions):

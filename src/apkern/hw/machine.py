@@ -4,7 +4,11 @@ Time is counted in instructions (DESIGN.md section 2): every running CPU execute
 one instruction per tick; a halted CPU lets time pass. The event core is SimPy
 (a hand-written loop with run-ahead measured only 1.14x faster on the throughput
 experiment, short of the 2x that would justify it); events at one instant run in
-the order they were scheduled, so a run is deterministic.
+the order they were scheduled, so a run is deterministic. The fast engine (the
+default) spares events without changing that order: a CPU runs ahead while its next
+event would be the next one anyway (`CPU._run`), and CPUs waiting for one spinlock
+word share one event per hand-over (`herd.py`). `engine="reference"` keeps one event
+per instruction-costing op; tests/test_engine.py checks that both give the same runs.
 """
 
 from __future__ import annotations
