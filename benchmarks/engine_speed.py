@@ -96,25 +96,31 @@ def memory_mb() -> float:
         return pool.apply(_memory_run)
 
 
-def grid_difference(sample: int) -> tuple[float, str, int]:
-    """The largest relative difference of any counter between the engines over `apkern reproduce --quick`'s
-    throughput points (every `sample`-th one): (difference, where, points compared)."""
-    from apkern.experiments import reproduce, throughput
+def _grid_point(task: tuple[str, tuple[Any, ...]]) -> list[tuple[str, float]]:
+    """One throughput point of the quick grid on both engines: the counters that differ, by how much."""
+    from apkern.experiments import throughput
 
-    worst, where, count = 0.0, "", 0
-    points = [t for t in reproduce.plan(reproduce.QUICK) if t[0] in ("point", "smp_point", "ms_point")]
-    for name, args, _cost in points[::sample]:
-        k, p, n, w, win, seed = args[:6]
-        kernel = {"point": "apkern", "smp_point": "smp", "ms_point": "master-slave"}[name]
-        out = [
-            throughput.measure(k, p, n, warmup=w, window=win, seed=seed, kernel=kernel, engine=engine).to_dict()
-            for engine in ("reference", "fast")
-        ]
-        count += 1
-        for key, d in _differences(out[0], out[1]):
-            if d > worst:
-                worst, where = d, f"{name}{args[:6]}: {key}"
-    return worst, where, count
+    name, args = task
+    k, p, n, w, win, seed = args[:6]
+    kernel = {"point": "apkern", "smp_point": "smp", "ms_point": "master-slave"}[name]
+    ref, fast = (
+        throughput.measure(k, p, n, warmup=w, window=win, seed=seed, kernel=kernel, engine=engine).to_dict()
+        for engine in ("reference", "fast")
+    )
+    return [(f"{name}{args[:6]}: {key}", d) for key, d in _differences(ref, fast)]
+
+
+def grid_difference(sample: int, jobs: int) -> tuple[float, str, int]:
+    """The largest relative difference of any counter between the engines over the throughput points of
+    `apkern reproduce --quick` (every `sample`-th one), in `jobs` processes: (difference, where, points)."""
+    from apkern.experiments import reproduce
+
+    points = [(t[0], t[1]) for t in reproduce.plan(reproduce.QUICK) if t[0] in ("point", "smp_point", "ms_point")]
+    points = points[::sample]
+    with multiprocessing.get_context("spawn").Pool(jobs) as pool:
+        found = [d for ds in pool.imap_unordered(_grid_point, points) for d in ds]
+    worst, where = max(((d, key) for key, d in found), default=(0.0, ""))
+    return worst, where, len(points)
 
 
 def _differences(a: Any, b: Any, key: str = "") -> list[tuple[str, float]]:
@@ -133,6 +139,7 @@ def main() -> None:
     ap.add_argument("--window", type=int, default=3_000_000)
     ap.add_argument("--scale", default="8,16,32,64", help="CPU counts of the scale points ('' for none)")
     ap.add_argument("--grid", type=int, default=0, metavar="N", help="compare the engines on every N-th quick point")
+    ap.add_argument("--jobs", type=int, default=2, help="processes for --grid")
     ap.add_argument("--profile", action="store_true", help="also print the top of a cProfile of the run")
     args = ap.parse_args()
     print(f"point: {CPUS} CPUs, K={K}, P={P:g}%, {PROCS} processes, window {args.window:,} instructions")
@@ -171,7 +178,7 @@ def main() -> None:
     if 64 in scale:
         print(f"memory     : 64 CPUs, 128 processes: peak RSS {memory_mb():.0f} MiB (today {TODAY_MEMORY_MB} MiB)")
     if args.grid:
-        worst, where, count = grid_difference(args.grid)
+        worst, where, count = grid_difference(args.grid, args.jobs)
         print(f"same answers: largest counter difference over {count} quick points: {worst:.2%} {where}")
     if args.profile:
         prof = cProfile.Profile()

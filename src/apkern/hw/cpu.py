@@ -20,6 +20,7 @@ import simpy
 
 from .code import CODE_PAGE_MAGIC
 from .herd import Herd
+from .lockstep import Wake, tick
 from .memory import PAGE_SHIFT, PAGE_SIZE
 from .mmu import MMU, CheckingMMU
 from .ops import TTAS_CODE, Compute, Load, Op, SpinWhile, Store
@@ -386,13 +387,13 @@ class CPU:
                 elif f.intr:
                     self._computing = True
                     try:
-                        yield env.timeout(n)
+                        yield env.timeout(n)  # interruptible: its own event
                         done = n
                     except simpy.Interrupt:
                         done = env._now - now
                     self._computing = False
                 else:
-                    yield env.timeout(n)
+                    yield tick(env, n)
                     done = n
                 f.remaining = n - done
                 acct[f.acct] += done
@@ -435,7 +436,7 @@ class CPU:
                     if not queue or now + n < queue[0][0]:
                         env._now = now + n
                     else:
-                        yield env.timeout(n)
+                        yield tick(env, n)
                     acct[f.acct] += n
                     if observed:
                         self._observe(f, f.acct, n)
@@ -464,15 +465,19 @@ class CPU:
                     self._return(frames, f, None)
                     continue
                 if value == op.value:
-                    ev = env.event()
-                    wake = ev.succeed
-                    memory.watch(pa, wake)
+                    # the word's last watcher, if it is a spinner's untriggered Wake, wakes this CPU too
+                    cbs = memory.watchers.get(pa & ~3)
+                    ev = getattr(cbs[-1], "__self__", None) if cbs else None
+                    if ev.__class__ is not Wake or ev.triggered:
+                        ev = Wake(env)
+                        memory.watch(pa, ev.succeed)
                     self._computing = f.intr
                     try:
                         yield ev
                         value = memory.read_u32(pa)
                     except simpy.Interrupt:
-                        memory.unwatch(pa, wake)
+                        if not ev.callbacks:  # the others that wait on it still watch
+                            memory.unwatch(pa, ev.succeed)
                         f.retry = op
                     self._computing = False
                     acct[op.acct] = acct.get(op.acct, 0) + env._now - start
@@ -486,7 +491,7 @@ class CPU:
                 if not queue or now + 1 < queue[0][0]:
                     env._now = now + 1
                 else:
-                    yield env.timeout(1)
+                    yield tick(env, 1)
                 acct[op.acct] = acct.get(op.acct, 0) + 1
                 if observed:
                     self._observe(f, op.acct, 1)
@@ -521,7 +526,7 @@ class CPU:
                 if not queue or now + cost < queue[0][0]:
                     env._now = now + cost
                 else:
-                    yield env.timeout(cost)
+                    yield tick(env, cost)
                 acct[f.acct] += cost
                 if observed:
                     self._observe(f, f.acct, cost)

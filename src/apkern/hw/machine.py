@@ -23,6 +23,7 @@ from .debugger import Debugger
 from .herd import Herd
 from .intc import InterruptController
 from .lockcheck import LockChecker
+from .lockstep import MachineEnv
 from .memory import PhysicalMemory
 from .perturb import Perturbation
 from .profiler import Profiler
@@ -65,7 +66,7 @@ class Machine:
         if engine not in ENGINES:
             raise ValueError(f"engine is one of {', '.join(ENGINES)}, not {engine!r}")
         self.engine = engine
-        self.env = simpy.Environment()
+        self.env = MachineEnv()
         self.memory = PhysicalMemory(memory)
         self.code = CodeStore()
         self.strict = strict
