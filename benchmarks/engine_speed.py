@@ -19,7 +19,8 @@ import argparse
 import cProfile
 import multiprocessing
 import pstats
-import resource
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -36,7 +37,7 @@ SCALE_P, SCALE_PROCS_PER_CPU, SCALE_WARMUP, SCALE_WINDOW = 99.0, 1.25, 500_000, 
 TODAY = {"calls_per_s": 3_098, "ops_per_call": 97.7, "events_per_call": 97.8}
 # ... and the scale points: CPUs -> (host microseconds per forwarded call, ops per call, events per call).
 TODAY_SCALE = {8: (481, 170, 162), 16: (355, 99, 97), 32: (662, 177, 210), 64: (6483, 1866, 2679)}
-TODAY_MEMORY_MB = 54  # peak RSS of the 64-CPU, 128-process run (1M instructions)
+TODAY_MEMORY_MB = 54  # peak RSS of the 64-CPU, 128-process run (`memory_mb`)
 
 
 def build(cpus: int, procs: int, p: float, engine: str) -> System:
@@ -84,16 +85,23 @@ def bare_simpy(n: int = 300_000) -> float:
     return n / (time.process_time() - t)
 
 
-def _memory_run(_: Any = None) -> float:
-    sim = build(64, 128, SCALE_P, "fast")
-    sim.run(until=1_000_000)
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+MEMORY_RUN = """
+import resource, sys
+from apkern.experiments.throughput import user_instructions
+from apkern.system import System
+sim = System(kernel="apkern", cpus=64, seed=0, engine=sys.argv[1])
+u = user_instructions(151, 99.0)
+for _ in range(128):
+    sim.spawn("loop", ["loop", str(u), "151", "0", str(sim.random.randrange(u + 152))])
+sim.run(until=1_000_000)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
 
 
-def memory_mb() -> float:
-    """Peak RSS (MiB) of a fresh process that runs 64 CPUs and 128 processes for 1M instructions."""
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
-        return pool.apply(_memory_run)
+def memory_mb(engine: str = "fast") -> float:
+    """Peak RSS (MiB) of a fresh interpreter that runs 64 CPUs and 128 loop processes for 1M instructions."""
+    out = subprocess.run([sys.executable, "-c", MEMORY_RUN, engine], capture_output=True, text=True, check=True)
+    return int(out.stdout.split()[-1]) / 1024
 
 
 def _grid_point(task: tuple[str, tuple[Any, ...]]) -> list[tuple[str, float]]:
@@ -162,21 +170,30 @@ def main() -> None:
     bare = bare_simpy()
     print(f"bare SimPy : {bare:,.0f} timeouts/s")
     scale = [int(n) for n in args.scale.split(",") if n]
-    per_call: dict[int, float] = {}
+    per_call: dict[str, dict[int, float]] = {"fast": {}, "reference": {}}
     for n in scale:
         procs = round(SCALE_PROCS_PER_CPU * n)
-        r = measure(n, procs, SCALE_P, SCALE_WARMUP, SCALE_WINDOW)
-        per_call[n] = r["us_per_call"]
         t = TODAY_SCALE.get(n)
-        today = f" (today {t[0]:,} us, {t[1]} ops, {t[2]} events)" if t else ""
+        for e in ("fast", "reference"):
+            r = measure(n, procs, SCALE_P, SCALE_WARMUP, SCALE_WINDOW, e)
+            per_call[e][n] = r["us_per_call"]
+            today = f" (today {t[0]:,} us, {t[1]} ops, {t[2]} events)" if t and e == "fast" else ""
+            print(
+                f"scale {n:>3}  : {e:<9}, {procs} processes, {r['calls']} calls, {r['us_per_call']:,.0f} us/call, "
+                f"{r['ops_per_call']:.0f} ops/call, {r['events_per_call']:.0f} events/call{today}"
+            )
+    if 8 in scale and 64 in scale:
+        fast, ref = per_call["fast"], per_call["reference"]
         print(
-            f"scale {n:>3}  : {procs} processes, {r['calls']} calls, {r['us_per_call']:,.0f} us/call, "
-            f"{r['ops_per_call']:.0f} ops/call, {r['events_per_call']:.0f} events/call{today}"
+            f"64 vs 8    : host time per forwarded call {fast[64] / fast[8]:.2f}x (goal: within 2x; "
+            f"reference engine {ref[64] / ref[8]:.2f}x, today {TODAY_SCALE[64][0] / TODAY_SCALE[8][0]:.1f}x); "
+            f"at 64 CPUs the fast engine is {ref[64] / fast[64]:.2f}x the reference"
         )
-    if 8 in per_call and 64 in per_call:
-        print(f"64 vs 8    : host time per forwarded call {per_call[64] / per_call[8]:.2f}x (goal: within 2x)")
     if 64 in scale:
-        print(f"memory     : 64 CPUs, 128 processes: peak RSS {memory_mb():.0f} MiB (today {TODAY_MEMORY_MB} MiB)")
+        print(
+            f"memory     : 64 CPUs, 128 processes, 1M instructions: peak RSS {memory_mb():.0f} MiB "
+            f"(reference engine {memory_mb('reference'):.0f} MiB, today {TODAY_MEMORY_MB} MiB; bound 1 GiB)"
+        )
     if args.grid:
         worst, where, count = grid_difference(args.grid, args.jobs)
         print(f"same answers: largest counter difference over {count} quick points: {worst:.2%} {where}")
