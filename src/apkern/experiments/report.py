@@ -702,6 +702,27 @@ def report_markdown(summary: dict[str, Any]) -> str:
         ]
     else:
         lines.append("No curve saturated in this run.")
+    if summary.get("wide"):
+        lines += [
+            "",
+            "## The saturated curves on wide machines (`--wide`)",
+            "",
+            "The paper's saturated curve of each call length, the same 20 processes, on 16, 32 and 64 CPUs "
+            "(the third panel of Figures 6-8), each predicted by the capacity model as above (opsc from the "
+            "other call lengths).",
+            "",
+            "| K | P | CPUs | load | simulated | predicted | error | verdict |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for r in summary["wide"]:
+            pred = r.get("predicted_speedup")
+            lines.append(
+                f"| {r['syscall_instr']} | {r['user_pct']:g} | {r['cpus']} | "
+                + ("-" if r["bsp_load"] is None else f"{r['bsp_load']:.3f}")
+                + f" | {r['speedup']:.2f} | "
+                + ("- | - | - |" if pred is None else f"{pred:.2f} | {100 * r['relative_error']:+.1f}% | ")
+                + ("" if pred is None else ("ok |" if r["within"] else "miss |"))
+            )
     lines += ["", "## Latency breakdown (instructions per `gettid`)", ""]
     stages: list[str] = []
     for r in summary["latency"]:
