@@ -51,6 +51,7 @@ CASES: dict[str, tuple[dict[str, Any], tuple[int, float], list[list[str]], int]]
         [["pipeline", "10"]],
         400_000,
     ),
+    "apkern8-lockchecked": ({"kernel": "apkern", "cpus": 8, "check_locks": True}, (16, 80.0), [], 300_000),
     "smp4": ({"kernel": "smp", "cpus": 4}, (8, 90.0), [["threads", "4"], ["pipeline", "20"]], 600_000),
     "master-slave4": ({"kernel": "master-slave", "cpus": 4}, (8, 90.0), [["threads", "4"], ["signals"]], 600_000),
     "up": ({"kernel": "up", "cpus": 1}, (3, 95.0), [["pipeline", "20"], ["threads", "3"]], 600_000),
