@@ -180,7 +180,7 @@ def test_wide_machines_are_predicted_by_the_capacity_model_too(tmp_path) -> None
 
     s = reproduce.analyse(grid() + wide())
     assert [(r["syscall_instr"], r["cpus"]) for r in s["wide"]] == [(k, n) for k in KS for n in reproduce.WIDE_NS]
-    assert all(r["within"] for r in s["wide"])
+    assert all(r["within"] and r["saturated"] for r in s["wide"])
     assert all(r["speedup"] == pytest.approx(r["predicted_speedup"], rel=0.01) for r in s["wide"])
     missed = reproduce.analyse(grid() + wide(opsc={451: 600.0}))
     assert {r["syscall_instr"] for r in missed["wide"] if not r["within"]} == {451}
@@ -191,3 +191,12 @@ def test_wide_machines_are_predicted_by_the_capacity_model_too(tmp_path) -> None
     assert len(lines) == 1 and lines[0].endswith("miss |")
     assert len(plot_figures(missed, tmp_path)) >= 3
     assert "wide" not in reproduce.analyse(grid())  # without --wide, nothing changes
+
+
+def test_a_wide_point_below_the_plateau_is_held_to_the_bound_only() -> None:
+    # K=4510 at 95% on 16 CPUs: the application processors, not the bootstrap processor, are the limit
+    r = point(4510, 95.0, 16, 0, 400.0)
+    s = reproduce.analyse(grid() + [("wide_point", (4510, 95.0, 16, 0, WINDOW, 0), r)])
+    (row,) = s["wide"]
+    assert not row["saturated"] and row["speedup"] < row["predicted_speedup"] * (1 - reproduce.AGREEMENT)
+    assert row["within"]

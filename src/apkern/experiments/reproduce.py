@@ -308,9 +308,15 @@ def _wide(
     raw: dict[tuple[int, float, int, int], dict[str, Any]],
     per_k: dict[str, dict[str, Any]],
     seed: int,
+    sat: saturation.Saturation,
 ) -> list[dict[str, Any]]:
     """The wide-machine points: speedup over the same uniprocessor point, and the capacity model's bound
-    from the overhead derived at the other call lengths (as `_model_check` does on up to 8 CPUs)."""
+    from the overhead derived at the other call lengths (as `_model_check` does on up to 8 CPUs).
+
+    A point whose load reached the plateau is saturated: the model predicts it (within `AGREEMENT`).
+    Below the plateau something else limits it (20 processes on more CPUs than that): the model is
+    then only a bound, which it must not exceed by more than `AGREEMENT`.
+    """
     rows = []
     for kind, _args, r in results:
         up = raw.get((r["syscall_instr"], r["user_pct"], 1, seed)) if kind == "wide_point" else None
@@ -323,7 +329,11 @@ def _wide(
             row["overhead_used"] = statistics.fmean(others)
             row["predicted_speedup"] = predicted_speedup(row["t_up"], row["ipsc"], row["overhead_used"])
             row["relative_error"] = (row["speedup"] - row["predicted_speedup"]) / row["predicted_speedup"]
-            row["within"] = abs(row["relative_error"]) <= AGREEMENT
+        load, plateau = row["bsp_load"], sat.plateau_load
+        row["saturated"] = load is not None and plateau is not None and load >= plateau * (1 - sat.tolerance)
+        if others:
+            err = row["relative_error"]
+            row["within"] = abs(err) <= AGREEMENT if row["saturated"] else err <= AGREEMENT
         rows.append(row)
     return sorted(rows, key=lambda r: (r["syscall_instr"], r["cpus"]))
 
@@ -590,7 +600,7 @@ def analyse(results: list[tuple[str, tuple[Any, ...], dict[str, Any]]]) -> dict[
     attributed = statistics.fmean(v["overhead"] for v in per_k.values()) if per_k else None
     sat_rows = [r for r in rows if r["saturated"]]
     smp = _smp(results, raw, rows, grid_seed, noise)
-    wide = _wide(results, raw, per_k, grid_seed)
+    wide = _wide(results, raw, per_k, grid_seed, sat)
     return {
         "extensions": ext,
         "latency": lat,
@@ -695,6 +705,7 @@ WIDE_FIELDS = [
     "predicted_speedup",
     "relative_error",
     "within",
+    "saturated",
     "bsp_load",
     "forwarded_calls",
     "bsp_instructions_per_call",
