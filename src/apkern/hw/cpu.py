@@ -333,14 +333,16 @@ class CPU:
     # --- the execution loop --------------------------------------------------------------
 
     def _run(self) -> Generator[simpy.Event, Any, None]:
-        """The execution loop, with run-ahead.
+        """The execution loop of the fast engine: the reference loop's semantics with fewer events.
 
         Run-ahead: an op that costs n instructions at time t needs no SimPy event when every event
         already scheduled comes strictly after t + n. The event it would have scheduled would be the
         next one processed (it would carry the largest id so far, so a tie goes to the others), so
         nothing can happen in between: no write, no interrupt, no stop. The loop advances the clock
-        itself and goes on. Everything else, ties included, still goes through SimPy, so a run is the
-        same, bit for bit, as with `_run_reference` (the test suite checks it).
+        itself and goes on. Otherwise an uninterruptible wait may share the event scheduled just
+        before it, and a spin its word's wake-up (`lockstep`); a spinlock waiter may wait in the
+        word's herd (`herd`). A run is the same, bit for bit, as with `_run_reference`
+        (tests/test_engine.py).
         """
         env = self.env
         queue = env._queue  # SimPy's heap of (time, priority, id, event): queue[0] is the next event
