@@ -1,18 +1,29 @@
-"""Simulator speed on the throughput experiment's 8-CPU, K=151, P=95 point.
+"""Simulator speed: the throughput experiment's 8-CPU, K=151, P=95 point, and the same loops on wide machines.
 
-Prints simulated forwarded calls per host second, machine operations and SimPy
-events per host second, and simulated instructions per host second; then the
-rate of a bare SimPy loop (one process doing timeouts) measured in the same run,
-and the ratio of the two event rates. With --profile, the top of a cProfile of
-the same run. Run: .venv/bin/python benchmarks/engine_speed.py [--window N] [--profile]
+Prints, for the 8-CPU point (20 processes), simulated forwarded calls per host second,
+machine operations and SimPy events per forwarded call, with the fast engine and the
+reference engine (one SimPy event per instruction-costing op, as before run-ahead) in
+the same run, and today's figures recorded before the change; then the rate of a bare
+SimPy loop. Then the scale points (K=151, P=99, 1.25 processes per CPU, a 500k-instruction
+window after a 500k warm-up) on 8 to 64 CPUs: host time, operations and events per
+forwarded call, and the 64-vs-8 ratio of host time per call; the peak memory of a
+64-CPU, 128-process run (in a child process); and, with --grid, the largest difference
+of any counter between the two engines over the points of `apkern reproduce --quick`.
+With --profile, the top of a cProfile of the 8-CPU point.
+Each time is the fastest of --repeat runs (3), in CPU seconds of this process.
+Run: .venv/bin/python benchmarks/engine_speed.py [--window N] [--scale 8,16,32,64] [--grid N] [--profile]
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import multiprocessing
 import pstats
+import subprocess
+import sys
 import time
+from typing import Any
 
 import simpy
 
@@ -20,34 +31,51 @@ from apkern.experiments.throughput import user_instructions
 from apkern.system import System
 
 K, P, CPUS, PROCS = 151, 95.0, 8, 20
+SCALE_P, SCALE_PROCS_PER_CPU, SCALE_WARMUP, SCALE_WINDOW = 99.0, 1.25, 500_000, 500_000
+
+# Today's figures, recorded on the development machine (2 cores, otherwise idle) at commit 30e25c0,
+# before run-ahead: the 8-CPU point with the default window (3M instructions after a 500k warm-up) ...
+TODAY = {"calls_per_s": 3_098, "ops_per_call": 97.7, "events_per_call": 97.8}
+# ... and the scale points: CPUs -> (host microseconds per forwarded call, ops per call, events per call).
+TODAY_SCALE = {8: (481, 170, 162), 16: (355, 99, 97), 32: (662, 177, 210), 64: (6483, 1866, 2679)}
+TODAY_MEMORY_MB = 54  # peak RSS of the 64-CPU, 128-process run (`memory_mb`)
 
 
-def build() -> System:
-    sim = System(kernel="apkern", cpus=CPUS, seed=0)
-    u = user_instructions(K, P)
-    for _ in range(PROCS):
+def build(cpus: int, procs: int, p: float, engine: str) -> System:
+    sim = System(kernel="apkern", cpus=cpus, seed=0, engine=engine)
+    u = user_instructions(K, p)
+    for _ in range(procs):
         sim.spawn("loop", ["loop", str(u), str(K), "0", str(sim.random.randrange(u + K + 1))])
     return sim
 
 
-def measure(warmup: int, window: int) -> dict[str, float]:
-    sim = build()
+def measure(
+    cpus: int, procs: int, p: float, warmup: int, window: int, engine: str = "fast", repeat: int = 1
+) -> dict[str, float]:
+    """The figures of one window; with `repeat`, of the fastest of that many identical runs (the host is shared)."""
+    runs = [_measure(cpus, procs, p, warmup, window, engine) for _ in range(repeat)]
+    return min(runs, key=lambda r: r["seconds"])
+
+
+def _measure(cpus: int, procs: int, p: float, warmup: int, window: int, engine: str) -> dict[str, float]:
+    sim = build(cpus, procs, p, engine)
     sim.run(until=warmup)
     a = sim.stats
     env = sim.machine.env
     e0 = next(env._eid)
     o0 = sum(c.ops for c in sim.machine.cpus)
-    t = time.perf_counter()
+    t = time.process_time()
     sim.run(until=warmup + window)
-    dt = time.perf_counter() - t
+    dt = time.process_time() - t
     b = sim.stats
-    calls = b["forwarded_calls"] - a["forwarded_calls"]
+    calls = max(1, b["forwarded_calls"] - a["forwarded_calls"])
     return {
         "seconds": dt,
         "calls": calls,
         "calls_per_s": calls / dt,
-        "events_per_s": (next(env._eid) - e0) / dt,
-        "ops_per_s": (sum(c.ops for c in sim.machine.cpus) - o0) / dt,
+        "us_per_call": dt / calls * 1e6,
+        "events_per_call": (next(env._eid) - e0) / calls,
+        "ops_per_call": (sum(c.ops for c in sim.machine.cpus) - o0) / calls,
         "instructions_per_s": (b["instructions"] - a["instructions"]) / dt,
     }
 
@@ -61,33 +89,130 @@ def bare_simpy(n: int = 300_000) -> float:
             yield env.timeout(1)
 
     env.process(proc())
-    t = time.perf_counter()
+    t = time.process_time()
     env.run()
-    return n / (time.perf_counter() - t)
+    return n / (time.process_time() - t)
+
+
+MEMORY_RUN = """
+import resource, sys
+from apkern.experiments.throughput import user_instructions
+from apkern.system import System
+sim = System(kernel="apkern", cpus=64, seed=0, engine=sys.argv[1])
+u = user_instructions(151, 99.0)
+for _ in range(128):
+    sim.spawn("loop", ["loop", str(u), "151", "0", str(sim.random.randrange(u + 152))])
+sim.run(until=1_000_000)
+try:  # this interpreter's own peak (ru_maxrss would include the parent's, inherited at fork on Linux)
+    print(next(int(x.split()[1]) for x in open("/proc/self/status") if x.startswith("VmHWM:")))
+except OSError:
+    print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def memory_mb(engine: str = "fast") -> float:
+    """Peak RSS (MiB) of a fresh interpreter that runs 64 CPUs and 128 loop processes for 1M instructions."""
+    out = subprocess.run([sys.executable, "-c", MEMORY_RUN, engine], capture_output=True, text=True, check=True)
+    return int(out.stdout.split()[-1]) / 1024
+
+
+def _grid_point(task: tuple[str, tuple[Any, ...]]) -> list[tuple[str, float]]:
+    """One throughput point of the quick grid on both engines: the counters that differ, by how much."""
+    from apkern.experiments import throughput
+
+    name, args = task
+    k, p, n, w, win, seed = args[:6]
+    kernel = {"point": "apkern", "smp_point": "smp", "ms_point": "master-slave"}[name]
+    ref, fast = (
+        throughput.measure(k, p, n, warmup=w, window=win, seed=seed, kernel=kernel, engine=engine).to_dict()
+        for engine in ("reference", "fast")
+    )
+    return [(f"{name}{args[:6]}: {key}", d) for key, d in _differences(ref, fast)]
+
+
+def grid_difference(sample: int, jobs: int) -> tuple[float, str, int]:
+    """The largest relative difference of any counter between the engines over the throughput points of
+    `apkern reproduce --quick` (every `sample`-th one), in `jobs` processes: (difference, where, points)."""
+    from apkern.experiments import reproduce
+
+    points = [(t[0], t[1]) for t in reproduce.plan(reproduce.QUICK) if t[0] in ("point", "smp_point", "ms_point")]
+    points = points[::sample]
+    with multiprocessing.get_context("spawn").Pool(jobs) as pool:
+        found = [d for ds in pool.imap_unordered(_grid_point, points) for d in ds]
+    worst, where = max(((d, key) for key, d in found), default=(0.0, ""))
+    return worst, where, len(points)
+
+
+def _differences(a: Any, b: Any, key: str = "") -> list[tuple[str, float]]:
+    if isinstance(a, dict):
+        return [d for k in a.keys() | b.keys() for d in _differences(a.get(k), b.get(k), f"{key}.{k}")]
+    if a == b:
+        return []
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return [(key, abs(a - b) / max(abs(a), abs(b)))]
+    return [(key, 1.0)]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--warmup", type=int, default=500_000)
     ap.add_argument("--window", type=int, default=3_000_000)
+    ap.add_argument("--scale", default="8,16,32,64", help="CPU counts of the scale points ('' for none)")
+    ap.add_argument("--grid", type=int, default=0, metavar="N", help="compare the engines on every N-th quick point")
+    ap.add_argument("--jobs", type=int, default=2, help="processes for --grid")
+    ap.add_argument("--repeat", type=int, default=3, help="time each measurement this many times, keep the fastest")
     ap.add_argument("--profile", action="store_true", help="also print the top of a cProfile of the run")
     args = ap.parse_args()
-    r = measure(args.warmup, args.window)
-    bare = bare_simpy()
     print(f"point: {CPUS} CPUs, K={K}, P={P:g}%, {PROCS} processes, window {args.window:,} instructions")
+    runs = {e: measure(CPUS, PROCS, P, args.warmup, args.window, e, args.repeat) for e in ("reference", "fast")}
     print(
-        f"machine    : {r['seconds']:.2f} s, {r['calls']} forwarded calls: {r['calls_per_s']:,.0f} calls/s, "
-        f"{r['ops_per_s']:,.0f} machine ops/s, {r['events_per_s']:,.0f} SimPy events/s, "
-        f"{r['instructions_per_s'] / 1e6:.2f} M simulated instructions/s"
+        f"today      : {TODAY['calls_per_s']:,} calls/s, {TODAY['ops_per_call']} ops/call, "
+        f"{TODAY['events_per_call']} SimPy events/call (recorded at 30e25c0)"
     )
+    for e, r in runs.items():
+        print(
+            f"{e:<11}: {r['seconds']:.2f} s, {r['calls']} forwarded calls: {r['calls_per_s']:,.0f} calls/s, "
+            f"{r['ops_per_call']:.1f} ops/call, {r['events_per_call']:.1f} SimPy events/call, "
+            f"{r['instructions_per_s'] / 1e6:.2f} M simulated instructions/s"
+        )
+    fast, ref = runs["fast"], runs["reference"]
+    print(
+        f"speed      : {fast['calls_per_s'] / ref['calls_per_s']:.2f}x the reference engine in this run, "
+        f"{fast['calls_per_s'] / TODAY['calls_per_s']:.2f}x today's recorded figure"
+    )
+    bare = bare_simpy()
     print(f"bare SimPy : {bare:,.0f} timeouts/s")
-    print(
-        f"ratio      : the machine runs {r['events_per_s'] / bare:.2f} of bare SimPy's event rate "
-        f"({bare / r['events_per_s']:.1f}x slower per event: the rest is the machine and the kernels)"
-    )
+    scale = [int(n) for n in args.scale.split(",") if n]
+    per_call: dict[str, dict[int, float]] = {"fast": {}, "reference": {}}
+    for n in scale:
+        procs = round(SCALE_PROCS_PER_CPU * n)
+        t = TODAY_SCALE.get(n)
+        for e in ("fast", "reference"):
+            r = measure(n, procs, SCALE_P, SCALE_WARMUP, SCALE_WINDOW, e, args.repeat)
+            per_call[e][n] = r["us_per_call"]
+            today = f" (today {t[0]:,} us, {t[1]} ops, {t[2]} events)" if t and e == "fast" else ""
+            print(
+                f"scale {n:>3}  : {e:<9}, {procs} processes, {r['calls']} calls, {r['us_per_call']:,.0f} us/call, "
+                f"{r['ops_per_call']:.0f} ops/call, {r['events_per_call']:.0f} events/call{today}"
+            )
+    if 8 in scale and 64 in scale:
+        fast, ref = per_call["fast"], per_call["reference"]
+        print(
+            f"64 vs 8    : host time per forwarded call {fast[64] / fast[8]:.2f}x (goal: within 2x; "
+            f"reference engine {ref[64] / ref[8]:.2f}x, today {TODAY_SCALE[64][0] / TODAY_SCALE[8][0]:.1f}x); "
+            f"at 64 CPUs the fast engine is {ref[64] / fast[64]:.2f}x the reference"
+        )
+    if 64 in scale:
+        print(
+            f"memory     : 64 CPUs, 128 processes, 1M instructions: peak RSS {memory_mb():.0f} MiB "
+            f"(reference engine {memory_mb('reference'):.0f} MiB, today {TODAY_MEMORY_MB} MiB; bound 1 GiB)"
+        )
+    if args.grid:
+        worst, where, count = grid_difference(args.grid, args.jobs)
+        print(f"same answers: largest counter difference over {count} quick points: {worst:.2%} {where}")
     if args.profile:
         prof = cProfile.Profile()
-        sim = build()
+        sim = build(CPUS, PROCS, P, "fast")
         prof.runcall(sim.run, until=args.warmup + args.window // 3)
         pstats.Stats(prof).sort_stats("tottime").print_stats(15)
 

@@ -628,8 +628,9 @@ def model(ipsc: float, interval: float, opsc: float | None, ips: float, results:
 @click.option("--quick", is_flag=True, help="shorter windows: a few minutes on two cores")
 @click.option("--jobs", type=int, default=None, help="worker processes (default: one per core)")
 @click.option("--seed", type=int, default=0, show_default=True, help="seeds the loops' random start phases")
+@click.option("--wide", is_flag=True, help="also the saturated curves at 16, 32 and 64 CPUs")
 @costs_option
-def reproduce(out: str, quick: bool, jobs: int | None, seed: int, costs: Profile) -> None:
+def reproduce(out: str, quick: bool, jobs: int | None, seed: int, wide: bool, costs: Profile) -> None:
     """Run the paper's section 5 and write CSVs, Figures 6-8, summary.json, report.md and report.html."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
@@ -654,6 +655,7 @@ def reproduce(out: str, quick: bool, jobs: int | None, seed: int, costs: Profile
             seed=seed,
             progress=lambda done, total: bar.update(task, completed=done, total=total),
             costs=costs,
+            wide=wide,
         )
     d, a = summary["derived_overhead"], summary["attributed_overhead"]
     click.echo(

@@ -18,7 +18,7 @@ from typing import Any
 from .bootkernel import BootKernel
 from .bootkernel.proc import Process
 from .hw import MAX_CPUS, Machine, Perturbation
-from .hw.machine import DEFAULT_MEMORY
+from .hw.machine import DEFAULT_MEMORY, ENGINES
 from .profiles import Profile, ProfileError
 from .profiles import load as load_profile
 from .userland.crt0 import crt0
@@ -120,6 +120,7 @@ class System:
     the machine's fixed costs, as every experiment does.
     `costs`: the kernels' path-cost profile (`apkern.profiles`): "xv6" (the default),
     "linux-2.4", a TOML file's path or a `Profile`.
+    `engine`: the simulator's engine, "fast" or "reference" (`hw.machine.ENGINES`): the same run either way.
     """
 
     def __init__(
@@ -137,11 +138,14 @@ class System:
         extensions: tuple[str, ...] | list[str] = (),
         perturb: int | Perturbation | None = None,
         costs: str | Path | Profile | None = None,
+        engine: str = "fast",
     ) -> None:
         if kernel not in KERNELS:
             raise ConfigError(f"unknown kernel {kernel!r} (choose from {', '.join(KERNELS)})")
         if isinstance(cpus, bool) or not isinstance(cpus, int) or not 1 <= cpus <= MAX_CPUS:
             raise ConfigError(f"a machine has 1 to {MAX_CPUS} CPUs, not {cpus!r}")
+        if engine not in ENGINES:
+            raise ConfigError(f"unknown engine {engine!r} (choose from {', '.join(ENGINES)})")
         if kernel == "apkern" and cpus < 2:
             raise ConfigError("kernel 'apkern' needs at least 2 CPUs: with one there is no application processor")
         if isinstance(extensions, str) or not all(isinstance(e, str) for e in extensions):
@@ -175,6 +179,7 @@ class System:
             perturb=perturb,
             check_tlb=check_tlb,
             check_locks=check_locks,
+            engine=engine,
         )
         drivers: list[Any] = []
         self._crt0: Callable[..., Any] = crt0

@@ -163,3 +163,40 @@ def test_one_yardstick_for_a_gain_at_two_cpus() -> None:
 def test_without_other_seeds_the_noise_is_zero_and_said_to_be_unmeasured() -> None:
     s = reproduce.analyse(grid(seeds=1))
     assert s["noise"] == {"sd": 0.0, "seeds": 1, "curves": 0}
+
+
+def wide(opsc: dict[int, float] | None = None) -> list:
+    """The saturated curves' points on wide machines, as `reproduce --wide` adds them."""
+    opsc = opsc or {}
+    return [
+        ("wide_point", (k, 80.0, n, 0, WINDOW, 0), point(k, 80.0, n, 0, opsc.get(k, 400.0)))
+        for k in KS
+        for n in reproduce.WIDE_NS
+    ]
+
+
+def test_wide_machines_are_predicted_by_the_capacity_model_too(tmp_path) -> None:
+    from apkern.experiments.plots import plot_figures
+
+    s = reproduce.analyse(grid() + wide())
+    assert [(r["syscall_instr"], r["cpus"]) for r in s["wide"]] == [(k, n) for k in KS for n in reproduce.WIDE_NS]
+    assert all(r["within"] and r["saturated"] for r in s["wide"])
+    assert all(r["speedup"] == pytest.approx(r["predicted_speedup"], rel=0.01) for r in s["wide"])
+    missed = reproduce.analyse(grid() + wide(opsc={451: 600.0}))
+    assert {r["syscall_instr"] for r in missed["wide"] if not r["within"]} == {451}
+    missed["config"] = {"precision": "synthetic", "seed": 0, "procs": 20, "jobs": 1, "agreement": reproduce.AGREEMENT}
+    missed["wall_seconds"] = 0.0
+    write_report(missed, tmp_path / "report.md")
+    lines = [x for x in (tmp_path / "report.md").read_text().splitlines() if x.startswith("| 451 | 80 | 64 |")]
+    assert len(lines) == 1 and lines[0].endswith("miss |")
+    assert len(plot_figures(missed, tmp_path)) >= 3
+    assert "wide" not in reproduce.analyse(grid())  # without --wide, nothing changes
+
+
+def test_a_wide_point_below_the_plateau_is_held_to_the_bound_only() -> None:
+    # K=4510 at 95% on 16 CPUs: the application processors, not the bootstrap processor, are the limit
+    r = point(4510, 95.0, 16, 0, 400.0)
+    s = reproduce.analyse(grid() + [("wide_point", (4510, 95.0, 16, 0, WINDOW, 0), r)])
+    (row,) = s["wide"]
+    assert not row["saturated"] and row["speedup"] < row["predicted_speedup"] * (1 - reproduce.AGREEMENT)
+    assert row["within"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import Any
 
-from ..hw import CmpXchg, MachineError, Op, SpinWhile, Store
+from ..hw import CmpXchg, MachineError, Op, SpinAcquire, Store
 
 
 class Spinlock:
@@ -27,15 +27,14 @@ class Spinlock:
         self.spins = 0  # failed compare-exchanges
 
     def acquire(self, cpu_id: int) -> Generator[Op, Any, None]:
-        first = True
-        while (holder := (yield CmpXchg(self.kva, 0, cpu_id + 1))) != 0:
+        """Compare-exchange; if that fails, spin on the word and retry (`SpinAcquire`: the same loop)."""
+        holder = yield CmpXchg(self.kva, 0, cpu_id + 1)
+        if holder != 0:
             if holder == cpu_id + 1:  # it would spin for ever: say so (lockdep's recursive locking)
                 raise MachineError(f"cpu{cpu_id} takes {self.name}, which it already holds")
-            if first:
-                self.contended += 1
-                first = False
+            self.contended += 1
             self.spins += 1
-            yield SpinWhile(self.kva, holder)
+            yield SpinAcquire(self.kva, holder, cpu_id + 1, self)
         self.acquisitions += 1
 
     def release(self) -> Generator[Op, Any, None]:

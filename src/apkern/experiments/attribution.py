@@ -86,6 +86,10 @@ class Attribution:
 
     # --- the profiler hook ------------------------------------------------------------------------
 
+    def watches(self, cid: int) -> bool:
+        """Only the one CPU's charges matter (the others may be run in herds: `hw.herd`)."""
+        return cid == self.cpu
+
     def charge(self, cpu: CPU, frame: Frame, account: str, n: int) -> None:
         # Before `start` nothing is looked at: a pass under way at `start` is held from there and
         # tagged when its outcome shows, as any other.
@@ -199,6 +203,10 @@ class MasterAttribution:
     start: int = 0
     end: int | None = None
     parts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(MASTER_PARTS, 0), init=False)
+
+    def watches(self, cid: int) -> bool:
+        """Only the master's charges matter."""
+        return cid == self.cpu
 
     def charge(self, cpu: CPU, frame: Frame, account: str, n: int) -> None:
         if cpu.id != self.cpu or not n:

@@ -61,7 +61,15 @@ def plot_figures(summary: dict[str, Any], out: Path) -> list[Path]:
     plateau = summary.get("saturation", {}).get("plateau_load")
     written = []
     for k, name in FIGURES.items():
-        fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.4, 7.2), sharex=True, height_ratios=[3, 2])
+        wide = [r for r in summary.get("wide") or [] if r["syscall_instr"] == k]
+        if wide:  # a third panel: the saturated curve on wide machines, beside the capacity model's bound
+            fig, axes = plt.subplots(3, 1, figsize=(6.4, 10.0), height_ratios=[3, 2, 2])
+            top, bottom, far = axes
+            bottom.sharex(top)
+            curve = [r for r in rows if r["syscall_instr"] == k and r["user_pct"] == wide[0]["user_pct"]]
+            _wide_panel(far, wide, curve)
+        else:
+            fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.4, 7.2), sharex=True, height_ratios=[3, 2])
         smp = (summary.get("smp") or {}).get("throughput", [])
         ms = (summary.get("master_slave") or {}).get("throughput", [])
         for p in sorted({r["user_pct"] for r in rows if r["syscall_instr"] == k}):
@@ -157,6 +165,28 @@ def plot_sensitivity(summary: dict[str, Any], out: Path, top: int = 12) -> Path 
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def _wide_panel(ax: Any, wide: list[dict[str, Any]], grid: list[dict[str, Any]]) -> None:
+    """Speedup of one saturated curve from 1 to 64 CPUs (log scale), and the model's bound at the wide points."""
+    pts = sorted(grid + wide, key=lambda r: r["cpus"])
+    ax.plot([r["cpus"] for r in pts], [r["speedup"] for r in pts], marker="o", label=f"{wide[0]['user_pct']:g}%")
+    bound = [r for r in wide if r.get("predicted_speedup") is not None]
+    if bound:
+        ax.plot(
+            [r["cpus"] for r in bound],
+            [r["predicted_speedup"] for r in bound],
+            color="grey",
+            linestyle="--",
+            linewidth=1,
+            label="capacity model",
+        )
+    ax.set_xscale("log", base=2)
+    ax.set_xticks([1, 2, 4, 8, 16, 32, 64], ["1", "2", "4", "8", "16", "32", "64"])
+    ax.set_xlabel("CPUs (wide machines)")
+    ax.set_ylabel("speedup")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
 
 
 def plot_study(summary: dict[str, Any], out: Path) -> list[Path]:

@@ -709,6 +709,28 @@ def report_markdown(summary: dict[str, Any]) -> str:
         ]
     else:
         lines.append("No curve saturated in this run.")
+    if summary.get("wide"):
+        lines += [
+            "",
+            "## The saturated curves on wide machines (`--wide`)",
+            "",
+            "The paper's saturated curve of each call length, the same 20 processes, on 16, 32 and 64 CPUs "
+            "(the third panel of Figures 6-8), beside the capacity model as above (opsc from the other call "
+            "lengths). A point whose load reached the plateau is predicted by it; below the plateau the 20 "
+            "processes, not the bootstrap processor, are the limit, and the model is only a bound.",
+            "",
+            "| K | P | CPUs | load | simulated | predicted | error | verdict |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for r in summary["wide"]:
+            pred = r.get("predicted_speedup")
+            lines.append(
+                f"| {r['syscall_instr']} | {r['user_pct']:g} | {r['cpus']} | "
+                + ("-" if r["bsp_load"] is None else f"{r['bsp_load']:.3f}")
+                + f" | {r['speedup']:.2f} | "
+                + ("- | - | - |" if pred is None else f"{pred:.2f} | {100 * r['relative_error']:+.1f}% | ")
+                + ("" if pred is None else _wide_verdict(r))
+            )
     lines += ["", "## Latency breakdown (instructions per `gettid`)", ""]
     stages: list[str] = []
     for r in summary["latency"]:
@@ -819,6 +841,12 @@ def report_markdown(summary: dict[str, Any]) -> str:
 SECTION_BEGIN = "<!-- apkern section {}: begin -->"
 SECTION_END = "<!-- apkern section {}: end -->"
 _SECTION = re.compile(r"<!-- apkern section (\S+): begin -->\n.*?<!-- apkern section \1: end -->", re.S)
+
+
+def _wide_verdict(r: dict[str, Any]) -> str:
+    if r["saturated"]:
+        return "ok |" if r["within"] else "miss |"
+    return "below the bound (not saturated) |" if r["within"] else "above the bound |"
 
 
 def _sections(text: str) -> dict[str, str]:

@@ -44,6 +44,9 @@ NS = tuple(range(1, 9))
 LATENCY_CPUS = (2, 4, 8)
 # the curves the paper derived its overhead from (section 5.2: 99% in Figure 6, 97% in 7, 90% in 8)
 PAPER_SATURATED = {151: 99.0, 451: 97.0, 4510: 90.0}
+# With `wide`, each of those curves also runs on wide machines, the same 20 processes: the bootstrap
+# processor's capacity bounds the speedup however many CPUs there are, and the model says by how much.
+WIDE_NS = (16, 32, 64)
 # The one-CPU and two-CPU points run under this many seeds (the grid's and the next ones): their
 # spread is the grid's noise, which decides what counts as a gain and as growth.
 NOISE_SEEDS = 2
@@ -122,6 +125,10 @@ def _ms_point_task(k: int, p: float, n: int, warmup: int, window: int, seed: int
     return pt.to_dict()
 
 
+def _wide_point_task(k: int, p: float, n: int, warmup: int, window: int, seed: int, costs: Profile) -> dict[str, Any]:
+    return throughput.measure(k, p, n, warmup=warmup, window=window, seed=seed, costs=costs).to_dict()
+
+
 def _sensitivity_task(key: str, factor: float, quick: bool, costs: Profile) -> dict[str, Any]:
     return sensitivity._scaled_task(key, factor, costs, sensitivity.QUICK if quick else sensitivity.DEFAULT, 0)
 
@@ -137,8 +144,9 @@ def _extensions_task(costs: Profile) -> dict[str, Any]:
     return extensions.measure(costs=costs).to_dict()
 
 
-def plan(precision: Precision, seed: int = 0) -> list[tuple[str, tuple[Any, ...], float]]:
-    """Every task with its arguments and a cost estimate (for scheduling the big ones first)."""
+def plan(precision: Precision, seed: int = 0, wide: bool = False) -> list[tuple[str, tuple[Any, ...], float]]:
+    """Every task with its arguments and a cost estimate (for scheduling the big ones first); `wide` adds
+    the saturated curves at `WIDE_NS` CPUs."""
     tasks: list[tuple[str, tuple[Any, ...], float]] = [("latency", ("up", 1, precision.latency_iterations, seed), 1.0)]
     tasks.append(("extensions", (), 12.0))  # section 4.3 beyond the prototype: the grid above does not use it
     for n in LATENCY_CPUS:
@@ -156,6 +164,11 @@ def plan(precision: Precision, seed: int = 0) -> list[tuple[str, tuple[Any, ...]
                 if n > 1:  # the giant-lock and master-slave ports beside it, against the same uniprocessor point
                     tasks.append(("smp_point", (k, p, n, w, win, seed), 0.4 * cost))
                     tasks.append(("ms_point", (k, p, n, w, win, seed), 0.4 * cost))
+    if wide:
+        for k, p in PAPER_SATURATED.items():
+            for n in WIDE_NS:
+                w, win = precision.warmup(k, p, n), precision.window(k, p, n)
+                tasks.append(("wide_point", (k, p, n, w, win, seed), (w + win) / 1e6 * n / 8))
     tasks.sort(key=lambda t: -t[2])
     return tasks
 
@@ -168,6 +181,7 @@ FUNCS: dict[str, Callable[..., dict[str, Any]]] = {
     "extensions": _extensions_task,
     "sensitivity": _sensitivity_task,
     "out_of_sample": _out_of_sample_task,
+    "wide_point": _wide_point_task,
 }
 
 
@@ -315,6 +329,41 @@ def _model_check(evidence: list[dict[str, Any]], per_k: dict[str, dict[str, Any]
             }
         )
     return checks
+
+
+def _wide(
+    results: list[tuple[str, tuple[Any, ...], dict[str, Any]]],
+    raw: dict[tuple[int, float, int, int], dict[str, Any]],
+    per_k: dict[str, dict[str, Any]],
+    seed: int,
+    sat: saturation.Saturation,
+) -> list[dict[str, Any]]:
+    """The wide-machine points: speedup over the same uniprocessor point, and the capacity model's bound
+    from the overhead derived at the other call lengths (as `_model_check` does on up to 8 CPUs).
+
+    A point whose load reached the plateau is saturated: the model predicts it (within `AGREEMENT`).
+    Below the plateau something else limits it (20 processes on more CPUs than that): the model is
+    then only a bound, which it must not exceed by more than `AGREEMENT`.
+    """
+    rows = []
+    for kind, _args, r in results:
+        up = raw.get((r["syscall_instr"], r["user_pct"], 1, seed)) if kind == "wide_point" else None
+        if up is None:
+            continue
+        row = _row(r, up)
+        k = row["syscall_instr"]
+        others = [v["derived_overhead"] for kk, v in per_k.items() if int(kk) != k]
+        if others:
+            row["overhead_used"] = statistics.fmean(others)
+            row["predicted_speedup"] = predicted_speedup(row["t_up"], row["ipsc"], row["overhead_used"])
+            row["relative_error"] = (row["speedup"] - row["predicted_speedup"]) / row["predicted_speedup"]
+        load, plateau = row["bsp_load"], sat.plateau_load
+        row["saturated"] = load is not None and plateau is not None and load >= plateau * (1 - sat.tolerance)
+        if others:
+            err = row["relative_error"]
+            row["within"] = abs(err) <= AGREEMENT if row["saturated"] else err <= AGREEMENT
+        rows.append(row)
+    return sorted(rows, key=lambda r: (r["syscall_instr"], r["cpus"]))
 
 
 def _two_cpu_gains(raw: dict[tuple[int, float, int, int], dict[str, Any]], noise: dict[str, Any]) -> dict[str, Any]:
@@ -579,6 +628,7 @@ def analyse(results: list[tuple[str, tuple[Any, ...], dict[str, Any]]]) -> dict[
     attributed = statistics.fmean(v["overhead"] for v in per_k.values()) if per_k else None
     sat_rows = [r for r in rows if r["saturated"]]
     smp = _smp(results, raw, rows, grid_seed, noise)
+    wide = _wide(results, raw, per_k, grid_seed, sat)
     return {
         "extensions": ext,
         "latency": lat,
@@ -606,6 +656,7 @@ def analyse(results: list[tuple[str, tuple[Any, ...], dict[str, Any]]]) -> dict[
         "two_cpu_gain": _two_cpu_gains(raw, noise),
         "smp": smp,
         "master_slave": _master_slave(results, raw, rows, smp, grid_seed, noise),
+        **({"wide": wide} if wide else {}),
     }
 
 
@@ -671,6 +722,26 @@ MS_FIELDS = [
 ]
 
 
+WIDE_FIELDS = [
+    "syscall_instr",
+    "user_pct",
+    "cpus",
+    "procs",
+    "window_instructions",
+    "loops",
+    "speedup",
+    "predicted_speedup",
+    "relative_error",
+    "within",
+    "saturated",
+    "bsp_load",
+    "forwarded_calls",
+    "bsp_instructions_per_call",
+    "attributed_overhead",
+    "overhead_used",
+]
+
+
 class OutputError(ValueError):
     """The output folder cannot be made or written."""
 
@@ -726,6 +797,12 @@ def write_outputs(out: Path, summary: dict[str, Any], costs: Profile | None = No
             w.writerow(MS_FIELDS)
             for r in summary["master_slave"]["throughput"]:
                 w.writerow([r.get(c) for c in MS_FIELDS])
+    if summary.get("wide"):
+        with open(out / "wide_throughput.csv", "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(WIDE_FIELDS)
+            for r in summary["wide"]:
+                w.writerow([r.get(c) for c in WIDE_FIELDS])
     plot_figures(summary, out)
     with open(out / "summary.json", "w") as f:
         json.dump(summary, f, indent=1, default=str)
@@ -741,8 +818,11 @@ def reproduce(
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
     costs: Profile | None = None,
+    wide: bool = False,
 ) -> dict[str, Any]:
     """Run everything and write the result files into `out`; returns the summary.
+
+    `wide`: also the saturated curves at 16, 32 and 64 CPUs (`wide_throughput.csv`, a panel of Figures 6-8).
 
     `out` is made and checked first (`OutputError` if it cannot be written). On Ctrl-C the
     tasks finished so far go to `out/partial.json` and `Interrupted` is raised.
@@ -754,7 +834,7 @@ def reproduce(
     t0 = time.perf_counter()
     # the sensitivity analysis: which costs the baseline reads (a few seconds here), then each scaled
     sens = sensitivity.QUICK if quick else sensitivity.DEFAULT
-    tasks = plan(precision, seed)
+    tasks = plan(precision, seed, wide)
     try:
         sens_base = sensitivity._tracked_task(costs, sens, 0)
     except KeyboardInterrupt:  # Ctrl-C before any task: an empty partial.json, as after one
@@ -780,6 +860,7 @@ def reproduce(
         "ks": KS,
         "ps": PS,
         "cpus": NS,
+        "wide_cpus": WIDE_NS if wide else (),
         "procs": throughput.DEFAULT_PROCS,
         "noise_seeds": NOISE_SEEDS,
         "agreement": AGREEMENT,

@@ -114,13 +114,14 @@ def measure(
     getpids: int = 0,
     kernel: str = "apkern",
     costs: Profile | None = None,
+    engine: str = "fast",
 ) -> ThroughputPoint:
     """One point of Figures 6-8 (speedup left unset: it needs the one-CPU point).
 
     With `attribute` the bootstrap processor's instructions in the window are tagged by
     path (`bsp_parts`); without, `bsp_parts` is empty and the run is quicker on the host.
     `extensions` (section 4.3) apply from two CPUs on; `getpids` adds that many getpid
-    calls to each loop, after its compute.
+    calls to each loop, after its compute. `engine` is the simulator's (the same figures either way).
     """
     if k < 0 or procs < 1 or warmup < 0 or window < 1:
         raise ValueError("need K >= 0, procs >= 1, warmup >= 0 and window >= 1")
@@ -133,6 +134,7 @@ def measure(
         seed=seed,
         extensions=extensions if cpus > 1 and kernel == "apkern" else (),
         costs=costs,
+        engine=engine,
     )
     ms = kernel == "master-slave" and cpus > 1
     parts = Attribution(cpu=0, start=warmup, end=warmup + window)

@@ -19,9 +19,11 @@ from typing import TYPE_CHECKING, Any
 import simpy
 
 from .code import CODE_PAGE_MAGIC
+from .herd import Herd
+from .lockstep import Wake, tick
 from .memory import PAGE_SHIFT, PAGE_SIZE
 from .mmu import MMU, CheckingMMU
-from .ops import Compute, Op, SpinWhile
+from .ops import TTAS_CODE, Compute, Load, Op, SpinWhile, Store
 from .traps import GP, SYSCALL, TIMER, UD, Fault, Fixup, MachineError
 
 if TYPE_CHECKING:
@@ -143,7 +145,7 @@ class CPU:
         self.ops = 0  # operations executed (the simulator's unit of work)
         self._wake: simpy.Event | None = None
         self._computing = False
-        self.proc = self.env.process(self._run())
+        self.proc = self.env.process(self._run() if machine.engine == "fast" else self._run_reference())
 
     @property
     def halted(self) -> int:
@@ -331,6 +333,218 @@ class CPU:
     # --- the execution loop --------------------------------------------------------------
 
     def _run(self) -> Generator[simpy.Event, Any, None]:
+        """The execution loop of the fast engine: the reference loop's semantics with fewer events.
+
+        Run-ahead: an op that costs n instructions at time t needs no SimPy event when every event
+        already scheduled comes strictly after t + n. The event it would have scheduled would be the
+        next one processed (it would carry the largest id so far, so a tie goes to the others), so
+        nothing can happen in between: no write, no interrupt, no stop. The loop advances the clock
+        itself and goes on. Otherwise an uninterruptible wait may share the event scheduled just
+        before it, and a spin its word's wake-up (`lockstep`); a spinlock waiter may wait in the
+        word's herd (`herd`). A run is the same, bit for bit, as with `_run_reference`
+        (tests/test_engine.py).
+        """
+        env = self.env
+        queue = env._queue  # SimPy's heap of (time, priority, id, event): queue[0] is the next event
+        acct = self.acct
+        machine = self.machine
+        memory = machine.memory
+        mmu = self.mmu
+        tracer = machine.tracer
+        perturb = None if machine.perturb is None else machine.perturb.for_cpu(self.id)
+        profiler = machine.profiler
+        observed = tracer is not None or profiler is not None
+        # Waiting for a spinlock, this CPU may join the lock word's herd (hw.herd) if nothing observes it.
+        watches = getattr(profiler, "watches", None)
+        herding = (
+            tracer is None
+            and mmu.__class__ is MMU
+            and (profiler is None or (watches is not None and not watches(self.id)))
+        )
+        pending = self.pending
+        translate = mmu.translate
+        locks = machine.locks
+        while True:
+            if self.state != RUNNING or self.halt_requested and not pending:
+                start = self._halt_start = env._now
+                self._wake = env.event()
+                yield self._wake
+                self._wake = None
+                if self.halt_requested:
+                    self._halted += env._now - start
+                    if tracer is not None:
+                        tracer.slice(self, "halt", start, env._now)
+                continue
+            frames = self.ctx.frames
+            f = frames[-1]
+            if pending and (f.intr or self.halt_requested):
+                self._deliver(*pending.popleft())
+                continue
+            n = f.remaining
+            if n:
+                now = env._now
+                if not queue or now + n < queue[0][0]:  # run-ahead: nothing can interrupt it
+                    env._now = now + n
+                    done = n
+                elif f.intr:
+                    self._computing = True
+                    try:
+                        yield env.timeout(n)  # interruptible: its own event
+                        done = n
+                    except simpy.Interrupt:
+                        done = env._now - now
+                    self._computing = False
+                else:
+                    yield tick(env, n)
+                    done = n
+                f.remaining = n - done
+                acct[f.acct] += done
+                if observed:
+                    self._observe(f, f.acct, done)
+                continue
+            op = f.retry
+            if op is not None:
+                f.retry = None
+            else:
+                try:
+                    if f.throw is not None:
+                        exc, f.throw = f.throw, None
+                        op = f.gen.throw(exc)
+                    else:
+                        v, f.send = f.send, None
+                        op = f.gen.send(v)
+                except StopIteration as stop:
+                    self._return(frames, f, stop.value)
+                    continue
+                except Exception as exc:
+                    if not f.user or machine.strict:
+                        raise
+                    # A program's own Python error is its crash: an invalid instruction.
+                    self._crash(f, f"user code raised {exc!r}", _raised_at(exc))
+                    continue
+            self.ops += 1
+            cls = op.__class__
+            if cls is Compute:
+                n = op.n
+                if perturb is not None and n and not f.user:
+                    n = perturb.cost(n)
+                if f.intr:
+                    if f.user and (n.__class__ is not int or n < 0):
+                        self._crash(f, f"user code yielded {op!r} with n={n!r}, not an instruction count")
+                        continue
+                    f.remaining = n  # interruptible: the top of the loop runs it
+                elif n:  # kernel code: nothing can split it
+                    now = env._now
+                    if not queue or now + n < queue[0][0]:
+                        env._now = now + n
+                    else:
+                        yield tick(env, n)
+                    acct[f.acct] += n
+                    if observed:
+                        self._observe(f, f.acct, n)
+                continue
+            if cls is SpinWhile:
+                try:
+                    pa = mmu.translate(op.vaddr, False, f.user)
+                except Fault as flt:
+                    self._fault(f, op, flt)
+                    continue
+                except (TypeError, ValueError, OverflowError) as exc:
+                    if not f.user:
+                        raise
+                    self._crash(f, f"user code yielded a malformed {type(op).__name__}: {exc}")
+                    continue
+                value = memory.read_u32(pa)
+                start = env._now
+                if value == op.value and herding and getattr(f.gen, "gi_code", None) is TTAS_CODE:
+                    # SpinAcquire's loop (interrupts disabled): wait in the word's herd until it takes the lock
+                    loop = f.gen.gi_frame.f_locals
+                    ev = env.event()
+                    Herd.joinable(machine, pa, value, loop["lock"], op.acct).join(self, f, ev, op.vaddr, loop["value"])
+                    yield ev
+                    acct[f.acct] += 1  # the compare-exchange that took it ends now
+                    f.gen.close()
+                    self._return(frames, f, None)
+                    continue
+                if value == op.value:
+                    # the word's last watcher, if it is a spinner's untriggered Wake, wakes this CPU too
+                    cbs = memory.watchers.get(pa & ~3)
+                    ev = getattr(cbs[-1], "__self__", None) if cbs else None
+                    if ev.__class__ is not Wake or ev.triggered:
+                        ev = Wake(env)
+                        memory.watch(pa, ev.succeed)
+                    self._computing = f.intr
+                    try:
+                        yield ev
+                        value = memory.read_u32(pa)
+                    except simpy.Interrupt:
+                        if not ev.callbacks:  # the others that wait on it still watch
+                            memory.unwatch(pa, ev.succeed)
+                        f.retry = op
+                    self._computing = False
+                    acct[op.acct] = acct.get(op.acct, 0) + env._now - start
+                    if observed:
+                        self._observe(f, op.acct, env._now - start)
+                    if f.retry is not None or value == op.value:
+                        f.retry = op
+                        continue
+                f.send = value
+                now = env._now
+                if not queue or now + 1 < queue[0][0]:
+                    env._now = now + 1
+                else:
+                    yield tick(env, 1)
+                acct[op.acct] = acct.get(op.acct, 0) + 1
+                if observed:
+                    self._observe(f, op.acct, 1)
+                continue
+            try:
+                if cls is Load and not op.vaddr & 3:  # an aligned load: what Load.run does, without the calls
+                    f.send = memory.read_u32(translate(op.vaddr, False, f.user))
+                    cost = 1
+                elif cls is Store and locks is None and not op.vaddr & 3:  # likewise Store.run
+                    memory.write_u32(translate(op.vaddr, True, f.user), op.value)
+                    cost = 1
+                else:
+                    cost = op.run(self, f)
+            except Fault as flt:
+                self._fault(f, op, flt)
+                continue
+            except AttributeError:
+                if isinstance(op, Op):
+                    raise
+                if not f.user:
+                    raise MachineError(f"cpu{self.id}: code yielded {op!r}, which is not an operation") from None
+                self._crash(f, f"user code yielded {op!r}, which is not an operation")
+                continue
+            except (TypeError, ValueError, OverflowError) as exc:
+                if not f.user:
+                    raise
+                # a malformed operand (an address that is not a number, say) is an invalid instruction
+                self._crash(f, f"user code yielded a malformed {type(op).__name__}: {exc}")
+                continue
+            if cost:
+                now = env._now
+                if not queue or now + cost < queue[0][0]:
+                    env._now = now + cost
+                else:
+                    yield tick(env, cost)
+                acct[f.acct] += cost
+                if observed:
+                    self._observe(f, f.acct, cost)
+
+    def _observe(self, f: Frame, account: str, n: int) -> None:
+        """Tell the tracer and the profiler of `n` instructions of `account` that end now."""
+        tracer = self.machine.tracer
+        if tracer is not None:
+            tracer.slice(self, account, self.env.now - n, self.env.now)
+        profiler = self.machine.profiler
+        if profiler is not None:
+            profiler.charge(self, f, account, n)
+
+    def _run_reference(self) -> Generator[simpy.Event, Any, None]:
+        """The engine as it was before run-ahead (`Machine(engine="reference")`): one SimPy event per
+        instruction-costing op. Kept to check that the fast engine gives the same run, bit for bit."""
         env = self.env
         acct = self.acct
         tracer = self.machine.tracer

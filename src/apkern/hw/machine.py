@@ -4,7 +4,11 @@ Time is counted in instructions (DESIGN.md section 2): every running CPU execute
 one instruction per tick; a halted CPU lets time pass. The event core is SimPy
 (a hand-written loop with run-ahead measured only 1.14x faster on the throughput
 experiment, short of the 2x that would justify it); events at one instant run in
-the order they were scheduled, so a run is deterministic.
+the order they were scheduled, so a run is deterministic. The fast engine (the
+default) spares events without changing that order: a CPU runs ahead while its next
+event would be the next one anyway (`CPU._run`), and CPUs waiting for one spinlock
+word share one event per hand-over (`herd.py`). `engine="reference"` keeps one event
+per instruction-costing op; tests/test_engine.py checks that both give the same runs.
 """
 
 from __future__ import annotations
@@ -16,8 +20,10 @@ import simpy
 from .code import CodeStore
 from .cpu import CPU, Context, MachineError
 from .debugger import Debugger
+from .herd import Herd
 from .intc import InterruptController
 from .lockcheck import LockChecker
+from .lockstep import MachineEnv
 from .memory import PhysicalMemory
 from .perturb import Perturbation
 from .profiler import Profiler
@@ -26,6 +32,9 @@ from .trace import Tracer
 MAX_CPUS = 64
 DEFAULT_MEMORY = 32 << 20
 NOMINAL_IPS = 100_000_000  # the paper's own example uses 100 MIPS
+# "fast": CPUs run ahead of SimPy while no other event can come first (`CPU._run`);
+# "reference": one SimPy event per instruction-costing op, as before run-ahead. Both give the same run.
+ENGINES = ("fast", "reference")
 
 
 class Machine:
@@ -38,6 +47,7 @@ class Machine:
     simulated time. `debugger` reads memory from outside, for observers.
     `perturb`: a `Perturbation` that varies kernel path costs, IPI delivery and timer
     intervals within its bounds, to explore other interleavings (off by default).
+    `engine`: "fast" (the default) or "reference" (`ENGINES`); the same run either way, bit for bit.
     """
 
     def __init__(
@@ -49,10 +59,14 @@ class Machine:
         check_tlb: bool = False,
         check_locks: bool = False,
         perturb: Perturbation | None = None,
+        engine: str = "fast",
     ) -> None:
         if not isinstance(cpus, int) or not 1 <= cpus <= MAX_CPUS:
             raise ValueError(f"a machine has 1 to {MAX_CPUS} CPUs, not {cpus!r}")
-        self.env = simpy.Environment()
+        if engine not in ENGINES:
+            raise ValueError(f"engine is one of {', '.join(ENGINES)}, not {engine!r}")
+        self.engine = engine
+        self.env = MachineEnv()
         self.memory = PhysicalMemory(memory)
         self.code = CodeStore()
         self.strict = strict
@@ -66,6 +80,7 @@ class Machine:
         self.crashes: list[dict[str, Any]] = []
         self.debugger = Debugger(self.memory)
         self.locks: LockChecker | None = LockChecker(self.memory) if check_locks else None
+        self.herds: set[Herd] = set()  # CPUs waiting for a spinlock together (hw.herd)
         self.cpus = [CPU(self, i) for i in range(cpus)]
         self.intc = InterruptController(self)
 
@@ -95,6 +110,12 @@ class Machine:
         if until is not None and until <= self.env.now:
             return
         self.env.run(until=until)
+        self.settle()
+
+    def settle(self) -> None:
+        """Bring the counters of CPUs waiting in a herd up to date (they are kept as its running totals)."""
+        for herd in self.herds:
+            herd.settle()
 
     def stop(self) -> None:
         """End the current `run` once the event being processed is done."""
@@ -116,6 +137,7 @@ class Machine:
         self.messages.append(f"[{self.now}] {text}")
 
     def stats(self) -> dict[str, Any]:
+        self.settle()
         out = {
             "time": self.now,
             "cpus": [

@@ -67,6 +67,50 @@ class SpinWhile(Op):
         raise AssertionError("SpinWhile is executed by the CPU loop")
 
 
+class SpinAcquire(Op):
+    """Go on taking a test-and-test-and-set spinlock after a compare-exchange that saw it held by `holder`.
+
+    The rest of the usual loop: spin while the word at `vaddr` equals the holder (`SpinWhile`,
+    account `acct`), then `lock cmpxchg` it from 0 to `value`; again until that succeeds. Each
+    failure adds 1 to `lock.spins` when the loop would. The loop (`ttas`) runs in a frame called
+    from the caller's, so it costs exactly its own instructions; the CPU may run the waiters of
+    one lock word together (`hw.herd`), with the same result. A kernel spinlock is taken with
+    interrupts disabled: with them enabled this raises `MachineError`.
+    """
+
+    __slots__ = ("vaddr", "holder", "value", "lock", "acct")
+    privileged = True
+
+    def __init__(self, vaddr: int, holder: int, value: int, lock: Any, acct: str = "spin") -> None:
+        self.vaddr = vaddr
+        self.holder = holder
+        self.value = value
+        self.lock = lock
+        self.acct = acct
+
+    def run(self, cpu: CPU, frame: Frame) -> int:
+        _priv(frame, "spinlock")
+        if frame.intr:
+            raise MachineError(f"cpu{cpu.id}: spinning for {self.lock.name} with interrupts enabled")
+        cpu.call(ttas(self.vaddr, self.holder, self.value, self.lock, self.acct), frame)
+        return 0
+
+
+def ttas(vaddr: int, holder: int, value: int, lock: Any, acct: str) -> Generator[Op, Any, None]:
+    """`SpinAcquire`'s loop, as the kernel would write it (`lock` has `name` and `spins`)."""
+    while True:
+        yield SpinWhile(vaddr, holder, acct)
+        holder = yield CmpXchg(vaddr, 0, value)
+        if holder == 0:
+            return
+        if holder == value:  # it would spin for ever: say so (lockdep's recursive locking)
+            raise MachineError(f"cpu{value - 1} takes {lock.name}, which it already holds")
+        lock.spins += 1
+
+
+TTAS_CODE = ttas.__code__  # how the CPU recognises a frame running the loop
+
+
 class Load(Op):
     """Read the 32-bit word at a virtual address."""
 

@@ -5,7 +5,9 @@ changing it: attach one with `Machine.profile` before the first run, and each CP
 reports every instruction count it charges, with the frame whose operation was
 charged (walk `frame.caller` and read `frame.vector`/`frame.regs` on trap frames
 to see which system call a kernel frame serves). With none attached a CPU pays
-one `is None` test per charge.
+one `is None` test per charge. A profiler may also have `watches(cpu_id) -> bool`: the
+CPUs it says no to may wait for spinlocks in herds (`hw.herd`), whose members are charged
+in bulk, not instruction by instruction; without it every CPU is watched.
 """
 
 from __future__ import annotations
