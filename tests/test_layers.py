@@ -91,7 +91,7 @@ def test_the_master_slave_ports_effort_is_measured_from_its_code() -> None:
     assert effort["lines"]["masterslave/sched.py"] == source_lines(sched)
     must = (
         "Scheduler.schedule",
-        "Scheduler.sleep",
+        "Scheduler.yield_",
         "BootKernel.exit_process",
         "BootKernel.free_thread",
         "Swapper.evict",
