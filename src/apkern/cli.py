@@ -660,11 +660,15 @@ def reproduce(out: str, quick: bool, jobs: int | None, seed: int, wide: bool, co
     d, a = summary["derived_overhead"], summary["attributed_overhead"]
     click.echo(
         f"wrote {out}/: latency.csv, throughput.csv ({len(summary['throughput'])} rows), smp_throughput.csv, "
-        f"ms_throughput.csv, fig6-8.png, fig_extensions.png, summary.json, report.md, report.html, "
-        f"trace_gettid_*.json in {summary['wall_seconds']} s"
+        f"ms_throughput.csv, {'wide_throughput.csv, ' if wide else ''}fig6-8.png, fig_extensions.png, "
+        f"fig_sensitivity.png, summary.json, report.md, report.html, trace_gettid_*.json in {summary['wall_seconds']} s"
     )
     if d is not None:
         click.echo(f"overhead per forwarded call: derived {d:.0f}, attributed by path {a:.0f} instructions")
+    sens = summary.get("sensitivity")
+    if sens and sens["effects"]:
+        top = sens["effects"][0]
+        click.echo(f"the cost it depends on most: {top['key']} ({top['value']} instructions; fig_sensitivity.png)")
 
 
 @cli.command()
