@@ -5,7 +5,8 @@ the statistics (every counter of every CPU and kernel), the console, the exit st
 machine's log and crashes, and, where tracing is on, every mark, switch and activity slice.
 The digests in `engine_digests.json` were recorded with the reference engine (the engine as it
 was before run-ahead: first from the commit before it, then again when cost profiles and the
-uniprocessor's look for a waiting signal changed the runs); both engines must still give them.
+uniprocessor's look for a waiting signal and its wake-ups charged on every path changed the runs); both
+engines must still give them.
 Regenerate them only for a change meant to alter runs, and check first that the fast engine
 gives what the reference one does on every case:
 `PYTHONPATH=src python tests/test_engine.py --regenerate` (with the reference engine).

@@ -74,8 +74,9 @@ Constants
     (libc.SIGKILL, SIG_IGN, ...) and the errno names (compare OSError.errno with
     libc.ENOENT, ...). They are the host's values, so os.O_*, signal.SIG* and
     errno.E* mean the same. A signal's death is exit status -SIG. Path costs are
-    constants in `bootkernel.costs`, `appkernel.costs` and `smp.costs`; time is
-    in instructions, 100 MIPS nominal (`hw.NOMINAL_IPS`).
+    a profile chosen when the system is built (`System(costs="xv6")`, the default,
+    "linux-2.4" or a TOML file; `apkern.profiles`, docs/costs.md); time is in
+    instructions, 100 MIPS nominal (`hw.NOMINAL_IPS`).
 
 Traces from Python
     `System(trace=True)` records per-CPU activity slices and the kernels' trace

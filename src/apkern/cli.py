@@ -356,7 +356,7 @@ def costs_cmd(profile: str, show_all: bool, as_json: bool) -> None:
             )
         )
         return
-    click.echo(f"{p.name}: {p.description}" + (f" ({p.file})" if p.file else ""))
+    click.echo(p.name + (f": {p.description}" if p.description else "") + (f" ({p.file})" if p.file else ""))
     if p.calibration:
         click.echo("calibrated: " + ", ".join(f"{k} = {v} instructions" for k, v in p.calibration.items()))
     for k, v, origin in rows:

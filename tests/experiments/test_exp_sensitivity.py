@@ -98,7 +98,7 @@ def test_the_ranking_puts_the_larger_effect_first(base: dict) -> None:
 
 def test_the_linux_profile_predicts_its_own_entry_path_for_the_uniprocessor_getpid() -> None:
     """Out of sample: 1 (int) + entry.S's 16 + 6 + the body's 4 + 16, as counted in the profile's file."""
-    oos = sensitivity.out_of_sample(TINY)
+    oos = sensitivity.out_of_sample(TINY, analyse_costs=False)
     b = profiles.load("linux-2.4").bootkernel
     assert (
         abs(oos["predicted"]["up_getpid"] - (1 + b.SYSCALL_ENTRY + b.SYSCALL_DISPATCH + b.SYS_GETTID + b.SYSCALL_EXIT))
@@ -136,3 +136,49 @@ def test_bench_sensitivity_refuses_a_bad_profile_in_one_line(tmp_path: Path) -> 
     r = CliRunner().invoke(cli, ["bench", "sensitivity", "--costs", str(bad)])
     assert r.exit_code == 2
     assert r.output.count("\n") == 1 and "SYSCALL_ENTRY must be a positive whole number" in r.output
+
+
+def _effect(key: str, value: int, d05: float, d2: float, metric: str = "forwarded_gettid") -> dict:
+    base = {"overhead": 400.0, "forwarded_gettid": 500.0, "speedup": 5.0}
+    at = {f: dict(base) for f in ("0.5", "2.0")}
+    at["0.5"][metric] += d05
+    at["2.0"][metric] += d2
+    return {"key": key, "value": value, "origin": "", "at": at}
+
+
+def test_a_count_per_call_is_given_only_when_halving_and_doubling_agree() -> None:
+    base = {"overhead": 400.0, "forwarded_gettid": 500.0, "speedup": 5.0}
+    assert costs_report.times_per_call(_effect("a", 40, -20.0, 40.0), base, "forwarded_gettid") == 1.0
+    assert costs_report.times_per_call(_effect("b", 30, -45.0, 90.0), base, "forwarded_gettid") == 3.0
+    assert costs_report.times_per_call(_effect("c", 34, 0.0, 0.0), base, "forwarded_gettid") == 0.0
+    assert costs_report.times_per_call(_effect("d", 70, -6.5, 105.0), base, "forwarded_gettid") is None  # slack
+    assert costs_report.times_per_call(_effect("e", 1, 0.0, 2.0), base, "forwarded_gettid") == 2.0  # 1 x 0.5 is 1
+
+
+def test_the_out_of_sample_text_uses_the_linux_profile_s_own_analysis() -> None:
+    base = {"overhead": 400.0, "forwarded_gettid": 500.0, "speedup": 5.0, "up_gettid": 43.0}
+    sens = {
+        "base": base,
+        "point": {"procs": 20},
+        "effects": [
+            _effect("bootkernel.DRIVER_CONTROL", 64, -32.0, 64.0),
+            _effect("appkernel.CONTEXT_SWITCH", 70, -6.5, 105.0),
+            {**_effect("bootkernel.CONTEXT_SWITCH", 174, -87.0, 174.0, "overhead")},
+        ],
+    }
+    oos = {
+        "sensitivity": sens,
+        "same_body": True,
+        "counted": ["bootkernel.CONTEXT_SWITCH", "bootkernel.DRIVER_CONTROL"],
+        "profile": {"name": "linux-2.4", "overrides": {"bootkernel": {"CONTEXT_SWITCH": 174}}},
+        "predicted": {"up_getpid": 43.0, "forwarded_getpid": 500.0, "ratio": 500 / 43, "overhead": 400.0},
+        "published": {"up_getpid": 74, "forwarded_getpid": 860, "ratio": 860 / 74, "overhead": 2000},
+    }
+    own = {"name": "xv6", "up_gettid": 100.4, "forwarded_gettid": 531.3, "overhead": 398.0}
+    text = "\n".join(costs_report.out_of_sample_lines(oos, own))
+    assert "`bootkernel.DRIVER_CONTROL` 1.0 times at 64" in text and "+360 instructions longer" in text
+    assert "`appkernel.CONTEXT_SWITCH`" in text.split("hide in slack")[1]  # not given a count
+    more = costs_report.GOODNESS_PER_TASK * 18 * 1.0
+    assert f"about {more:.0f} instructions more per forwarded call (1.0 switches each)" in text
+    assert f"{more / 1600:.0%} of the gap" in text
+    assert "| uniprocessor getpid | 74 (Linux) | 43.0 | miss: 0.58 of it | 100.4 |" in text

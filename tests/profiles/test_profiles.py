@@ -201,13 +201,18 @@ def test_a_program_behaves_the_same_on_every_kernel_under_another_profile(
     tripled = DEFAULT
     for key, value, _ in DEFAULT.items():
         tripled = tripled.with_values("x3", {key: value * 3})
-    runs = []
+    runs, times = [], []
     for k, n in (("up", 1), (kernel, cpus)):
         sim = System(kernel=k, cpus=n, costs=tripled, check_tlb=True)
         proc = sim.spawn(program, argv)
         sim.run()
         runs.append((proc.exit_status, sim.console(), sim.fs.snapshot()))
+        times.append(sim.stats["time"])
     assert runs[0] == runs[1]
+    plain = System(kernel=kernel, cpus=cpus)  # and the profile was used: the same run takes longer under it
+    plain.spawn(program, argv)
+    plain.run()
+    assert times[1] > plain.stats["time"]
 
 
 @pytest.mark.parametrize("name", profiles.BUILTIN)

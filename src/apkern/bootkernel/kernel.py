@@ -199,7 +199,9 @@ class BootKernel:
             if parent is None or parent.state != ALIVE:
                 self.reap(p)
             else:
-                self.sched.wakeup(("wait", parent))
+                woken = self.sched.wakeup(("wait", parent))
+                if woken:
+                    yield Compute(self.costs.WAKEUP * woken)
                 self.signals.send(parent, abi.SIGCHLD)
             self.live -= 1
             if self.live == 0:

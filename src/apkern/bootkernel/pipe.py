@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
-from ..hw import Op, ReadMem, WriteMem
+from ..hw import Compute, Op, ReadMem, WriteMem
 from . import abi
 from .file import File
 
@@ -19,6 +19,13 @@ if TYPE_CHECKING:
     from .kernel import BootKernel
 
 Gen = Generator[Op, Any, Any]
+
+
+def _wake(k: BootKernel, chan: Any) -> Gen:
+    """Wake the sleepers on `chan`, each at WAKEUP's cost (none is charged when nobody sleeps there)."""
+    woken = k.sched.wakeup(chan)
+    if woken:
+        yield Compute(k.costs.WAKEUP * woken)
 
 
 class Pipe:
@@ -49,7 +56,7 @@ class PipeEnd(File):
         data = bytes(p.buf[:n])
         yield WriteMem(buf, data)
         del p.buf[: len(data)]
-        k.sched.wakeup((p, "w"))
+        yield from _wake(k, (p, "w"))
         return len(data)
 
     def write(self, k: BootKernel, buf: int, n: int) -> Gen:
@@ -67,16 +74,14 @@ class PipeEnd(File):
             chunk = min(room, n - done)
             p.buf += yield ReadMem(buf + done, chunk)
             done += chunk
-            k.sched.wakeup((p, "r"))
+            yield from _wake(k, (p, "r"))
         return done
 
     def close(self, k: BootKernel) -> Gen:
         p = self.pipe
         if self.writable:
             p.writers -= 1
-            k.sched.wakeup((p, "r"))
+            yield from _wake(k, (p, "r"))
         else:
             p.readers -= 1
-            k.sched.wakeup((p, "w"))
-        return
-        yield
+            yield from _wake(k, (p, "w"))

@@ -144,7 +144,9 @@ def sys_thread_exit(k: BootKernel, value: int) -> Gen:
     yield Compute(k.costs.EXIT // 4)
     t.retval = value
     t.state = ZOMBIE
-    k.sched.wakeup(("join", t))
+    woken = k.sched.wakeup(("join", t))
+    if woken:
+        yield Compute(k.costs.WAKEUP * woken)
     yield from k.sched.schedule()
 
 

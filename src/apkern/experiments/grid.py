@@ -240,9 +240,8 @@ def _axes(table: dict[str, Any], where: str, defaults: dict[str, Any] | None, he
         for spec in specs:
             if not isinstance(spec, str) or not spec:
                 raise GridError(f"{where}: costs are profile names or TOML files, not {spec!r}")
-            path = here / spec
             try:
-                loaded.append(profiles.load(path if spec not in profiles.BUILTIN and path.is_file() else spec))
+                loaded.append(profiles.load(spec if spec in profiles.BUILTIN else here / spec))
             except profiles.ProfileError as e:
                 raise GridError(f"{where}: costs: {e}") from None
         _no_repeats([p.name for p in loaded], f"{where}: costs (by profile name)")

@@ -113,6 +113,8 @@ def _port_effort(package: str) -> dict[str, Any]:
 def _code(names: list[str]) -> str:
     """Names as markdown code spans (`BootKernel.__init__` is not bold init)."""
     return ", ".join(f"`{n}`" for n in names)
+
+
 def smp_effort() -> dict[str, Any]:
     """The giant-lock SMP port's implementation effort, measured as the issue asks (`_port_effort`),
     with `bootkernel_refactors`: lines changed in the bootstrap kernel itself, none SMP-specific."""
@@ -622,8 +624,8 @@ def report_markdown(summary: dict[str, Any]) -> str:
             f"`driver_control` system call into `apkern_activate_thread`, about {bd.get('activation', 0):.0f} "
             "instructions in the unloaded latency run) and the passes of bootstrap threads that find no "
             "message and yield (at saturation about one per forwarded call: Figure 4's loop looks again "
-            "before it reschedules). Our bootstrap kernel's paths are short (the default profile's xv6-sized "
-            "estimates, `apkern costs`); the two sections below measure how much each path matters and what "
+            f"before it reschedules). Our bootstrap kernel's paths are the `{cfg.get('costs', {}).get('name', 'xv6')}` "
+            "profile's (`apkern costs`); the two sections below measure how much each path matters and what "
             "Linux 2.4's counted paths predict."
         )
     if summary.get("sensitivity"):
@@ -632,7 +634,7 @@ def report_markdown(summary: dict[str, Any]) -> str:
         sens = summary.get("sensitivity")
         own = {"name": cfg.get("costs", {}).get("name", "xv6"), **(sens["base"] if sens else {})}
         if sens:
-            lines += out_of_sample_lines(summary["out_of_sample"], sens, own)
+            lines += out_of_sample_lines(summary["out_of_sample"], own)
     lines += [
         "",
         "## The noise of the grid, and saturation found from the data",
@@ -835,6 +837,7 @@ def report_markdown(summary: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
 
 # Sections other experiments add to report.md (`apkern study`'s "applications"): each between two marks, kept when
 # the rest of the file is written again.

@@ -842,7 +842,7 @@ def reproduce(
         save_partial(out, e)
         raise e from None
     tasks += [("sensitivity", (*args, quick), 1.5) for _, args, _ in sensitivity.plan(costs, sens_base["reads"])]
-    tasks.append(("out_of_sample", (quick,), 1.5))
+    tasks.append(("out_of_sample", (quick,), 60.0))  # with its own sensitivity analysis: start it early
     tasks.sort(key=lambda t: -t[2])
     try:
         results = run_tasks(tasks, jobs, progress, costs)

@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .. import profiles
+from ..bootkernel.costs import QUANTUM_TICKS, TICK
 from ..profiles import Profile
 from . import latency, throughput
 from .attribution import CALL
@@ -62,7 +63,7 @@ def measure(costs: Profile, precision: Precision = QUICK, seed: int = 0) -> dict
     """The three figures under `costs` (and the uniprocessor gettid), as a dict."""
     up_lat = latency.measure("up", 1, precision.iterations, seed=seed, costs=costs)
     fwd = latency.measure("apkern", LATENCY_CPUS, precision.iterations, seed=seed, costs=costs)
-    up_warm = max(precision.warmup, throughput.DEFAULT_PROCS * 10 * 10_000)  # every process has started
+    up_warm = max(precision.warmup, throughput.DEFAULT_PROCS * QUANTUM_TICKS * TICK)  # every process has started
     base = throughput.measure(
         K, P, 1, warmup=up_warm, window=precision.up_window, seed=seed, attribute=False, costs=costs
     )
@@ -126,7 +127,13 @@ class SensitivityReport:
         return {
             "profile": self.profile,
             "precision": self.precision,
-            "point": {"syscall_instr": K, "user_pct": P, "cpus": CPUS, "latency_cpus": LATENCY_CPUS},
+            "point": {
+                "syscall_instr": K,
+                "user_pct": P,
+                "cpus": CPUS,
+                "procs": throughput.DEFAULT_PROCS,
+                "latency_cpus": LATENCY_CPUS,
+            },
             "base": self.base,
             "effects": [{**asdict(e), "at": {str(f): r for f, r in e.at.items()}} for e in self.effects],
             "unread": self.unread,
@@ -175,11 +182,15 @@ def sensitivity(
     return analyse(costs, precision, base, results)
 
 
-def out_of_sample(precision: Precision = QUICK, seed: int = 0) -> dict[str, Any]:
-    """The "linux-2.4" profile's predictions beside the Linux version's Simics table and the paper's overhead."""
+def out_of_sample(precision: Precision = QUICK, seed: int = 0, analyse_costs: bool = True) -> dict[str, Any]:
+    """The "linux-2.4" profile's predictions beside the Linux version's Simics table and the paper's overhead,
+    with (`analyse_costs`) that profile's own sensitivity analysis, which says what causes a miss."""
     linux = profiles.load("linux-2.4")
     r = measure(linux, precision, seed)
+    sens = sensitivity(linux, precision, jobs=1, seed=seed).to_dict() if analyse_costs else None
     return {
+        "sensitivity": sens,
+        "same_body": linux.bootkernel.SYS_GETTID == linux.bootkernel.SYS_TRIVIAL,  # gettid's as getpid's
         "profile": linux.to_dict(),
         "predicted": {
             "up_getpid": r["up_gettid"],

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import tomllib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -109,11 +110,22 @@ class Profile:
         return getattr(self.costs[section], name)
 
     def items(self) -> Iterator[tuple[str, int, str]]:
-        """Every cost as ("section.NAME", value, where it comes from), in declaration order."""
+        """Every cost as ("section.NAME", value, where it comes from), in declaration order: the profile's
+        source for a value it set; "follows bootkernel.X" for a port's copy that took that value; "set, no
+        source given"; or the default's origin."""
         for section, cls in SECTIONS.items():
             for f in dataclasses.fields(cls):
                 key = f"{section}.{f.name}"
-                yield key, getattr(self.costs[section], f.name), self.sources.get(key, f.metadata["origin"])
+                value = getattr(self.costs[section], f.name)
+                if key in self.sources:
+                    origin = self.sources[key]
+                elif value == f.default:
+                    origin = f.metadata["origin"]
+                elif "follows" in f.metadata and value == getattr(self.bootkernel, f.metadata["follows"]):
+                    origin = f"follows bootkernel.{f.metadata['follows']}"
+                else:
+                    origin = "set, no source given"
+                yield key, value, origin
 
     def overrides(self) -> dict[str, dict[str, int]]:
         """The values that differ from the default profile's, by section: with the name, the whole profile."""
@@ -156,7 +168,7 @@ class Profile:
 
     def scaled(self, key: str, factor: float) -> Profile:
         """A copy with one cost multiplied by `factor` (rounded, at least 1 instruction)."""
-        v = max(1, round(self.value(key) * factor))
+        v = max(1, math.floor(self.value(key) * factor + 0.5))  # halves round up: 5 x 0.5 is 3
         return self.with_values(f"{self.name} {key}x{factor:g}", {key: v})
 
 
@@ -222,9 +234,14 @@ DEFAULT = build(DEFAULT_NAME, description="xv6-sized path costs (the defaults)",
 def from_dict(d: Mapping[str, Any]) -> Profile:
     """The profile a run's JSON recorded (`Profile.to_dict`): its name, file and every value it changed."""
     try:
-        return build(d["name"], d["overrides"], file=d.get("file"), follow=False)  # every change is recorded
-    except (KeyError, TypeError) as e:
+        name, overrides, file = d["name"], d["overrides"], d.get("file")
+        values = {s: {n: _check_value(v, f"{s}.{n}", "") for n, v in names.items()} for s, names in overrides.items()}
+        for s, names in values.items():
+            for n in names:
+                _split(f"{s}.{n}")
+    except (KeyError, TypeError, AttributeError) as e:
         raise ProfileError(f"not a recorded cost profile: {d!r} ({e})") from None
+    return build(name, values, file=file, follow=False)  # every change is recorded
 
 
 def load(spec: str | Path | Profile | None = None) -> Profile:

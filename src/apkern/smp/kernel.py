@@ -208,7 +208,9 @@ class SMPKernel(BootKernel):
         """Lock held, at a kernel entry: `t`'s process died while it ran here; leave its CPU for good."""
         yield Compute(self.port_costs.LEAVE_DEAD)
         self.sched.current = None
-        self.sched.wakeup(("off-cpu", t.proc))
+        woken = self.sched.wakeup(("off-cpu", t.proc))
+        if woken:
+            yield Compute(self.costs.WAKEUP * woken)
         yield from self.sched.schedule()
         raise AssertionError("a dead thread was resumed")
 
