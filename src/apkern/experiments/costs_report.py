@@ -34,6 +34,12 @@ def times_per_call(effect: dict[str, Any], base: dict[str, Any], metric: str) ->
     return c2 if abs(c2 - c05) <= 0.1 * max(abs(c2), abs(c05)) + 0.02 else None
 
 
+def _moves(effect: dict[str, Any], base: dict[str, Any], metric: str) -> bool:
+    """Whether halving or doubling the cost moves `metric` by a tenth of the cost's value (and an instruction)."""
+    change = max(abs(effect["at"][f][metric] - base[metric]) for f in ("0.5", "2.0"))
+    return change >= max(1.0, 0.1 * effect["value"])
+
+
 def _count(c: float | None) -> str:
     return "non-linear" if c is None else f"{c:.2f}"
 
@@ -126,7 +132,7 @@ def out_of_sample_lines(oos: dict[str, Any], own: dict[str, Any]) -> list[str]:
         gap = pub["forwarded_getpid"] - pred["forwarded_getpid"]
         fwd = [(e, times_per_call(e, base, "forwarded_gettid")) for e in sens["effects"]]
         paths = sorted(((e, c) for e, c in fwd if c and c > 0), key=lambda ec: -ec[1] * ec[0]["value"])[:3]
-        slack = [e["key"] for e, c in fwd if c is None]
+        slack = [e["key"] for e, c in fwd if c is None and _moves(e, base, "forwarded_gettid")]
         up_gap = pub["up_getpid"] - pred["up_getpid"]
         lines += [
             "",
@@ -143,7 +149,7 @@ def out_of_sample_lines(oos: dict[str, Any], own: dict[str, Any]) -> list[str]:
             + ", or ".join(f"{gap / c:+.0f} instructions longer (`{e['key']}`)" for e, c in paths)
             + "."
             + (
-                f" Paths that halving and doubling do not move in proportion (they hide in slack, the AP "
+                f" Paths that move it, but not in proportion to their cost (they partly hide in slack, the AP "
                 f"waiting for the bootstrap thread's next pass): {', '.join(f'`{k}`' for k in slack)}."
                 if slack
                 else ""
