@@ -145,7 +145,8 @@ class Profile:
     def tracked(self) -> tuple[Profile, set[str]]:
         """A copy that notes in the returned set each "section.NAME" a kernel reads from it.
 
-        A cost no run reads cannot change that run: the sensitivity analysis skips it.
+        A cost no run reads cannot change that run: the sensitivity analysis skips it. The copy's
+        classes are made here, so it runs in this process only (it does not pickle to a worker).
         """
         reads: set[str] = set()
         costs = {}
