@@ -143,7 +143,8 @@ def _effect(key: str, value: int, d05: float, d2: float, metric: str = "forwarde
     at = {f: dict(base) for f in ("0.5", "2.0")}
     at["0.5"][metric] += d05
     at["2.0"][metric] += d2
-    return {"key": key, "value": value, "origin": "", "at": at}
+    scaled = {"0.5": max(1, int(value * 0.5 + 0.5)), "2.0": 2 * value}
+    return {"key": key, "value": value, "origin": "", "scaled": scaled, "at": at}
 
 
 def test_a_count_per_call_is_given_only_when_halving_and_doubling_agree() -> None:

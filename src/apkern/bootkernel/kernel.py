@@ -199,9 +199,7 @@ class BootKernel:
             if parent is None or parent.state != ALIVE:
                 self.reap(p)
             else:
-                woken = self.sched.wakeup(("wait", parent))
-                if woken:
-                    yield Compute(self.costs.WAKEUP * woken)
+                yield from self.sched.wake(("wait", parent))
                 self.signals.send(parent, abi.SIGCHLD)
             self.live -= 1
             if self.live == 0:

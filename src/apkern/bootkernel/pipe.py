@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
-from ..hw import Compute, Op, ReadMem, WriteMem
+from ..hw import Op, ReadMem, WriteMem
 from . import abi
 from .file import File
 
@@ -20,12 +20,6 @@ if TYPE_CHECKING:
 
 Gen = Generator[Op, Any, Any]
 
-
-def _wake(k: BootKernel, chan: Any) -> Gen:
-    """Wake the sleepers on `chan`, each at WAKEUP's cost (none is charged when nobody sleeps there)."""
-    woken = k.sched.wakeup(chan)
-    if woken:
-        yield Compute(k.costs.WAKEUP * woken)
 
 
 class Pipe:
@@ -56,7 +50,7 @@ class PipeEnd(File):
         data = bytes(p.buf[:n])
         yield WriteMem(buf, data)
         del p.buf[: len(data)]
-        yield from _wake(k, (p, "w"))
+        yield from k.sched.wake((p, "w"))
         return len(data)
 
     def write(self, k: BootKernel, buf: int, n: int) -> Gen:
@@ -74,14 +68,14 @@ class PipeEnd(File):
             chunk = min(room, n - done)
             p.buf += yield ReadMem(buf + done, chunk)
             done += chunk
-            yield from _wake(k, (p, "r"))
+            yield from k.sched.wake((p, "r"))
         return done
 
     def close(self, k: BootKernel) -> Gen:
         p = self.pipe
         if self.writable:
             p.writers -= 1
-            yield from _wake(k, (p, "r"))
+            yield from k.sched.wake((p, "r"))
         else:
             p.readers -= 1
-            yield from _wake(k, (p, "w"))
+            yield from k.sched.wake((p, "w"))

@@ -59,6 +59,13 @@ class Scheduler:
             self.make_runnable(t)
         return len(woken)
 
+    def wake(self, chan: Any, n: int | None = None) -> Gen:
+        """Kernel code: `wakeup`, charging WAKEUP per thread woken; returns how many."""
+        woken = self.wakeup(chan, n)
+        if woken:
+            yield Compute(self.k.costs.WAKEUP * woken)
+        return woken
+
     def interrupt(self, t: Thread, force: bool = False) -> None:
         """Wake a sleeping thread early (a signal); `force` also wakes uninterruptible sleeps (SIGKILL)."""
         if t.state != SLEEPING or not (t.interruptible or force):

@@ -144,9 +144,7 @@ def sys_thread_exit(k: BootKernel, value: int) -> Gen:
     yield Compute(k.costs.EXIT // 4)
     t.retval = value
     t.state = ZOMBIE
-    woken = k.sched.wakeup(("join", t))
-    if woken:
-        yield Compute(k.costs.WAKEUP * woken)
+    yield from k.sched.wake(("join", t))
     yield from k.sched.schedule()
 
 
@@ -223,7 +221,5 @@ def sys_futex(k: BootKernel, addr: int, op: int, value: int) -> Gen:
     if op == abi.FUTEX_WAKE:
         if value < 0:
             return -abi.EINVAL
-        woken = k.sched.wakeup(chan, value)
-        yield Compute(k.costs.WAKEUP * woken)
-        return woken
+        return (yield from k.sched.wake(chan, value))
     return -abi.ENOSYS

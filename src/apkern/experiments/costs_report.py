@@ -8,7 +8,6 @@ profile's predictions match the Linux version's Simics table.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 MATCH = 0.20  # a prediction within 20% of the published figure is a match
@@ -18,16 +17,11 @@ GOODNESS_PER_TASK = 23
 SHOWN = 10
 
 
-def _scaled(v: int, f: float) -> int:
-    return max(1, math.floor(v * f + 0.5))  # as `Profile.scaled` rounds
-
-
 def times_per_call(effect: dict[str, Any], base: dict[str, Any], metric: str) -> float | None:
     """How many times per unit of `metric` a path runs: its change over the cost's change, when halving and
     doubling agree on it (within 10%); None when they do not (the path hides in slack, e.g. behind a wait)."""
-    v = effect["value"]
-    c2 = (effect["at"]["2.0"][metric] - base[metric]) / (_scaled(v, 2.0) - v)
-    v05 = _scaled(v, 0.5)
+    v, v2, v05 = effect["value"], effect["scaled"]["2.0"], effect["scaled"]["0.5"]
+    c2 = (effect["at"]["2.0"][metric] - base[metric]) / (v2 - v)
     if v05 == v:  # halving cannot change it: doubling alone says
         return c2
     c05 = (effect["at"]["0.5"][metric] - base[metric]) / (v05 - v)

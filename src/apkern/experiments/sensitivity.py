@@ -96,11 +96,12 @@ METRICS = ("overhead", "forwarded_gettid", "speedup")
 
 @dataclass
 class Effect:
-    """One cost's effect: its value, and the three figures at each factor."""
+    """One cost's effect: its value, the value at each factor (`Profile.scaled`'s), and the figures there."""
 
     key: str
     value: int
     origin: str
+    scaled: dict[float, int] = field(default_factory=dict)
     at: dict[float, dict[str, Any]] = field(default_factory=dict)
 
     def change(self, metric: str, base: dict[str, Any]) -> dict[float, float]:
@@ -135,7 +136,14 @@ class SensitivityReport:
                 "latency_cpus": LATENCY_CPUS,
             },
             "base": self.base,
-            "effects": [{**asdict(e), "at": {str(f): r for f, r in e.at.items()}} for e in self.effects],
+            "effects": [
+                {
+                    **asdict(e),
+                    "scaled": {str(f): v for f, v in e.scaled.items()},
+                    "at": {str(f): r for f, r in e.at.items()},
+                }
+                for e in self.effects
+            ],
             "unread": self.unread,
         }
 
@@ -155,7 +163,10 @@ def analyse(
 ) -> SensitivityReport:
     reads = base["reads"]
     origins = {key: origin for key, _, origin in costs.items()}
-    effects = {key: Effect(key, costs.value(key), origins[key]) for key in reads}
+    effects = {
+        key: Effect(key, costs.value(key), origins[key], {f: costs.scaled(key, f).value(key) for f in FACTORS})
+        for key in reads
+    }
     for _, (key, f), r in results:
         effects[key].at[f] = r
     for e in effects.values():  # a factor that rounds to the same value changes nothing

@@ -312,7 +312,6 @@ class MasterSlaveKernel(BootKernel):
                 "kick_ipis": self.kick_ipis,
                 "stop_ipis": self.stop_ipis,
                 "dropped_threads": sched.dropped,
-                "early_wakeups": sched.early_wakeups,
                 "switches_by_cpu": list(sched.switches_by_cpu),
                 "queued_for_master": len(self.masterq),
                 "queued_for_user": len(self.userq),

@@ -208,9 +208,7 @@ class SMPKernel(BootKernel):
         """Lock held, at a kernel entry: `t`'s process died while it ran here; leave its CPU for good."""
         yield Compute(self.port_costs.LEAVE_DEAD)
         self.sched.current = None
-        woken = self.sched.wakeup(("off-cpu", t.proc))
-        if woken:
-            yield Compute(self.costs.WAKEUP * woken)
+        yield from self.sched.wake(("off-cpu", t.proc))
         yield from self.sched.schedule()
         raise AssertionError("a dead thread was resumed")
 
@@ -277,7 +275,6 @@ class SMPKernel(BootKernel):
                 "lock_holder": self.lock.holder(),
                 "reschedule_ipis": self.traps.reschedule_ipis,
                 "wakeup_ipis": self.wakeup_ipis,
-                "early_wakeups": self.sched.early_wakeups,
                 "aps_started": self.aps_started,
                 "cpus_on_dead_processes": [
                     cid for cid, t in enumerate(self.sched._current) if t is not None and t.proc.state != ALIVE
