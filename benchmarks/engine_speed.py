@@ -6,10 +6,13 @@ reference engine (one SimPy event per instruction-costing op, as before run-ahea
 the same run, and today's figures recorded before the change; then the rate of a bare
 SimPy loop. Then the scale points (K=151, P=99, 1.25 processes per CPU, a 500k-instruction
 window after a 500k warm-up) on 8 to 64 CPUs: host time, operations and events per
-forwarded call, and the 64-vs-8 ratio of host time per call; the peak memory of a
+forwarded call, and the 64-vs-8 ratio of host time per call, per operation, and on per-AP
+ready queues (the `balance` extension, where the simulated work per call does not grow
+with the idle APs as the single queue's lock storm makes it grow); the peak memory of a
 64-CPU, 128-process run (in a child process); and, with --grid, the largest difference
 of any counter between the two engines over the points of `apkern reproduce --quick`.
-With --profile, the top of a cProfile of the 8-CPU point.
+With --profile, the top of a cProfile of the 8-CPU point and its host time by part: the engine,
+SimPy, the simulated software, and what a free engine would leave.
 Each time is the fastest of --repeat runs (3), in CPU seconds of this process.
 Run: .venv/bin/python benchmarks/engine_speed.py [--window N] [--scale 8,16,32,64] [--grid N] [--profile]
 """
@@ -41,8 +44,8 @@ TODAY_SCALE = {8: (481, 170, 162), 16: (355, 99, 97), 32: (662, 177, 210), 64: (
 TODAY_MEMORY_MB = 54  # peak RSS of the 64-CPU, 128-process run (`memory_mb`)
 
 
-def build(cpus: int, procs: int, p: float, engine: str) -> System:
-    sim = System(kernel="apkern", cpus=cpus, seed=0, engine=engine)
+def build(cpus: int, procs: int, p: float, engine: str, extensions: tuple[str, ...] = ()) -> System:
+    sim = System(kernel="apkern", cpus=cpus, seed=0, engine=engine, extensions=extensions)
     u = user_instructions(K, p)
     for _ in range(procs):
         sim.spawn("loop", ["loop", str(u), str(K), "0", str(sim.random.randrange(u + K + 1))])
@@ -50,15 +53,24 @@ def build(cpus: int, procs: int, p: float, engine: str) -> System:
 
 
 def measure(
-    cpus: int, procs: int, p: float, warmup: int, window: int, engine: str = "fast", repeat: int = 1
+    cpus: int,
+    procs: int,
+    p: float,
+    warmup: int,
+    window: int,
+    engine: str = "fast",
+    repeat: int = 1,
+    extensions: tuple[str, ...] = (),
 ) -> dict[str, float]:
     """The figures of one window; with `repeat`, of the fastest of that many identical runs (the host is shared)."""
-    runs = [_measure(cpus, procs, p, warmup, window, engine) for _ in range(repeat)]
+    runs = [_measure(cpus, procs, p, warmup, window, engine, extensions) for _ in range(repeat)]
     return min(runs, key=lambda r: r["seconds"])
 
 
-def _measure(cpus: int, procs: int, p: float, warmup: int, window: int, engine: str) -> dict[str, float]:
-    sim = build(cpus, procs, p, engine)
+def _measure(
+    cpus: int, procs: int, p: float, warmup: int, window: int, engine: str, extensions: tuple[str, ...]
+) -> dict[str, float]:
+    sim = build(cpus, procs, p, engine, extensions)
     sim.run(until=warmup)
     a = sim.stats
     env = sim.machine.env
@@ -183,24 +195,34 @@ def main() -> None:
     bare = bare_simpy()
     print(f"bare SimPy : {bare:,.0f} timeouts/s")
     scale = [int(n) for n in args.scale.split(",") if n]
-    per_call: dict[str, dict[int, float]] = {"fast": {}, "reference": {}}
+    per_call: dict[str, dict[int, dict[str, float]]] = {"fast": {}, "reference": {}, "per-AP": {}}
     for n in scale:
         procs = round(SCALE_PROCS_PER_CPU * n)
         t = TODAY_SCALE.get(n)
-        for e in ("fast", "reference"):
-            r = measure(n, procs, SCALE_P, SCALE_WARMUP, SCALE_WINDOW, e, args.repeat)
-            per_call[e][n] = r["us_per_call"]
+        for e in ("fast", "reference", "per-AP"):
+            engine, ext = ("fast", ("balance",)) if e == "per-AP" else (e, ())
+            r = per_call[e][n] = measure(n, procs, SCALE_P, SCALE_WARMUP, SCALE_WINDOW, engine, args.repeat, ext)
             today = f" (today {t[0]:,} us, {t[1]} ops, {t[2]} events)" if t and e == "fast" else ""
             print(
                 f"scale {n:>3}  : {e:<9}, {procs} processes, {r['calls']} calls, {r['us_per_call']:,.0f} us/call, "
                 f"{r['ops_per_call']:.0f} ops/call, {r['events_per_call']:.0f} events/call{today}"
             )
     if 8 in scale and 64 in scale:
-        fast, ref = per_call["fast"], per_call["reference"]
+        fast, ref, bal = (per_call[e] for e in ("fast", "reference", "per-AP"))
+        us = {e: per_call[e][64]["us_per_call"] / per_call[e][8]["us_per_call"] for e in per_call}
+        ops = {e: per_call[e][64]["ops_per_call"] / per_call[e][8]["ops_per_call"] for e in per_call}
         print(
-            f"64 vs 8    : host time per forwarded call {fast[64] / fast[8]:.2f}x (goal: within 2x; "
-            f"reference engine {ref[64] / ref[8]:.2f}x, today {TODAY_SCALE[64][0] / TODAY_SCALE[8][0]:.1f}x); "
-            f"at 64 CPUs the fast engine is {ref[64] / fast[64]:.2f}x the reference"
+            f"64 vs 8    : host time per forwarded call {us['fast']:.2f}x (goal: within 2x; "
+            f"reference engine {us['reference']:.2f}x, today {TODAY_SCALE[64][0] / TODAY_SCALE[8][0]:.1f}x); "
+            f"at 64 CPUs the fast engine is {ref[64]['us_per_call'] / fast[64]['us_per_call']:.2f}x the reference"
+        )
+        # The single queue's idle APs all take its lock at every insertion (the lock storm of `bench balance`):
+        # the simulated machine does more per call. Per operation, and where the work per call does not grow
+        # (per-AP queues), the host time is what the engine adds.
+        print(
+            f"             the simulated work per call grows {ops['fast']:.1f}x (operations); host time per "
+            f"operation {us['fast'] / ops['fast']:.2f}x; on per-AP queues (balance, {ops['per-AP']:.2f}x the "
+            f"operations per call) host time per forwarded call {us['per-AP']:.2f}x"
         )
     if 64 in scale:
         print(
@@ -214,7 +236,34 @@ def main() -> None:
         prof = cProfile.Profile()
         sim = build(CPUS, PROCS, P, "fast")
         prof.runcall(sim.run, until=args.warmup + args.window // 3)
-        pstats.Stats(prof).sort_stats("tottime").print_stats(15)
+        stats = pstats.Stats(prof)
+        stats.sort_stats("tottime").print_stats(15)
+        parts = host_time_by_part(stats)
+        total = sum(parts.values())
+        print("host time by part (cProfile's own time, which inflates small calls):")
+        for part, t in sorted(parts.items(), key=lambda kv: -kv[1]):
+            print(f"  {part:<38} {t / total:6.1%}")
+        software = parts.get("simulated software (kernels, programs)", 0.0) / total
+        print(
+            f"  a free engine would leave the simulated software: at most {1 / software:.1f}x the fast engine, "
+            f"{fast['calls_per_s'] / software / TODAY['calls_per_s']:.1f}x today's figure"
+        )
+
+
+def host_time_by_part(stats: pstats.Stats) -> dict[str, float]:
+    """A profile's own time, by part: the engine (hw and SimPy), the simulated software, the rest."""
+    parts: dict[str, float] = {}
+    for (filename, _, _), (_, _, tottime, _, _) in stats.stats.items():  # type: ignore[attr-defined]
+        if "/apkern/hw/" in filename:
+            part = "engine: apkern.hw (CPU loop, MMU, memory)"
+        elif "/simpy/" in filename:
+            part = "engine: SimPy"
+        elif "/apkern/" in filename:
+            part = "simulated software (kernels, programs)"
+        else:
+            part = "Python built-ins (generators, dicts, heapq)"
+        parts[part] = parts.get(part, 0.0) + tottime
+    return parts
 
 
 if __name__ == "__main__":
