@@ -87,7 +87,6 @@ BAD = [
     ("a bool", '[[process]]\nname = "a"\niterations = true\n', "whole number"),
     ("a string", '[[process]]\nname = "a"\ncount = "2"\n', "whole number"),
     ("too many copies", '[[process]]\nname = "a"\ncount = 20\n[[process]]\nname = "b"\ncount = 20\n', "at most 32"),
-    ("too many threads", '[[process]]\nname = "a"\ncount = 10\nthreads = 16\n', "at most 128"),
     ("unknown call", '[[process]]\nname = "a"\n[process.calls]\nfork = 1\n', "unknown call 'fork'"),
     ("call param", '[[process]]\nname = "a"\n[process.calls]\ngetpid = { bytes = 3 }\n', "unknown key 'bytes'"),
     ("negative count", '[[process]]\nname = "a"\n[process.calls]\ngetpid = -1\n', "between 0 and"),

@@ -80,5 +80,5 @@ def test_apkern_costs_shows_values_and_sources() -> None:
     assert "entry.S" in by["bootkernel.SYSCALL_ENTRY"]["source"]
     r = CliRunner().invoke(cli, ["costs", "--all"])
     lines = r.output.splitlines()
-    assert lines[1] == "calibrated: gettid = 100 instructions" and len(lines) == 2 + 87
+    assert lines[1] == "calibrated: gettid = 100 instructions" and len(lines) == 2 + 88
     assert CliRunner().invoke(cli, ["costs", "linux-9"]).exit_code == 2

@@ -32,6 +32,9 @@ class Costs:
     BLOCK: int = cost(20, "mark a TCB blocked, note why")
     MESSAGE: int = cost(25, "choose the message kind and lay out its words")
     TCB_INIT: int = cost(120, "fill a TCB: ids, page table, context, stack and TLS pointers")
+    SLAB_GROW: int = cost(
+        1024, "a full table takes a zero-filled page of kernel memory (slots.py)", follows="ZERO_PAGE"
+    )
     TCB_FREE: int = cost(40, "decide what to free, drop the context (the unlinks and the slot clearing are ops)")
     DRIVER_CHECKS: int = cost(30, "look the TCB up, check that the caller owns it")
     SIGNAL_DELIVER: int = cost(60, "build the signal frame, switch to the handler", follows="SIGNAL_DELIVER")

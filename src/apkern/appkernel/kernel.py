@@ -37,9 +37,11 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
+from ..bootkernel.kalloc import OutOfMemory
 from ..hw import (
     CODE_PAGE_MAGIC,
     PAGE_SHIFT,
+    PAGE_SIZE,
     AssertHeld,
     AtomicAdd,
     CodeAddr,
@@ -97,7 +99,8 @@ if TYPE_CHECKING:
     from .costs import Costs
 
 Gen = Generator[Op, Any, Any]
-MAX_TCBS = 256
+TCBS_PER_PAGE = PAGE_SIZE // TCB_SIZE
+MAX_TCBS = 256  # TCBs (and process records) of the tables at start-up; a full table grows (slots.py)
 BSP = 0  # the driver's calls run on the bootstrap processor, CPU 0
 
 # the shared page: the lock word, the start-up counter, then the data the lock guards
@@ -150,10 +153,11 @@ class AppKernel:
         self.lock = Spinlock(shared + SHARED_LOCK, "the application kernel's spinlock")
         self.started_kva = shared + SHARED_STARTED
         self.ready: ReadyQueue | Runqueues = ReadyQueue(shared + SHARED_READY, self.costs)
-        self.tcbs = TCBTable(kb + svc.kmalloc(MAX_TCBS * TCB_SIZE), MAX_TCBS, shared + SHARED_FREE_TCBS)
+        tcbs = kb + svc.kmalloc(MAX_TCBS * TCB_SIZE)
+        self.tcbs = TCBTable(tcbs, MAX_TCBS, shared + SHARED_FREE_TCBS, self._grow_tcbs)
         # a process with application threads has a record: at most one per TCB
         records = kb + svc.kmalloc(MAX_TCBS * PROC_SIZE)
-        self.proc_slots = SlotTable(records, PROC_SIZE, MAX_TCBS, shared + SHARED_FREE_PROCS)
+        self.proc_slots = SlotTable(records, PROC_SIZE, MAX_TCBS, shared + SHARED_FREE_PROCS, self._grow_records)
         self.procs: dict[int, AKProcess] = {}  # pid -> record (a hash table in C: PROC_LOOKUP)
         lock = self.lock
         yield GuardedBy(shared + SHARED_READY, LIST_WORDS * 4, lock.kva, "the ready queue", lock.name)
@@ -168,7 +172,7 @@ class AppKernel:
             self.local = LocalCalls(self, shared + SHARED_SLEEPERS)
             yield GuardedBy(shared + SHARED_SLEEPERS, LIST_WORDS * 4, lock.kva, "the sleep list", lock.name)
         if "migration" in self.extensions:  # per-thread windows, each written by the CPU running it
-            self.migration = Migration(self, kb + svc.kmalloc(MAX_TCBS * MIG_SIZE))
+            self.migration = Migration(self, kb + svc.kmalloc(MAX_TCBS * MIG_SIZE), TCBS_PER_PAGE)
         # section 4.3: with the bootstrap kernel's patch, its swapper's unmaps are shot down on the APs
         self.shootdown = Shootdown(svc, self.cpus, self.costs)
         self.tlb_hook = svc.register_tlb_hook(self.shootdown.begin, self.shootdown.end)
@@ -188,6 +192,36 @@ class AppKernel:
             started = yield SpinWhile(self.started_kva, started)
         svc.free_low_page(page)
         self.started = True
+
+    # --- a full table takes one more page (slots.py), as a slab grows --------------------------------
+
+    def _grow_tcbs(self, table: SlotTable) -> Gen:
+        """Lock held: a page for TCBS_PER_PAGE more TCBs (and, with migration, for their windows), or None."""
+        page = yield from self._page("the TCB table")
+        if page is not None and self.migration is not None:
+            windows = yield from self._page(None)
+            if windows is None:
+                self.svc.kfree(page - self.svc.kernbase)
+                return None
+            self.migration.pages.append(windows)
+        return page
+
+    def _grow_records(self, table: SlotTable) -> Gen:
+        """Lock held: a page for more process records, or None."""
+        return (yield from self._page("the process records"))
+
+    def _page(self, guarded: str | None) -> Gen:
+        """A zero-filled page of kernel memory (its kernel address), or None if there is none;
+        `guarded` names what the lock guards in it."""
+        try:
+            pa = self.svc.kmalloc(PAGE_SIZE)
+        except OutOfMemory:
+            return None
+        yield Compute(self.costs.SLAB_GROW)
+        kva = self.svc.kernbase + pa
+        if guarded is not None:
+            yield GuardedBy(kva, PAGE_SIZE, self.lock.kva, guarded, self.lock.name)
+        return kva
 
     def ap_start(self, cpu: Any) -> Gen:
         """An AP's first code, reached through the trampoline page in real mode (paging off)."""

@@ -59,15 +59,18 @@ MIG_SIZE = 16
 
 
 class Migration:
-    def __init__(self, ak: AppKernel, table_kva: int) -> None:
+    def __init__(self, ak: AppKernel, table_kva: int, per_page: int) -> None:
         self.ak = ak
-        self.table = table_kva
+        # the windows of each page of the TCB table, `per_page` of them: at start-up one block for all
+        self.per_page = per_page
+        self.pages = [table_kva + i * per_page * MIG_SIZE for i in range(len(ak.tcbs.pages))]
         self.home = 0  # migrations to the bootstrap kernel
         self.away = 0  # and back to the APs
         self.refused = 0  # moves back refused: a signal handler had interrupted a call's entry
 
     def _kva(self, tcb: TCB) -> int:
-        return self.table + MIG_SIZE * tcb.id
+        i = tcb.id - 1
+        return self.pages[i // self.per_page] + i % self.per_page * MIG_SIZE
 
     def start(self, tcb: TCB) -> Gen:
         """A migratable thread (re)starts on an AP: a fresh window from now."""

@@ -17,7 +17,7 @@ from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
 from ..hw import Context, Op, WriteMem
-from .slots import SlotTable
+from .slots import Grow, SlotTable
 
 if TYPE_CHECKING:
     from .process import AKProcess
@@ -139,8 +139,8 @@ class TCB:
 class TCBTable(SlotTable):
     """The TCB slots in kernel memory; ids are slot numbers (0 means none). `live`: id -> TCB in use."""
 
-    def __init__(self, base: int, slots: int, head_kva: int) -> None:
-        super().__init__(base, TCB_SIZE, slots, head_kva)
+    def __init__(self, base: int, slots: int, head_kva: int, grow: Grow | None = None) -> None:
+        super().__init__(base, TCB_SIZE, slots, head_kva, grow)
         self.live: dict[int, TCB] = {}
         self.created = 0
         self.freed = 0

@@ -75,7 +75,6 @@ PLACEHOLDERS = ("process", "copy", "thread")
 
 MAX_COPIES = 32  # processes in all (copies of every [[process]])
 MAX_THREADS = 16  # per process
-MAX_ALL_THREADS = 128  # in all (the application kernel has room for 256 threads, the launcher's among them)
 MAX_CALL_ENTRIES = 16  # entries of one process's call mix
 MAX_PIPES = 16
 MAX_COUNT = 10_000  # times one call is made per pass
@@ -276,9 +275,6 @@ def parse_workload(doc: dict[str, Any], path: str = "<workload>", default_name: 
     copies = sum(p.count for p in procs)
     if copies > MAX_COPIES:
         raise ck.fail("process", f"{copies} processes in all (counts added up); at most {MAX_COPIES}")
-    threads = sum(p.count * p.threads for p in procs)
-    if threads > MAX_ALL_THREADS:
-        raise ck.fail("process", f"{threads} threads in all (count x threads, added up); at most {MAX_ALL_THREADS}")
     _check_pipes(ck, procs, pipes)
     _check_sharing(ck, procs, files)
     for p in procs:
