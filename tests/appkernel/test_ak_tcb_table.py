@@ -4,13 +4,14 @@ behave as on the uniprocessor kernel (which has no such table), and only a lack 
 from __future__ import annotations
 
 from collections.abc import Generator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
 from apkern import System, libc
-from apkern.appkernel import kernel as ak_kernel
 from apkern.appkernel.kernel import MAX_TCBS, TCBS_PER_PAGE
+from apkern.appkernel.migration import MIG_SIZE
 from apkern.appkernel.slots import SlotTable
 from apkern.hw import PAGE_SIZE, Store
 
@@ -39,11 +40,16 @@ def many_threads(argv: list[str]) -> Gen:
     return 0
 
 
-def _run(kernel: str, strict: bool = True, **kw: Any) -> tuple[System, list[Any], str]:
+def _run(kernel: str, strict: bool = True, placement: str | None = None, **kw: Any) -> tuple[System, list[Any], str]:
     sim = System(kernel=kernel, cpus=1 if kernel == "up" else 4, seed=0, strict=strict, **kw)
-    procs = [sim.spawn(many_threads, ["many_threads", str(THREADS)]) for _ in range(PROCESSES)]
+    procs = [sim.spawn(many_threads, ["many_threads", str(THREADS)], placement) for _ in range(PROCESSES)]
     sim.run(limit=400_000_000)
     return sim, [(p.exit_status, p.crash) for p in procs], sim.console()
+
+
+def _guarded(sim: System, kva: int) -> list[str]:
+    """What the lock checker guards at kernel address `kva`."""
+    return [what for start, end, _, what, _ in sim.machine.locks.ranges if start <= kva < end]
 
 
 @pytest.fixture(scope="module")
@@ -56,31 +62,62 @@ def on_up() -> tuple[list[Any], str]:
 @pytest.mark.parametrize("extensions", [(), ("migration",)], ids=["prototype", "migration"])
 def test_more_threads_than_the_start_up_table_behave_as_on_up(on_up: tuple[list[Any], str], extensions: Any) -> None:
     """(Before the table grew, one process died of SIGILL here: its crt0 could not create a TCB.)"""
-    sim, statuses, console = _run("apkern", check_locks=True, check_tlb=True, extensions=extensions)
+    placement = "auto" if extensions else None  # threads that may migrate have a window each
+    sim, statuses, console = _run(
+        "apkern", check_locks=True, check_tlb=True, extensions=extensions, placement=placement
+    )
     assert (statuses, console) == on_up
     ak = sim.appkernel.ak
-    assert ak.tcbs.hwm > MAX_TCBS  # the table did grow ...
-    assert ak.tcbs.count == len(ak.tcbs.pages) * TCBS_PER_PAGE >= ak.tcbs.hwm
-    assert ak.tcbs.created == ak.tcbs.freed  # ... and every TCB was freed again
-    if ak.migration is not None:  # a window per TCB, in as many blocks as the table has pages
-        assert len(ak.migration.pages) == len(ak.tcbs.pages)
+    tcbs = ak.tcbs
+    assert tcbs.hwm > MAX_TCBS  # the table did grow ...
+    assert tcbs.count == len(tcbs.pages) * TCBS_PER_PAGE >= tcbs.hwm
+    assert tcbs.created == tcbs.freed and len(tcbs.free) == tcbs.hwm  # ... and every TCB was freed again
+    assert all(_guarded(sim, tcbs.kva(n)) == ["the TCB table"] for n in (1, MAX_TCBS, MAX_TCBS + 1, tcbs.hwm))
+    if ak.migration is not None:  # a window per TCB, inside its page's block, none shared
+        mig = ak.migration
+        windows = [mig._kva(SimpleNamespace(id=n)) for n in range(1, tcbs.hwm + 1)]
+        assert len(set(windows)) == len(windows) and len(mig.pages) == len(tcbs.pages)
+        for n, w in enumerate(windows, 1):
+            block = mig.pages[(n - 1) // TCBS_PER_PAGE]
+            assert block <= w < block + TCBS_PER_PAGE * MIG_SIZE
+            assert not _guarded(sim, w)  # written by the CPU running the thread, without the lock
 
 
-def test_without_kernel_memory_the_thread_is_refused_and_the_others_go_on(
-    on_up: tuple[list[Any], str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The table cannot grow: the bootstrap thread of the thread that finds it full dies, naming EAGAIN."""
+def _one_thread(argv: list[str]) -> Gen:
+    yield from libc.sleep(30_000_000)  # every process's application thread alive at once
+    yield from libc.print("up\n")
+    return 0
 
-    def no_page(self: Any, guarded: Any) -> Gen:
-        return None
-        yield
 
-    monkeypatch.setattr(ak_kernel.AppKernel, "_page", no_page)
-    sim, statuses, console = _run("apkern", strict=False)  # crt0's crash is not the test's error
-    died = [crash for status, crash in statuses if status != 0]
-    assert len(died) == 1 and died[0]["signal"] == "SIGILL"
-    assert "BlockingIOError(11, 'Resource temporarily unavailable')" in died[0]["why"]  # EAGAIN, named
-    assert console.count(f"joined {THREADS}, sum {sum(range(THREADS))}") == PROCESSES - 1
+def _processes(kernel: str, n: int, **kw: Any) -> tuple[System, list[Any]]:
+    sim = System(kernel=kernel, cpus=1 if kernel == "up" else 4, seed=0, strict=False, **kw)
+    procs = [sim.spawn(_one_thread, ["one_thread"]) for _ in range(n)]
+    sim.run(limit=400_000_000)
+    return sim, [(p.exit_status, p.crash) for p in procs]
+
+
+def test_the_process_records_grow_too() -> None:
+    """A record per process with application threads: 300 processes need more than the 256 of start-up."""
+    _, on_up = _processes("up", 300)
+    sim, on_ak = _processes("apkern", 300, check_locks=True)
+    assert on_ak == on_up == [(0, None)] * 300
+    records = sim.appkernel.ak.proc_slots
+    assert records.hwm == 300 and _guarded(sim, records.kva(300)) == ["the process records"]
+
+
+def test_out_of_kernel_memory_a_thread_is_refused_and_nothing_leaks() -> None:
+    """With memory for fewer: the process whose record finds no page gets EAGAIN (its crt0 dies of it, naming it),
+    the table keeps its TCB for the next, the others run or are killed by the bootstrap kernel for memory."""
+    sim, statuses = _processes("apkern", 257, memory=10_575_872, check_locks=True)
+    refused = [c for s, c in statuses if s == -4]
+    oom = [c for s, c in statuses if s == -9]
+    assert len(refused) == 1 and "BlockingIOError(11, 'Resource temporarily unavailable')" in refused[0]["why"]
+    assert oom and all(c["death"] == "out of memory" for c in oom)
+    assert sim.console().count("up") == sum(1 for s, _ in statuses if s == 0) > 200
+    ak = sim.appkernel.ak
+    assert ak.tcbs.hwm == MAX_TCBS + 1 and ak.proc_slots.hwm == MAX_TCBS  # the TCB table grew, the records could not
+    assert not ak.tcbs.live and len(ak.tcbs.free) == ak.tcbs.hwm  # the refused thread's TCB went back
+    assert sim.machine.memory.read_u32(sim.machine.locks.lock_word(sim.machine.cpus[0], ak.lock.kva)) == 0
 
 
 def test_slot_table_pages() -> None:

@@ -105,8 +105,12 @@ class ApkernDriver(Driver):
         if tid is None:
             yield from ak.lock.release()
             return -sys_abi.EAGAIN
-        if proc is None:  # its first application thread (a record per TCB at most: there is a free one)
+        if proc is None:  # its first application thread: a record, unless kernel memory is out
             slot = yield from ak.proc_slots.alloc()
+            if slot is None:
+                yield from ak.tcbs.release(tid)
+                yield from ak.lock.release()
+                return -sys_abi.EAGAIN
             proc = AKProcess(caller.pid, slot, ak.proc_slots.kva(slot), ak.costs)
             yield Store(proc.kva + PROC_PID, caller.pid)
             ak.procs[caller.pid] = proc

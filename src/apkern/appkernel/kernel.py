@@ -196,32 +196,35 @@ class AppKernel:
     # --- a full table takes one more page (slots.py), as a slab grows --------------------------------
 
     def _grow_tcbs(self, table: SlotTable) -> Gen:
-        """Lock held: a page for TCBS_PER_PAGE more TCBs (and, with migration, for their windows), or None."""
-        page = yield from self._page("the TCB table")
-        if page is not None and self.migration is not None:
-            windows = yield from self._page(None)
-            if windows is None:
-                self.svc.kfree(page - self.svc.kernbase)
-                return None
-            self.migration.pages.append(windows)
-        return page
+        """Lock held: a page for TCBS_PER_PAGE more TCBs (and, with migration, a page for their windows), or None."""
+        pages = yield from self._pages(2 if self.migration is not None else 1)
+        if pages is None:
+            return None
+        if self.migration is not None:
+            self.migration.pages.append(pages[1])  # written by the CPU running the thread: not guarded
+        yield GuardedBy(pages[0], PAGE_SIZE, self.lock.kva, "the TCB table", self.lock.name)
+        return pages[0]
 
     def _grow_records(self, table: SlotTable) -> Gen:
         """Lock held: a page for more process records, or None."""
-        return (yield from self._page("the process records"))
-
-    def _page(self, guarded: str | None) -> Gen:
-        """A zero-filled page of kernel memory (its kernel address), or None if there is none;
-        `guarded` names what the lock guards in it."""
-        try:
-            pa = self.svc.kmalloc(PAGE_SIZE)
-        except OutOfMemory:
+        pages = yield from self._pages(1)
+        if pages is None:
             return None
-        yield Compute(self.costs.SLAB_GROW)
-        kva = self.svc.kernbase + pa
-        if guarded is not None:
-            yield GuardedBy(kva, PAGE_SIZE, self.lock.kva, guarded, self.lock.name)
-        return kva
+        yield GuardedBy(pages[0], PAGE_SIZE, self.lock.kva, "the process records", self.lock.name)
+        return pages[0]
+
+    def _pages(self, n: int) -> Gen:
+        """`n` zero-filled pages of kernel memory (their kernel addresses); None, taking none, if there are not."""
+        taken: list[int] = []
+        try:
+            for _ in range(n):
+                taken.append(self.svc.kmalloc(PAGE_SIZE))
+        except OutOfMemory:
+            for pa in taken:
+                self.svc.kfree(pa)
+            return None
+        yield Compute(n * self.costs.SLAB_GROW)
+        return [self.svc.kernbase + pa for pa in taken]
 
     def ap_start(self, cpu: Any) -> Gen:
         """An AP's first code, reached through the trampoline page in real mode (paging off)."""
