@@ -629,8 +629,9 @@ def model(ipsc: float, interval: float, opsc: float | None, ips: float, results:
 @click.option("--jobs", type=int, default=None, help="worker processes (default: one per core)")
 @click.option("--seed", type=int, default=0, show_default=True, help="seeds the loops' random start phases")
 @click.option("--wide", is_flag=True, help="also the saturated curves at 16, 32 and 64 CPUs")
+@click.option("--no-cache", is_flag=True, help="run every task, even those whose results OUT/cache holds for this code")
 @costs_option
-def reproduce(out: str, quick: bool, jobs: int | None, seed: int, wide: bool, costs: Profile) -> None:
+def reproduce(out: str, quick: bool, jobs: int | None, seed: int, wide: bool, no_cache: bool, costs: Profile) -> None:
     """Run the paper's section 5 and write CSVs, Figures 6-8, summary.json, report.md and report.html."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
@@ -656,6 +657,7 @@ def reproduce(out: str, quick: bool, jobs: int | None, seed: int, wide: bool, co
             progress=lambda done, total: bar.update(task, completed=done, total=total),
             costs=costs,
             wide=wide,
+            cache=not no_cache,
         )
     d, a = summary["derived_overhead"], summary["attributed_overhead"]
     click.echo(
@@ -663,6 +665,10 @@ def reproduce(out: str, quick: bool, jobs: int | None, seed: int, wide: bool, co
         f"ms_throughput.csv, {'wide_throughput.csv, ' if wide else ''}fig6-8.png, fig_extensions.png, "
         f"fig_sensitivity.png, summary.json, report.md, report.html, trace_gettid_*.json in {summary['wall_seconds']} s"
     )
+    if summary["tasks"]["cached"]:
+        click.echo(
+            f"{summary['tasks']['cached']} of {summary['tasks']['total']} tasks from {out}/cache (--no-cache: all)"
+        )
     if d is not None:
         click.echo(f"overhead per forwarded call: derived {d:.0f}, attributed by path {a:.0f} instructions")
     sens = summary.get("sensitivity")

@@ -290,3 +290,24 @@ def test_the_report_ranks_the_costs_and_checks_the_linux_profile(grid) -> None:
     assert oos["profile"]["name"] == "linux-2.4" and oos["profile"]["overrides"]["bootkernel"]["SYSCALL_ENTRY"] == 16
     html = (out / "report.html").read_text()
     assert 'id="fig-sensitivity"' in html
+
+
+def test_a_run_again_takes_every_task_from_the_cache_and_writes_the_same_summary(grid, monkeypatch) -> None:
+    """Each task's result went into OUT/cache as it finished: nothing is simulated again (a task that ran
+    would raise here), and what is read back is what the tasks returned: the same summary.json."""
+    from apkern.experiments import reproduce as rp
+
+    out, _ = grid
+    first = json.loads((out / "summary.json").read_text())
+
+    def no_run(*args, **kw):
+        raise AssertionError("a task ran although its result was in the cache")
+
+    monkeypatch.setattr(rp, "FUNCS", {kind: no_run for kind in rp.FUNCS})
+    reproduce(out, quick=True, jobs=1)
+    again = json.loads((out / "summary.json").read_text())
+    assert first["tasks"]["not_cacheable"] == 0 and first["tasks"]["cached"] == 0
+    assert again["tasks"]["cached"] == again["tasks"]["total"] == first["tasks"]["total"]
+    strip = ("wall_seconds", "tasks", "config")
+    assert {k: v for k, v in again.items() if k not in strip} == {k: v for k, v in first.items() if k not in strip}
+    assert {**again["config"], "jobs": 0} == {**first["config"], "jobs": 0}

@@ -33,15 +33,15 @@ there shows without simulating again.
 from __future__ import annotations
 
 import hashlib
-import sys
 import traceback
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .. import __version__, profiles
+from .. import profiles
 from ..system import ConfigError, SimulationLimit, System
 from . import throughput
+from .tasks import package_fingerprint
 
 MEASURING = ("experiments/points.py", "experiments/throughput.py", "experiments/attribution.py")
 SHARES = ("user", "kernel", "spin", "idle")
@@ -71,18 +71,7 @@ METRICS = (
 @lru_cache(maxsize=1)
 def code_fingerprint() -> str:
     """SHA-256 (hex, 32 digits) of the code a point's numbers depend on (see the module)."""
-    root = Path(__file__).resolve().parent.parent
-    h = hashlib.sha256(f"apkern {__version__} python {sys.version_info[0]}.{sys.version_info[1]}\n".encode())
-    for path in sorted(root.rglob("*")):
-        rel = path.relative_to(root).as_posix()
-        if not path.is_file() or "__pycache__" in rel or rel.endswith((".pyc", ".pyo")):
-            continue
-        if rel == "cli.py" or (rel.startswith("experiments/") and rel not in MEASURING):
-            continue
-        data = path.read_bytes()
-        h.update(f"{rel}\0{len(data)}\0".encode())
-        h.update(data)
-    return h.hexdigest()[:32]
+    return package_fingerprint(lambda rel: rel == "cli.py" or (rel.startswith("experiments/") and rel not in MEASURING))
 
 
 def run_point(config: dict[str, Any]) -> dict[str, Any]:

@@ -190,11 +190,12 @@ def run_tasks(
     jobs: int,
     progress: Callable[[int, int], None] | None = None,
     costs: Profile = profiles.DEFAULT,
+    cache: tasks_mod.TaskCache | None = None,
 ) -> list[tuple[str, tuple[Any, ...], dict[str, Any]]]:
-    """Run the tasks (in `jobs` worker processes) under the cost profile `costs`; on Ctrl-C, cancel
-    the rest at once and raise `Interrupted` with the results finished so far."""
+    """Run the tasks (in `jobs` worker processes) under the cost profile `costs`, but those `cache` holds;
+    on Ctrl-C, cancel the rest at once and raise `Interrupted` with the results finished so far."""
     funcs = {kind: functools.partial(f, costs=costs) for kind, f in FUNCS.items()}
-    return tasks_mod.run_tasks(tasks, funcs, jobs, progress)
+    return tasks_mod.run_tasks(tasks, funcs, jobs, progress, cache)
 
 
 # --- analysis ---------------------------------------------------------------------------------------
@@ -742,6 +743,9 @@ WIDE_FIELDS = [
 ]
 
 
+CACHE_DIR = "cache"  # in the output folder: the tasks' results (tasks.TaskCache)
+
+
 class OutputError(ValueError):
     """The output folder cannot be made or written."""
 
@@ -819,10 +823,14 @@ def reproduce(
     progress: Callable[[int, int], None] | None = None,
     costs: Profile | None = None,
     wide: bool = False,
+    cache: bool = True,
 ) -> dict[str, Any]:
     """Run everything and write the result files into `out`; returns the summary.
 
     `wide`: also the saturated curves at 16, 32 and 64 CPUs (`wide_throughput.csv`, a panel of Figures 6-8).
+    `cache`: keep each task's result in `out/cache` as it finishes, and run only the tasks not
+    found there (`tasks.TaskCache`: by task, cost profile and code), so a run again, or after
+    Ctrl-C, simulates only what it lacks; the summary's `tasks` says how many came from it.
 
     `out` is made and checked first (`OutputError` if it cannot be written). On Ctrl-C the
     tasks finished so far go to `out/partial.json` and `Interrupted` is raised.
@@ -844,8 +852,9 @@ def reproduce(
     tasks += [("sensitivity", (*args, quick), 1.5) for _, args, _ in sensitivity.plan(costs, sens_base["reads"])]
     tasks.append(("out_of_sample", (quick,), 60.0))  # with its own sensitivity analysis: start it early
     tasks.sort(key=lambda t: -t[2])
+    store = tasks_mod.TaskCache(Path(out) / CACHE_DIR, {"costs": costs.to_dict()}) if cache else None
     try:
-        results = run_tasks(tasks, jobs, progress, costs)
+        results = run_tasks(tasks, jobs, progress, costs, store)
     except Interrupted as e:
         save_partial(out, e)
         raise
@@ -865,6 +874,11 @@ def reproduce(
         "noise_seeds": NOISE_SEEDS,
         "agreement": AGREEMENT,
         "costs": costs.to_dict(),
+    }
+    summary["tasks"] = {
+        "total": len(tasks),
+        "cached": 0 if store is None else store.hits,
+        "not_cacheable": 0 if store is None else store.uncacheable,
     }
     summary["wall_seconds"] = round(time.perf_counter() - t0, 1)
     write_outputs(Path(out), summary, costs)

@@ -5,11 +5,21 @@ that a worker process can find it) and `cost` is a rough estimate of its host ti
 which a planner sorts the big ones first. The results come back in the order of the
 task list, whatever order the workers finish them in, so the numbers an experiment
 writes do not depend on `jobs`.
+
+With a `TaskCache`, a task whose result is in the cache is not run again: an experiment
+run twice, or again after Ctrl-C, simulates only what it lacks. Each result goes into the
+cache as soon as it arrives.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import sys
 from collections.abc import Callable, Mapping
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from . import runner
@@ -28,21 +38,124 @@ class Interrupted(KeyboardInterrupt):
         self.total = total
 
 
+class TaskCache:
+    """Task results by content: one JSON file per task under `root`, for one `context` and one version of the code.
+
+    A task's key is the SHA-256 of its kind, its arguments, `context` (what else its result
+    depends on: the cost profile, say) and the fingerprint of the code (`code_fingerprint`).
+    Only a result that JSON gives back unchanged is kept, so a result read back is the very
+    value the task returned, its dicts in their order (a float sum over one follows it); any
+    other is run again next time (`uncacheable` counts them).
+    """
+
+    def __init__(self, root: str | os.PathLike[str], context: Any = None) -> None:
+        self.root = Path(root)
+        self.context = context
+        self.fingerprint = code_fingerprint()
+        self.hits = 0
+        self.uncacheable = 0
+
+    def key(self, kind: str, args: tuple[Any, ...]) -> str:
+        text = json.dumps(
+            {"kind": kind, "args": list(args), "context": self.context, "code": self.fingerprint},
+            sort_keys=True,
+            separators=(",", ":"),
+        )
+        return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+    def _path(self, key: str) -> Path:
+        return self.root / key[:2] / f"{key}.json"
+
+    def get(self, kind: str, args: tuple[Any, ...]) -> tuple[bool, Any]:
+        """(True, result) if the task's result is cached, else (False, None)."""
+        try:
+            record = json.loads(self._path(self.key(kind, args)).read_text())
+        except (OSError, ValueError):
+            return False, None  # absent, or unreadable: it runs and is written again
+        if not isinstance(record, dict) or "result" not in record:
+            return False, None
+        self.hits += 1
+        return True, record["result"]
+
+    def put(self, kind: str, args: tuple[Any, ...], result: Any) -> None:
+        try:
+            text = json.dumps({"kind": kind, "args": list(args), "result": result})  # in its order: sums follow it
+        except (TypeError, ValueError):
+            text = None
+        if text is None or json.loads(text)["result"] != result:
+            self.uncacheable += 1
+            return
+        path = self._path(self.key(kind, args))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)  # whole or absent
+
+
+# what no task's result depends on: the command line and the writers of tables, figures and reports
+PRESENTATION = ("cli.py", "experiments/plots.py", "experiments/report.py", "experiments/html_report.py")
+
+
+@lru_cache(maxsize=1)
+def code_fingerprint() -> str:
+    """The fingerprint of every file of the package but `PRESENTATION`: all that a task's result may depend on."""
+    return package_fingerprint(lambda rel: rel in PRESENTATION)
+
+
+def package_fingerprint(leave_out: Callable[[str], bool]) -> str:
+    """SHA-256 (32 hex digits) of apkern's version, Python's (major.minor) and the bytes of every file of the
+    package whose path (relative to the package, with /) `leave_out` does not name."""
+    from .. import __version__
+
+    root = Path(__file__).resolve().parent.parent
+    h = hashlib.sha256(f"apkern {__version__} python {sys.version_info[0]}.{sys.version_info[1]}\n".encode())
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        if not path.is_file() or "__pycache__" in rel or rel.endswith((".pyc", ".pyo")) or leave_out(rel):
+            continue
+        data = path.read_bytes()
+        h.update(f"{rel}\0{len(data)}\0".encode())
+        h.update(data)
+    return h.hexdigest()[:32]
+
+
 def run_tasks(
-    tasks: list[Task], funcs: Mapping[str, Callable[..., Any]], jobs: int, progress: Progress | None = None
+    tasks: list[Task],
+    funcs: Mapping[str, Callable[..., Any]],
+    jobs: int,
+    progress: Progress | None = None,
+    cache: TaskCache | None = None,
 ) -> list[Result]:
     """Run every task (`jobs` worker processes; one runs them here) and return (kind, args, result) in task order.
 
-    The calls go through the sweep's machinery (`runner.run_calls`). On Ctrl-C, the rest are
+    The calls go through the sweep's machinery (`runner.run_calls`). With `cache`, the tasks it
+    holds are not run, and each result is written to it as it arrives. On Ctrl-C, the rest are
     cancelled at once and `Interrupted` is raised with the results finished so far.
     """
     out: list[Result] = []
+    todo: list[Task] = []
+    for kind, args, cost in tasks:
+        found, result = cache.get(kind, args) if cache is not None else (False, None)
+        if found:
+            out.append((kind, args, result))
+        else:
+            todo.append((kind, args, cost))
+    done = len(out)
+    if progress is not None and done:
+        progress(done, len(tasks))
 
     def keep(i: int, result: Any) -> None:
-        out.append((tasks[i][0], tasks[i][1], result))
+        out.append((todo[i][0], todo[i][1], result))
+        if cache is not None:
+            cache.put(todo[i][0], todo[i][1], result)
+
+    def step(finished: int, _: int) -> None:
+        if progress is not None:
+            progress(done + finished, len(tasks))
 
     try:
-        runner.run_calls([(funcs[kind], args) for kind, args, _ in tasks], jobs, on_result=keep, progress=progress)
+        if todo:
+            runner.run_calls([(funcs[kind], args) for kind, args, _ in todo], jobs, on_result=keep, progress=step)
     except KeyboardInterrupt:
         raise Interrupted(out, len(tasks)) from None
     order = {(kind, args): i for i, (kind, args, _) in enumerate(tasks)}
