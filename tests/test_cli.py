@@ -279,3 +279,26 @@ def test_the_master_slave_port_from_the_command_line(capsys) -> None:
     d = json.loads(out)
     assert d["kernel"] == "master-slave" and 3 < d["speedup"] <= d["ideal_bound"] * 1.05 and 0 < d["master_load"] < 1
     assert_usage_error(*call(capsys, *args, "--kernel", "master-slave", "--ext", "local_calls"))
+
+
+@pytest.mark.parametrize(("flags", "cache"), [([], True), (["--no-cache"], False)])
+def test_reproduce_takes_the_cache_unless_told(tmp_path: Path, monkeypatch, capsys, flags, cache) -> None:
+    """The run itself is `reproduce`'s tests' (tests/experiments); here only what the command line passes."""
+    from apkern.experiments import reproduce as rp
+
+    seen = {}
+
+    def fake(out, **kw):
+        seen.update(kw)
+        return {
+            "throughput": [],
+            "derived_overhead": None,
+            "attributed_overhead": None,
+            "wall_seconds": 0.0,
+            "tasks": {"total": 3, "cached": 3 if cache else 0, "not_cacheable": 0},
+        }
+
+    monkeypatch.setattr(rp, "reproduce", fake)
+    main(["reproduce", "--quick", "--out", str(tmp_path), *flags])
+    assert seen["cache"] is cache
+    assert ("3 of 3 tasks taken from" in capsys.readouterr().out) is cache

@@ -666,9 +666,8 @@ def reproduce(out: str, quick: bool, jobs: int | None, seed: int, wide: bool, no
         f"fig_sensitivity.png, summary.json, report.md, report.html, trace_gettid_*.json in {summary['wall_seconds']} s"
     )
     if summary["tasks"]["cached"]:
-        click.echo(
-            f"{summary['tasks']['cached']} of {summary['tasks']['total']} tasks from {out}/cache (--no-cache: all)"
-        )
+        t = summary["tasks"]
+        click.echo(f"{t['cached']} of {t['total']} tasks taken from {out}/cache (--no-cache runs them all)")
     if d is not None:
         click.echo(f"overhead per forwarded call: derived {d:.0f}, attributed by path {a:.0f} instructions")
     sens = summary.get("sensitivity")
