@@ -680,8 +680,9 @@ def reproduce(out: str, quick: bool, jobs: int | None, seed: int, wide: bool, no
 @click.option("--out", type=click.Path(file_okay=False), default="results", show_default=True)
 @click.option("--quick", is_flag=True, help="smaller inputs: within five minutes on two cores")
 @click.option("--jobs", type=int, default=None, help="worker processes (default: one per core)")
+@click.option("--no-cache", is_flag=True, help="run every run, even those whose results OUT/cache holds for this code")
 @costs_option
-def study(out: str, quick: bool, jobs: int | None, costs: Profile) -> None:
+def study(out: str, quick: bool, jobs: int | None, no_cache: bool, costs: Profile) -> None:
     """Run every workload on every kernel on 1-8 CPUs: applications.csv, study_*.png, report.md's applications."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
@@ -701,6 +702,7 @@ def study(out: str, quick: bool, jobs: int | None, costs: Profile) -> None:
             jobs=jobs,
             progress=lambda done, n: bar.update(task, completed=done, total=n),
             costs=costs,
+            cache=not no_cache,
         )
     cpus = summary["config"]["cpus"]
     click.echo(f"{'speedup over up':<22}" + "".join(f"{n:>7}" for n in cpus))
@@ -713,6 +715,9 @@ def study(out: str, quick: bool, jobs: int | None, costs: Profile) -> None:
         f"wrote {out}/: applications.csv ({c['runs']} runs), study_*.png ({len(summary['curves'])}), study.json, "
         f"report.md (section applications) in {summary['wall_seconds']} s"
     )
+    if summary["cache"]["cached"]:
+        n = summary["cache"]
+        click.echo(f"{n['cached']} of {n['runs']} runs taken from {out}/cache (--no-cache runs them all)")
     click.echo(f"checks: {c['ok']} of {c['runs']} runs pass" + "".join(f"\nflagged: {f}" for f in c["flagged"]))
     if c["flagged"]:
         sys.exit(1)

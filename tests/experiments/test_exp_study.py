@@ -258,3 +258,18 @@ def test_cli_bad_options_are_one_line_and_status_2(capsys, tmp_path, args, words
     assert code == 2 and out == "" and "Traceback" not in err
     assert len(err.splitlines()) == 1 and err.startswith("apkern: error:") and words in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # nothing made, nothing run
+
+
+def test_a_study_run_again_takes_every_run_from_the_cache(run, monkeypatch) -> None:
+    """Each run's result went into OUT/cache: run again, nothing is simulated and the files are the same."""
+    out, first = run
+    before = {name: (out / name).read_bytes() for name in ("applications.csv", "study.json")}
+
+    def no_run(*args, **kw):
+        raise AssertionError("a run ran although its result was in the cache")
+
+    monkeypatch.setattr(study_mod, "run_one", no_run)
+    again = tiny(out)
+    assert first["cache"]["cached"] == 0
+    assert again["cache"]["cached"] == again["cache"]["runs"] == first["cache"]["runs"] > 0
+    assert {name: (out / name).read_bytes() for name in before} == before

@@ -58,8 +58,8 @@ from ..workloads.fft import points as fft_points
 from ..workloads.grep import PATTERN_DEFAULT
 from ..workloads.mix import ENTRIES_PER_SCALE, GCC_BYTES_PER_SCALE, GCC_INPUT
 from ..workloads.mix import ROOT as MIX_ROOT
-from .reproduce import check_output_dir, save_partial
-from .tasks import Interrupted, Progress, Task, run_tasks
+from .reproduce import CACHE_DIR, check_output_dir, save_partial
+from .tasks import Interrupted, Progress, Task, TaskCache, run_tasks
 
 BASELINE = "up"  # the uniprocessor kernel: every speedup is over its one-CPU time
 CPUS = tuple(range(1, 9))
@@ -657,6 +657,7 @@ def study(
     sizes: Sizes | None = None,
     progress: Progress | None = None,
     costs: Profile | None = None,
+    cache: bool = True,
 ) -> dict[str, Any]:
     """Run the study and write its files into `out`; returns the summary (`costs`: the cost profile).
 
@@ -664,7 +665,8 @@ def study(
     every kernel of `apkern.system.KERNELS`); `sizes` overrides the inputs' sizes (else
     QUICK or DEFAULT). The files depend on these and `seed` only, not on `jobs`.
     `out` is made and checked first (`OutputError` if it cannot be written); on Ctrl-C the runs
-    finished so far go to `out/partial.json` and `Interrupted` is raised.
+    finished so far go to `out/partial.json` and `Interrupted` is raised. With `cache`, each run's
+    result goes to `out/cache` as it finishes, and a run found there is not run again (as `reproduce`).
     """
     sizes = sizes or (QUICK if quick else DEFAULT)
     costs = profiles.load(costs)
@@ -683,7 +685,9 @@ def study(
     chosen = [every[n] for n in names]
     try:
         run = {"run": functools.partial(run_one, costs=costs)}
-        results = run_tasks(plan(chosen, kernels, cpus, seed), run, jobs, progress)
+        store = TaskCache(Path(out) / CACHE_DIR, {"costs": costs.to_dict()}) if cache else None
+        tasks = plan(chosen, kernels, cpus, seed)
+        results = run_tasks(tasks, run, jobs, progress, store)
     except Interrupted as e:
         save_partial(out, e)
         raise
@@ -700,6 +704,7 @@ def study(
     }
     write_outputs(Path(out), summary)
     summary["wall_seconds"] = round(time.perf_counter() - t0, 1)  # not in the files: they depend on the options only
+    summary["cache"] = {"runs": len(tasks), "cached": 0 if store is None else store.hits}
     return summary
 
 

@@ -13,6 +13,7 @@ cache as soon as it arrives.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -56,10 +57,12 @@ class TaskCache:
         self.uncacheable = 0
 
     def key(self, kind: str, args: tuple[Any, ...]) -> str:
+        """The task's key; a TypeError if its arguments are not plain data (numbers, strings, lists, dataclasses)."""
         text = json.dumps(
             {"kind": kind, "args": list(args), "context": self.context, "code": self.fingerprint},
             sort_keys=True,
             separators=(",", ":"),
+            default=_plain,
         )
         return hashlib.sha256(text.encode()).hexdigest()[:32]
 
@@ -70,8 +73,8 @@ class TaskCache:
         """(True, result) if the task's result is cached, else (False, None)."""
         try:
             record = json.loads(self._path(self.key(kind, args)).read_text())
-        except (OSError, ValueError):
-            return False, None  # absent, or unreadable: it runs and is written again
+        except (OSError, ValueError, TypeError):
+            return False, None  # absent, unreadable (it runs and is written again), or no key for its arguments
         if not isinstance(record, dict) or "result" not in record:
             return False, None
         self.hits += 1
@@ -79,17 +82,24 @@ class TaskCache:
 
     def put(self, kind: str, args: tuple[Any, ...], result: Any) -> None:
         try:
-            text = json.dumps({"kind": kind, "args": list(args), "result": result})  # in its order: sums follow it
+            path = self._path(self.key(kind, args))
+            text = json.dumps({"kind": kind, "args": list(args), "result": result}, default=_plain)  # in its order
+            kept = json.loads(text)["result"] == result
         except (TypeError, ValueError):
-            text = None
-        if text is None or json.loads(text)["result"] != result:
+            kept = False
+        if not kept:
             self.uncacheable += 1
             return
-        path = self._path(self.key(kind, args))
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         tmp.write_text(text)
         os.replace(tmp, path)  # whole or absent
+
+
+def _plain(o: Any) -> Any:
+    if dataclasses.is_dataclass(o) and not isinstance(o, type):
+        return {"dataclass": type(o).__qualname__, **dataclasses.asdict(o)}
+    raise TypeError(f"{type(o).__name__} is not plain data")
 
 
 # what no task's result depends on: the command line and the writers of tables, figures and reports
