@@ -202,6 +202,47 @@ def test_ctrl_c_on_reproduce_cancels_at_once_and_exits_130(tmp_path: Path) -> No
     assert err.splitlines()[-1].startswith("apkern: interrupted: ")
     kept = json.loads((out / "partial.json").read_text())
     assert kept["total"] > 100 and kept["finished"] == len(kept["tasks"]) < kept["total"]
+    assert len(list((out / "cache").rglob("*.json"))) == kept["finished"]  # each also in the cache
+
+
+def test_run_tasks_interrupted_keeps_the_finished_in_the_cache_and_a_run_again_goes_on(tmp_path: Path) -> None:
+    from apkern.experiments.tasks import TaskCache
+    from apkern.experiments.tasks import run_tasks as run_cached
+
+    ran: list[int] = []
+
+    def square(n: int) -> int:
+        ran.append(n)
+        return n * n
+
+    def stop_at_two(done: int, total: int) -> None:
+        if done == 2:
+            raise KeyboardInterrupt
+
+    tasks = [("square", (n,), 1.0) for n in range(5)]
+    with pytest.raises(Interrupted) as e:
+        run_cached(tasks, {"square": square}, 1, stop_at_two, TaskCache(tmp_path))
+    assert e.value.cached and len(e.value.finished) == 2 and ran == [0, 1]
+    assert [r for *_, r in run_cached(tasks, {"square": square}, 1, None, TaskCache(tmp_path))] == [0, 1, 4, 9, 16]
+    assert ran == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("cached", [True, False])
+def test_an_interrupted_reproduction_says_where_its_finished_tasks_are(monkeypatch, capsys, tmp_path, cached) -> None:
+    from apkern.experiments import reproduce as rp
+
+    def interrupted(out, **kw):
+        raise Interrupted([("latency", ("up", 1, 20, 0), {})], 7, cached)
+
+    from apkern.cli import main
+
+    monkeypatch.setattr(rp, "reproduce", interrupted)
+    with pytest.raises(SystemExit) as e:
+        main(["reproduce", "--quick", "--out", str(tmp_path)])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 130
+    assert err.startswith("apkern: interrupted: 1 of 7 tasks had finished, kept in partial.json")
+    assert err.endswith("(the same command again goes on from there)") is cached
 
 
 # --- fuzzing the numeric options ------------------------------------------------------------------------

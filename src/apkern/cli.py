@@ -868,6 +868,8 @@ def _interrupted(e: BaseException | None) -> NoReturn:
     """Ctrl-C: say what was kept (an interrupted reproduction's finished tasks) and exit 130."""
     finished = getattr(e, "finished", None)
     kept = "" if finished is None else f": {len(finished)} of {e.total} tasks had finished, kept in partial.json"
+    if finished and getattr(e, "cached", False):
+        kept += " and the cache (the same command again goes on from there)"
     click.echo(f"apkern: interrupted{kept}", err=True)
     sys.exit(EXIT_INTERRUPTED)
 

@@ -33,10 +33,11 @@ Progress = Callable[[int, int], None]
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C during `run_tasks`: `finished` holds the (kind, args, result) of the tasks done by then."""
 
-    def __init__(self, finished: list[Result], total: int) -> None:
+    def __init__(self, finished: list[Result], total: int, cached: bool = False) -> None:
         super().__init__(f"{len(finished)} of {total} tasks finished")
         self.finished = finished
         self.total = total
+        self.cached = cached  # they are in a `TaskCache` too: a run again goes on from there
 
 
 class TaskCache:
@@ -167,7 +168,7 @@ def run_tasks(
         if todo:
             runner.run_calls([(funcs[kind], args) for kind, args, _ in todo], jobs, on_result=keep, progress=step)
     except KeyboardInterrupt:
-        raise Interrupted(out, len(tasks)) from None
+        raise Interrupted(out, len(tasks), cache is not None) from None
     order = {(kind, args): i for i, (kind, args, _) in enumerate(tasks)}
     out.sort(key=lambda r: order[(r[0], r[1])])
     return out
