@@ -295,10 +295,23 @@ def test_reproduce_takes_the_cache_unless_told(tmp_path: Path, monkeypatch, caps
             "derived_overhead": None,
             "attributed_overhead": None,
             "wall_seconds": 0.0,
-            "tasks": {"total": 3, "cached": 3 if cache else 0, "not_cacheable": 0},
+            "tasks": {"total": 3, "cached": 3 if cache else 0, "not_kept": 0, "cache_error": None},
         }
 
     monkeypatch.setattr(rp, "reproduce", fake)
     main(["reproduce", "--quick", "--out", str(tmp_path), *flags])
     assert seen["cache"] is cache
     assert ("3 of 3 tasks taken from" in capsys.readouterr().out) is cache
+
+
+def test_reproduce_says_which_results_the_cache_did_not_keep(tmp_path: Path, monkeypatch, capsys) -> None:
+    from apkern.experiments import reproduce as rp
+
+    def fake(out, **kw):
+        return {"throughput": [], "derived_overhead": None, "attributed_overhead": None, "wall_seconds": 0.0,
+                "tasks": {"total": 9, "cached": 0, "not_kept": 2, "cache_error": "Permission denied: x"}}  # fmt: skip
+
+    monkeypatch.setattr(rp, "reproduce", fake)
+    main(["reproduce", "--quick", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert err == f"apkern: 2 tasks not kept in {tmp_path}/cache (they run again next time): Permission denied: x\n"

@@ -665,9 +665,8 @@ def reproduce(out: str, quick: bool, jobs: int | None, seed: int, wide: bool, no
         f"ms_throughput.csv, {'wide_throughput.csv, ' if wide else ''}fig6-8.png, fig_extensions.png, "
         f"fig_sensitivity.png, summary.json, report.md, report.html, trace_gettid_*.json in {summary['wall_seconds']} s"
     )
-    if summary["tasks"]["cached"]:
-        t = summary["tasks"]
-        click.echo(f"{t['cached']} of {t['total']} tasks taken from {out}/cache (--no-cache runs them all)")
+    _cache_lines(summary["tasks"]["cached"], summary["tasks"]["not_kept"], summary["tasks"]["total"], "tasks", out,
+                 summary["tasks"]["cache_error"])  # fmt: skip
     if d is not None:
         click.echo(f"overhead per forwarded call: derived {d:.0f}, attributed by path {a:.0f} instructions")
     sens = summary.get("sensitivity")
@@ -715,9 +714,8 @@ def study(out: str, quick: bool, jobs: int | None, no_cache: bool, costs: Profil
         f"wrote {out}/: applications.csv ({c['runs']} runs), study_*.png ({len(summary['curves'])}), study.json, "
         f"report.md (section applications) in {summary['wall_seconds']} s"
     )
-    if summary["cache"]["cached"]:
-        n = summary["cache"]
-        click.echo(f"{n['cached']} of {n['runs']} runs taken from {out}/cache (--no-cache runs them all)")
+    n = summary["cache"]
+    _cache_lines(n["cached"], n["not_kept"], n["runs"], "runs", out, n["error"])
     click.echo(f"checks: {c['ok']} of {c['runs']} runs pass" + "".join(f"\nflagged: {f}" for f in c["flagged"]))
     if c["flagged"]:
         sys.exit(1)
@@ -862,6 +860,15 @@ def sweep(grid: str, jobs: int | None, scheduler: str | None, out: str | None) -
         first = result.failed[0]
         click.echo(f"apkern: {len(result.failed)} point(s) failed; point {first['point']}: {first['error']}", err=True)
         sys.exit(1)
+
+
+def _cache_lines(cached: int, not_kept: int, total: int, what: str, out: str, error: str | None) -> None:
+    """What came from OUT/cache, and what will run again next time."""
+    if cached:
+        click.echo(f"{cached} of {total} {what} taken from {out}/cache (--no-cache runs them all)")
+    if not_kept:
+        why = f": {error}" if error else ""
+        click.echo(f"apkern: {not_kept} {what} not kept in {out}/cache (they run again next time){why}", err=True)
 
 
 def _interrupted(e: BaseException | None) -> NoReturn:

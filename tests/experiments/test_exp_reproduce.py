@@ -306,7 +306,7 @@ def test_a_run_again_takes_every_task_from_the_cache_and_writes_the_same_summary
     monkeypatch.setattr(rp, "FUNCS", {kind: no_run for kind in rp.FUNCS})
     reproduce(out, quick=True, jobs=1)
     again = json.loads((out / "summary.json").read_text())
-    assert first["tasks"]["not_cacheable"] == 0 and first["tasks"]["cached"] == 0
+    assert first["tasks"]["not_kept"] == 0 and first["tasks"]["cached"] == 0
     assert again["tasks"]["cached"] == again["tasks"]["total"] == first["tasks"]["total"]
     strip = ("wall_seconds", "tasks", "config")
     assert {k: v for k, v in again.items() if k not in strip} == {k: v for k, v in first.items() if k not in strip}

@@ -51,7 +51,7 @@ def test_only_what_json_gives_back_unchanged_is_kept(tmp_path) -> None:
     cache = TaskCache(tmp_path)
     for i, result in enumerate(odd):
         cache.put("odd", (i,), result)
-    assert cache.uncacheable == 3 and all(cache.get("odd", (i,)) == (False, None) for i in range(3))
+    assert cache.not_kept == 3 and all(cache.get("odd", (i,)) == (False, None) for i in range(3))
     cache.put("even", (0,), {"pair": [1, 2], "one": 1.5})
     assert cache.get("even", (0,)) == (True, {"pair": [1, 2], "one": 1.5})
     cache.put("order", (0,), {"z": 0.1, "a": 0.2, "m": 0.3})  # a sum over a dict follows its order
@@ -74,3 +74,31 @@ def test_the_fingerprint_leaves_out_only_the_presentation() -> None:
     tasks.package_fingerprint(lambda rel: named.append(rel) or False)
     assert "experiments/plots.py" in named and "hw/cpu.py" in named and "bootkernel/sched.py" in named
     assert set(tasks.PRESENTATION) <= set(named)
+
+
+def test_a_subclass_that_json_would_turn_into_its_base_is_not_kept(tmp_path) -> None:
+    import enum
+    from collections import Counter
+
+    class Kind(enum.IntEnum):
+        A = 1
+
+    cache = TaskCache(tmp_path)
+    assert not cache.put("enum", (0,), {"k": Kind.A}) and not cache.put("counter", (0,), {"c": Counter(a=1)})
+    assert cache.not_kept == 2 and cache.get("enum", (0,)) == (False, None)
+
+
+def test_keep_says_what_is_worth_keeping(tmp_path) -> None:
+    cache = TaskCache(tmp_path, keep=lambda r: not r["crashed"])
+    assert cache.put("run", (1,), {"crashed": False}) and not cache.put("run", (2,), {"crashed": True})
+    assert cache.get("run", (1,))[0] and not cache.get("run", (2,))[0] and cache.not_kept == 1
+
+
+def test_a_cache_the_disk_refuses_does_not_stop_the_run(tmp_path) -> None:
+    (tmp_path / "cache").write_text("a file where the cache's folder would go")
+    cache = TaskCache(tmp_path / "cache")
+    ran: list[int] = []
+    results = _run(cache, ran)
+    assert [r for *_, r in results] == [_square(n) for n in range(5)] and ran == [0, 1, 2, 3, 4]
+    assert cache.not_kept == 5 and "cache" in cache.error
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache"]  # no temporary file left behind

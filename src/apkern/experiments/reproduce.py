@@ -878,7 +878,8 @@ def reproduce(
     summary["tasks"] = {
         "total": len(tasks),
         "cached": 0 if store is None else store.hits,
-        "not_cacheable": 0 if store is None else store.uncacheable,
+        "not_kept": 0 if store is None else store.not_kept,
+        "cache_error": None if store is None else store.error,
     }
     summary["wall_seconds"] = round(time.perf_counter() - t0, 1)
     write_outputs(Path(out), summary, costs)

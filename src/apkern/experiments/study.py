@@ -287,6 +287,11 @@ def run_one(w: Workload, kernel: str, cpus: int, seed: int, costs: Profile | Non
     }
 
 
+def _not_crashed(result: dict[str, Any]) -> bool:
+    """A run the simulator crashed in is run again next time, not served from the cache."""
+    return not str(result.get("self_check") or "").startswith("crashed:")
+
+
 # --- planning and analysis ---------------------------------------------------------------------------
 
 
@@ -685,7 +690,7 @@ def study(
     chosen = [every[n] for n in names]
     try:
         run = {"run": functools.partial(run_one, costs=costs)}
-        store = TaskCache(Path(out) / CACHE_DIR, {"costs": costs.to_dict()}) if cache else None
+        store = TaskCache(Path(out) / CACHE_DIR, {"costs": costs.to_dict()}, _not_crashed) if cache else None
         tasks = plan(chosen, kernels, cpus, seed)
         results = run_tasks(tasks, run, jobs, progress, store)
     except Interrupted as e:
@@ -704,7 +709,12 @@ def study(
     }
     write_outputs(Path(out), summary)
     summary["wall_seconds"] = round(time.perf_counter() - t0, 1)  # not in the files: they depend on the options only
-    summary["cache"] = {"runs": len(tasks), "cached": 0 if store is None else store.hits}
+    summary["cache"] = {
+        "runs": len(tasks),
+        "cached": 0 if store is None else store.hits,
+        "not_kept": 0 if store is None else store.not_kept,
+        "error": None if store is None else store.error,
+    }
     return summary
 
 

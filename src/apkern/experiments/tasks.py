@@ -13,6 +13,7 @@ cache as soon as it arrives.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -46,16 +47,22 @@ class TaskCache:
     A task's key is the SHA-256 of its kind, its arguments, `context` (what else its result
     depends on: the cost profile, say) and the fingerprint of the code (`code_fingerprint`).
     Only a result that JSON gives back unchanged is kept, so a result read back is the very
-    value the task returned, its dicts in their order (a float sum over one follows it); any
-    other is run again next time (`uncacheable` counts them).
+    value the task returned, its dicts in their order (a float sum over one follows it), and
+    only if `keep(result)` (a crash of the simulator is run again, not served); any other runs
+    again next time. `not_kept` counts those; a result the disk refused (`OSError`) is counted
+    too, and `error` says why, but the run goes on.
     """
 
-    def __init__(self, root: str | os.PathLike[str], context: Any = None) -> None:
+    def __init__(
+        self, root: str | os.PathLike[str], context: Any = None, keep: Callable[[Any], bool] | None = None
+    ) -> None:
         self.root = Path(root)
         self.context = context
+        self.keep = keep
         self.fingerprint = code_fingerprint()
         self.hits = 0
-        self.uncacheable = 0
+        self.not_kept = 0
+        self.error: str | None = None
 
     def key(self, kind: str, args: tuple[Any, ...]) -> str:
         """The task's key; a TypeError if its arguments are not plain data (numbers, strings, lists, dataclasses)."""
@@ -81,20 +88,40 @@ class TaskCache:
         self.hits += 1
         return True, record["result"]
 
-    def put(self, kind: str, args: tuple[Any, ...], result: Any) -> None:
+    def put(self, kind: str, args: tuple[Any, ...], result: Any) -> bool:
+        """Keep `result` if it comes back unchanged and `keep` says so; whether it was kept."""
         try:
             path = self._path(self.key(kind, args))
             text = json.dumps({"kind": kind, "args": list(args), "result": result}, default=_plain)  # in its order
-            kept = json.loads(text)["result"] == result
+            kept = json.loads(text)["result"] == result and _plain_types(result)
+            kept = kept and (self.keep is None or self.keep(result))
         except (TypeError, ValueError):
             kept = False
+        if kept:
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp.write_text(text)
+                os.replace(tmp, path)  # whole or absent
+            except OSError as e:
+                self.error = self.error or f"{e.strerror or e}: {e.filename or path}"
+                kept = False
+            finally:
+                with contextlib.suppress(OSError):
+                    tmp.unlink(missing_ok=True)
         if not kept:
-            self.uncacheable += 1
-            return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)  # whole or absent
+            self.not_kept += 1
+        return kept
+
+
+def _plain_types(v: Any) -> bool:
+    """Only JSON's own types, exactly: a subclass (an IntEnum, a Counter) would come back as its base."""
+    t = type(v)
+    if t is dict:
+        return all(type(k) is str and _plain_types(x) for k, x in v.items())
+    if t is list:
+        return all(_plain_types(x) for x in v)
+    return t in (str, int, float, bool, type(None))
 
 
 def _plain(o: Any) -> Any:
@@ -114,12 +141,16 @@ def code_fingerprint() -> str:
 
 
 def package_fingerprint(leave_out: Callable[[str], bool]) -> str:
-    """SHA-256 (32 hex digits) of apkern's version, Python's (major.minor) and the bytes of every file of the
-    package whose path (relative to the package, with /) `leave_out` does not name."""
+    """SHA-256 (32 hex digits) of apkern's version, Python's (major.minor), SimPy's and the bytes of every file
+    of the package whose path (relative to the package, with /) `leave_out` does not name."""
+    from importlib.metadata import version
+
     from .. import __version__
 
     root = Path(__file__).resolve().parent.parent
-    h = hashlib.sha256(f"apkern {__version__} python {sys.version_info[0]}.{sys.version_info[1]}\n".encode())
+    # SimPy's too: the machine builds on its internals (hw/lockstep.py)
+    py = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    h = hashlib.sha256(f"apkern {__version__} python {py} simpy {version('simpy')}\n".encode())
     for path in sorted(root.rglob("*")):
         rel = path.relative_to(root).as_posix()
         if not path.is_file() or "__pycache__" in rel or rel.endswith((".pyc", ".pyo")) or leave_out(rel):
@@ -156,9 +187,9 @@ def run_tasks(
         progress(done, len(tasks))
 
     def keep(i: int, result: Any) -> None:
-        out.append((todo[i][0], todo[i][1], result))
-        if cache is not None:
+        if cache is not None:  # first: a result said to be finished is in the cache, unless it could not be
             cache.put(todo[i][0], todo[i][1], result)
+        out.append((todo[i][0], todo[i][1], result))
 
     def step(finished: int, _: int) -> None:
         if progress is not None:
@@ -168,7 +199,7 @@ def run_tasks(
         if todo:
             runner.run_calls([(funcs[kind], args) for kind, args, _ in todo], jobs, on_result=keep, progress=step)
     except KeyboardInterrupt:
-        raise Interrupted(out, len(tasks), cache is not None) from None
+        raise Interrupted(out, len(tasks), cache is not None and not cache.not_kept) from None
     order = {(kind, args): i for i, (kind, args, _) in enumerate(tasks)}
     out.sort(key=lambda r: order[(r[0], r[1])])
     return out
