@@ -69,11 +69,30 @@ def test_a_damaged_entry_is_run_again(tmp_path) -> None:
     assert ran == [0, 1, 2, 3, 4, 3, 4]
 
 
-def test_the_fingerprint_leaves_out_only_the_presentation() -> None:
-    named: list[str] = []
-    tasks.package_fingerprint(lambda rel: named.append(rel) or False)
-    assert "experiments/plots.py" in named and "hw/cpu.py" in named and "bootkernel/sched.py" in named
-    assert set(tasks.PRESENTATION) <= set(named)
+def test_the_fingerprint_follows_the_code_but_not_the_presentation(tmp_path) -> None:
+    """On a copy of the package: a change to a kernel or an experiment's measuring code changes the key,
+    a change to the writers of figures and reports does not."""
+    import shutil
+    from pathlib import Path
+
+    import apkern
+
+    copy = tmp_path / "apkern"
+    shutil.copytree(Path(apkern.__file__).parent, copy, ignore=shutil.ignore_patterns("__pycache__"))
+
+    def fingerprint() -> str:
+        return tasks.package_fingerprint(lambda rel: rel in tasks.PRESENTATION, copy)
+
+    base = fingerprint()
+    assert base == tasks.code_fingerprint()  # the copy is the package
+    for rel in tasks.PRESENTATION:
+        (copy / rel).write_text((copy / rel).read_text() + "\n# a comment\n")
+    assert fingerprint() == base
+    (copy / "bootkernel" / "sched.py").write_text((copy / "bootkernel" / "sched.py").read_text() + "\n")
+    changed = fingerprint()
+    assert changed != base
+    (copy / "experiments" / "throughput.py").write_text((copy / "experiments" / "throughput.py").read_text() + " ")
+    assert fingerprint() not in (base, changed)
 
 
 def test_a_subclass_that_json_would_turn_into_its_base_is_not_kept(tmp_path) -> None:

@@ -140,14 +140,14 @@ def code_fingerprint() -> str:
     return package_fingerprint(lambda rel: rel in PRESENTATION)
 
 
-def package_fingerprint(leave_out: Callable[[str], bool]) -> str:
+def package_fingerprint(leave_out: Callable[[str], bool], root: Path | None = None) -> str:
     """SHA-256 (32 hex digits) of apkern's version, Python's (major.minor), SimPy's and the bytes of every file
-    of the package whose path (relative to the package, with /) `leave_out` does not name."""
+    of the package (or of the tree at `root`) whose path (relative to it, with /) `leave_out` does not name."""
     from importlib.metadata import version
 
     from .. import __version__
 
-    root = Path(__file__).resolve().parent.parent
+    root = root or Path(__file__).resolve().parent.parent
     # SimPy's too: the machine builds on its internals (hw/lockstep.py)
     py = f"{sys.version_info[0]}.{sys.version_info[1]}"
     h = hashlib.sha256(f"apkern {__version__} python {py} simpy {version('simpy')}\n".encode())
