@@ -22,57 +22,18 @@ slave holding the lock ever waits for the master.
 
 from __future__ import annotations
 
-from collections.abc import Generator
-from typing import Any
-
-from ..hw import CmpXchg, DisableInterrupts, EnableInterrupts, MachineError, Op, PhysicalMemory, SpinWhile, Store
+from ..hw import PhysicalMemory
+from ..portkit.owner_lock import OwnerLock
 
 MASTER = 0
 
 
-class QueueLock:
+class QueueLock(OwnerLock):
     """The lock word at kernel virtual address `kva` (physical `pa`, mapped in every address space)."""
 
     def __init__(self, memory: PhysicalMemory, kva: int, pa: int, cpus: int, name: str = "the queue lock") -> None:
-        self.memory = memory
-        self.kva = kva
-        self.pa = pa
-        self.name = name
-        self.acquisitions = 0
-        self.contended = 0  # acquisitions that found the lock taken
-        self.spins = 0  # failed compare-exchanges
-        self.contended_by_cpu = [0] * cpus
+        super().__init__(memory, kva, pa, cpus, name)
 
-    def holder(self) -> int | None:
-        """The CPU that holds the lock, or None (reading the owner word, as a debugger would)."""
-        owner = self.memory.read_u32(self.pa)
-        return owner - 1 if owner else None
-
-    def acquire(self, cid: int) -> Generator[Op, Any, None]:
-        """Take the lock for CPU `cid`, called and returning with interrupts disabled.
-
-        A slave spins with interrupts enabled (a shoot-down must reach it), the master with them disabled.
-        """
-        first = True
-        while (owner := (yield CmpXchg(self.kva, 0, cid + 1))) != 0:
-            if owner == cid + 1:  # it would spin for ever: say so (lockdep's recursive locking)
-                raise MachineError(f"cpu{cid} takes {self.name}, which it already holds")
-            if first:
-                self.contended += 1
-                self.contended_by_cpu[cid] += 1
-                first = False
-            self.spins += 1
-            if cid != MASTER:
-                yield EnableInterrupts()
-            yield SpinWhile(self.kva, owner)
-            if cid != MASTER:
-                yield DisableInterrupts()
-        self.acquisitions += 1
-
-    def release(self, cid: int) -> Generator[Op, Any, None]:
-        """CPU `cid` lets the lock go; releasing a lock another CPU holds is a kernel bug."""
-        owner = self.holder()
-        if owner != cid:
-            by = "free" if owner is None else f"held by cpu{owner}"
-            raise MachineError(f"cpu{cid} releases {self.name}, which is {by}")
-        yield Store(self.kva, 0)
+    def spins_with_interrupts(self, cid: int) -> bool:
+        """A slave, so that a shoot-down reaches it; not the master (see the module)."""
+        return cid != MASTER
