@@ -239,7 +239,7 @@ def test_the_master_slave_port_runs_the_same_grid(grid) -> None:
     report = (out / "report.md").read_text()
     assert "## The master-slave port beside the application kernel and the giant-lock port" in report
     assert "## Implementation effort of the three approaches" in report
-    assert "| master-slave port (`masterslave/`) |" in report and "| application kernel (" in report
+    assert "| master-slave port (`masterslave/` + `portkit/`) |" in report and "| application kernel (" in report
     for k, by_p in s["master_slave"]["saturated_speedups"].items():
         for p, by_n in by_p.items():
             r = by_n["8"] if "8" in by_n else by_n[8]

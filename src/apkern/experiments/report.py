@@ -61,7 +61,8 @@ SMP_BOOTKERNEL_REFACTORS = {"bootkernel/syscall.py": 2}  # the system-call table
 
 
 def _port_effort(package: str) -> dict[str, Any]:
-    """A port of the bootstrap kernel (`apkern/<package>`), measured from its code:
+    """A port of the bootstrap kernel (`apkern/<package>`, with what both ports share, `apkern/portkit`, which
+    each needs whole), measured from its code:
 
     - `lines`: lines of code of each of its modules (not blank, not comments, not docstrings,
       as `source_lines` counts the application kernel), and their `total`;
@@ -75,10 +76,14 @@ def _port_effort(package: str) -> dict[str, Any]:
 
     from ..bootkernel.syscall import TABLE
 
-    pkg = importlib.import_module(f"apkern.{package}")
-    modules = [importlib.import_module(f"apkern.{package}.{m.name}") for m in pkgutil.iter_modules(pkg.__path__)]
-    lines = {f"{package}/{m.__name__.rsplit('.', 1)[1]}.py": source_lines(m) for m in modules}
-    lines[f"{package}/__init__.py"] = source_lines(pkg)
+    modules = []
+    lines = {}
+    for name in (package, "portkit"):
+        pkg = importlib.import_module(f"apkern.{name}")
+        mods = [importlib.import_module(f"apkern.{name}.{m.name}") for m in pkgutil.iter_modules(pkg.__path__)]
+        lines.update({f"{name}/{m.__name__.rsplit('.', 1)[1]}.py": source_lines(m) for m in mods})
+        lines[f"{name}/__init__.py"] = source_lines(pkg)
+        modules += mods
     overridden: list[str] = []
     per_cpu: list[str] = []
     new = 0
@@ -98,7 +103,7 @@ def _port_effort(package: str) -> dict[str, Any]:
                     per_cpu.append(f"{bases[0].__name__}.{attr}")
                 else:
                     new += 1
-    table = importlib.import_module(f"apkern.{package}.syscall").TABLE
+    table = importlib.import_module("apkern.portkit.syscall").TABLE
     replaced = sorted(TABLE[nr][0].__name__ for nr, (impl, _) in table.items() if TABLE[nr][0] is not impl)
     return {
         "lines": dict(sorted(lines.items())),
@@ -171,7 +176,10 @@ def effort_table() -> list[str]:
         + ", ".join(f"{f} {n}" for f, n in ak["patch"].items())
         + ") |",
     ]
-    for name, e in (("giant-lock SMP port (`smp/`)", smp), ("master-slave port (`masterslave/`)", ms)):
+    for name, e in (
+        ("giant-lock SMP port (`smp/` + `portkit/`)", smp),
+        ("master-slave port (`masterslave/` + `portkit/`)", ms),
+    ):
         rows.append(
             f"| {name} | {e['total']} | {listed(e['overridden'])} | {listed(e['per_cpu'])} | "
             f"{', '.join(e['replaced']) or '0'} | {changed(e)} |"

@@ -19,7 +19,7 @@ replacing its parts:
 - signals (signal.py): a thread on a slave that a signal or a kill must reach is
   sent back to the master by an IPI;
 - TLB shoot-down of the slaves on munmap, on freeing a joined thread's stack and
-  on the swapper's evictions (shootdown.py, syscall.py, swap.py); on exit, the
+  on the swapper's evictions (shootdown.py, portkit/syscall.py and portkit/swap.py); on exit, the
   other threads of the process are got off the slaves first (`stop_others`);
 - boot: the slaves are started by INIT and SIPI through a trampoline page below
   1 MiB, each with the slaves' vector table, paging and its own timer.
@@ -75,14 +75,14 @@ from ..hw import (
     Switch,
 )
 from ..hw import traps as vec
+from ..portkit.swap import PortSwapper
+from ..portkit.syscall import PortSyscalls
 from .costs import Costs as PortCosts
 from .queues import ThreadQueue, ThreadTable
 from .sched import MASTER, MSScheduler
 from .shootdown import Shootdown
 from .signal import MSSignals
 from .spinlock import QueueLock
-from .swap import MSSwapper
-from .syscall import MSSyscalls
 from .trap import MSTraps
 
 Gen = Generator[Op, Any, Any]
@@ -129,10 +129,10 @@ class MasterSlaveKernel(BootKernel):
         self.stop_ipis = 0
         self.sched = MSScheduler(self)
         self.traps = MSTraps(self)
-        self.syscalls = MSSyscalls(self)
+        self.syscalls = PortSyscalls(self)
         self.signals = MSSignals(self)
         if self.swapper is not None:
-            self.swapper = MSSwapper(self)
+            self.swapper = PortSwapper(self)
         self.aps_started = 0  # slaves that reached their idle loop
 
     # --- boot -----------------------------------------------------------------------------------------------

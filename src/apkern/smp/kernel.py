@@ -9,7 +9,7 @@ port of such a kernel must change, by subclassing and replacing its parts:
   (sched.py); reschedule IPIs wake idle CPUs when threads wait to run, and reach
   a CPU running a thread that a signal or a kill must stop (signal.py);
 - TLB shoot-down on munmap, on freeing a joined thread's stack and on the
-  swapper's evictions (shootdown.py, syscall.py, swap.py); on exit, the other
+  swapper's evictions (shootdown.py, portkit/syscall.py and portkit/swap.py); on exit, the other
   threads of the process are got off their CPUs before the address space goes
   (`stop_others`);
 - boot: the application processors are started by INIT and SIPI through a
@@ -60,13 +60,13 @@ from ..hw import (
     Switch,
 )
 from ..hw import traps as vec
+from ..portkit.swap import PortSwapper
+from ..portkit.syscall import PortSyscalls
 from .costs import Costs as PortCosts
 from .giant_lock import GiantLock
 from .sched import SMPScheduler
 from .shootdown import Shootdown
 from .signal import SMPSignals
-from .swap import SMPSwapper
-from .syscall import SMPSyscalls
 from .trap import SMPTraps
 
 Gen = Generator[Op, Any, Any]
@@ -104,10 +104,10 @@ class SMPKernel(BootKernel):
         self.wakeup_ipis = 0
         self.sched = SMPScheduler(self)
         self.traps = SMPTraps(self)
-        self.syscalls = SMPSyscalls(self)
+        self.syscalls = PortSyscalls(self)
         self.signals = SMPSignals(self)
         if self.swapper is not None:
-            self.swapper = SMPSwapper(self)
+            self.swapper = PortSwapper(self)
         self.aps_started = 0  # APs that reached their idle loop
 
     # --- boot -----------------------------------------------------------------------------------------------
