@@ -1,24 +1,11 @@
-"""TLB shoot-down: removing a mapping that slaves may have cached (munmap, a joined thread's stack, eviction).
+"""TLB shoot-down in the master-slave port (`portkit/shootdown.py`): only the master sends, taking the queue lock.
 
-Only the master changes page tables, and it invalidates its own TLB as the
-uniprocessor kernel does; the port must also reach every slave that may hold an
-entry: those whose loaded CR3 is that address space (a slave that loads another
-CR3 flushes its TLB, and an idle slave has the kernel's loaded). The master holds
-the queue lock from `begin` to `end`, so no slave switches to a thread of that
-address space meanwhile, and only one request is ever in flight:
-
-- `begin(cr3, vaddr)`: publish the request, send IPI_TLB_SHOOTDOWN to each such
-  slave and wait until every one has acknowledged. From then on they are parked
-  in the IPI handler, so none touches the pages while their entries are cleared
-  and their frames freed (no write is lost, no stale translation is used);
-- the caller removes the mappings (and invalidates the master's TLB);
-- `end()`: mark the request done and release the lock; each parked slave
-  invalidates the page (`invlpg`), or its whole TLB for a range (`vaddr` ALL).
-
-The IPI handler takes no lock (the master holds it and waits). A slave spinning
-for the queue lock has interrupts enabled, so it parks too.
-Exit needs no request: the exiting thread first gets every other thread of its
-process off the slaves (`MasterSlaveKernel.stop_others`).
+Only the master changes page tables, and it invalidates its own TLB as the uniprocessor
+kernel does; the slaves that may hold an entry are those whose loaded CR3 is that address
+space (an idle slave has the kernel's loaded). The master holds the queue lock from
+`begin` to `end`, so no slave switches to a thread of that address space meanwhile.
+Exit needs no request: the exiting thread first gets every other thread of its process
+off the slaves (`MasterSlaveKernel.stop_others`).
 """
 
 from __future__ import annotations
@@ -26,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Generator
 from typing import TYPE_CHECKING, Any
 
-from ..hw import CPU, AtomicAdd, Compute, FlushTLB, GuardedBy, InvalidatePage, Load, Op, SendIPI, SpinWhile, Store
-from ..hw import traps as vec
+from ..hw import Op
+from ..portkit.shootdown import PortShootdown
 from .sched import MASTER
 
 if TYPE_CHECKING:
@@ -35,82 +22,21 @@ if TYPE_CHECKING:
 
 Gen = Generator[Op, Any, Any]
 
-ALL = 0xFFFFFFFF  # `vaddr` of a request for a range: the targets flush their whole TLB
-# the request, in the port's kernel page (offsets from `base`): written only with the queue lock held
-REQ_CR3 = 0
-REQ_VADDR = 4
-REQ_SEQ = 8  # the sequence number of the latest request
-REQ_DONE = 12  # the sequence number of the latest request finished: in flight while SEQ != DONE
-REQ_SIZE = 16
-PENDING = 16  # acknowledgements still awaited: each target decrements it (lock xadd), no lock
 
-
-class Shootdown:
+class Shootdown(PortShootdown):
     def __init__(self, kernel: MasterSlaveKernel, base: int) -> None:
-        self.k = kernel
-        self.base = base
-        self.seq = 0
-        self.requests = 0  # shoot-downs that had a target
-        self.ipis = 0  # IPIs sent (one per target)
-        self.parked = 0  # instructions the targets spent parked
+        super().__init__(kernel, base, kernel.qlock)
         self._in_flight = False  # between begin and end
-        self._sent = False  # this request had targets: they wait for its end
 
-    def annotate(self) -> Gen:
-        """At boot: the request words are guarded by the queue lock (the acknowledgement counter is not)."""
-        lock = self.k.qlock
-        yield GuardedBy(self.base + REQ_CR3, REQ_SIZE, lock.kva, "the shoot-down request", lock.name)
-
-    def begin(self, cr3: int, vaddr: int = ALL) -> Gen:
-        """Master: take the queue lock and park every slave that has `cr3` loaded; returns when all are parked."""
-        k = self.k
-        yield from k.qlock.acquire(MASTER)
+    def enter(self) -> Gen:
+        """The master takes the queue lock."""
+        yield from self.lock.acquire(MASTER)
         self._in_flight = True
-        yield Compute(self.k.port_costs.SHOOTDOWN_SETUP + self.k.port_costs.CPU_SCAN * len(k.machine.cpus))
-        targets = [c for c in k.sched.cpus_with_cr3(cr3) if c != MASTER]
-        if not targets:
-            return
-        self.seq += 1
-        self.requests += 1
-        self._sent = True
-        yield Store(self.base + REQ_CR3, cr3)
-        yield Store(self.base + REQ_VADDR, vaddr)
-        yield Store(self.base + PENDING, len(targets))
-        yield Store(self.base + REQ_SEQ, self.seq)
-        for c in targets:
-            yield SendIPI(c, "fixed", vec.IPI_TLB_SHOOTDOWN)
-        self.ipis += len(targets)
-        pending = yield Load(self.base + PENDING)
-        while pending:
-            pending = yield SpinWhile(self.base + PENDING, pending, acct="shootdown")
+        return MASTER
 
-    def end(self) -> Gen:
-        """The mappings are gone and the master's entries invalidated: release the parked slaves and the lock."""
+    def leave(self) -> Gen:
         self._in_flight = False
-        if self._sent:
-            self._sent = False
-            yield Store(self.base + REQ_DONE, self.seq)
-        yield from self.k.qlock.release(MASTER)
+        yield from self.lock.release(MASTER)
 
-    def ipi(self, cpu: CPU, info: Any) -> Gen:
-        """IPI_TLB_SHOOTDOWN (no lock): acknowledge, stay parked until the request is done, drop the translations."""
-        start = self.k.machine.now
-        yield Compute(self.k.port_costs.SHOOTDOWN_IPI)
-        seq = yield Load(self.base + REQ_SEQ)
-        done = yield Load(self.base + REQ_DONE)
-        if seq == done:
-            return
-        vaddr = yield Load(self.base + REQ_VADDR)
-        yield AtomicAdd(self.base + PENDING, -1)
-        while done != seq:
-            done = yield SpinWhile(self.base + REQ_DONE, done, acct="shootdown")
-        yield FlushTLB() if vaddr == ALL else InvalidatePage(vaddr)
-        self.parked += self.k.machine.now - start
-
-    def stats(self) -> dict[str, int]:
-        return {
-            "tlb_shootdowns": self.requests,
-            "tlb_shootdown_ipis": self.ipis,
-            "tlb_shootdown_target_instructions": self.parked,
-            "tlb_shootdown_in_flight": int(self._in_flight),
-        }
+    def in_flight(self) -> bool:
+        return self._in_flight
