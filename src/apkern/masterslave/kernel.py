@@ -22,7 +22,7 @@ replacing its parts:
   on the swapper's evictions (shootdown.py, portkit/syscall.py and portkit/swap.py); on exit, the
   other threads of the process are got off the slaves first (`stop_others`);
 - boot: the slaves are started by INIT and SIPI through a trampoline page below
-  1 MiB, each with the slaves' vector table, paging and its own timer.
+  1 MiB, each with the slaves' vector table, paging and its own timer (portkit/ap_start.py).
 
 Only the master runs kernel code, so the kernel's own data needs no lock. What
 the port adds in kernel memory, one page and the thread table, is shared with the
@@ -50,15 +50,11 @@ from ..bootkernel import costs as boot_costs
 from ..bootkernel.proc import ALIVE, DEAD, RUNNING, ZOMBIE, Process, Thread
 from ..bootkernel.vm import KERNBASE
 from ..hw import (
-    CODE_PAGE_MAGIC,
     CPU,
-    PAGE_SHIFT,
+    IVT,
     PAGE_SIZE,
     AssertHeld,
-    AtomicAdd,
-    CodeAddr,
     Compute,
-    CpuId,
     EnablePaging,
     Frame,
     GuardedBy,
@@ -71,10 +67,10 @@ from ..hw import (
     SetIVT,
     SetTimer,
     SpinWhile,
-    Store,
     Switch,
 )
 from ..hw import traps as vec
+from ..portkit.ap_start import APStartup
 from ..portkit.swap import PortSwapper
 from ..portkit.syscall import PortSyscalls
 from .costs import Costs as PortCosts
@@ -88,7 +84,7 @@ from .trap import MSTraps
 Gen = Generator[Op, Any, Any]
 
 
-class MasterSlaveKernel(BootKernel):
+class MasterSlaveKernel(APStartup, BootKernel):
     """The bootstrap kernel on the master, CPU 0; user code on every CPU."""
 
     # the port's kernel page
@@ -134,8 +130,12 @@ class MasterSlaveKernel(BootKernel):
         if self.swapper is not None:
             self.swapper = PortSwapper(self)
         self.aps_started = 0  # slaves that reached their idle loop
+        self.started_kva, self.commenced_kva = self.page + self.STARTED, self.page + self.COMMENCED
 
     # --- boot -----------------------------------------------------------------------------------------------
+
+    def ap_ivt(self) -> IVT:
+        return self.traps.slave_ivt()
 
     def _start(self) -> Gen:
         yield SetIVT(self.traps.ivt())
@@ -161,37 +161,6 @@ class MasterSlaveKernel(BootKernel):
         yield from self.userq.annotate(lock.kva, lock.name)
         yield from self.table.annotate()
         yield from self.shootdown.annotate()
-
-    def _start_aps(self) -> Gen:
-        """INIT and SIPI to each slave, through start-up code on a page below 1 MiB; wait until all are up."""
-        n = len(self.machine.cpus)
-        if n < 2:
-            return
-        page = self.frames.alloc_low()
-        trampoline = KERNBASE + (page << PAGE_SHIFT)
-        yield Store(trampoline, CODE_PAGE_MAGIC)
-        yield Store(trampoline + 4, (yield CodeAddr(self.ap_start)))
-        for ap in range(1, n):
-            yield SendIPI(ap, "init")
-            yield SendIPI(ap, "sipi", page)
-        started = 0
-        while started < n - 1:
-            started = yield SpinWhile(self.page + self.STARTED, started)
-        self.frames.release(page)
-        yield Store(self.page + self.COMMENCED, 1)
-
-    def ap_start(self, cpu: CPU) -> Gen:
-        """A slave's first code, reached through the trampoline page in real mode (paging off)."""
-        yield Compute(self.port_costs.AP_START)
-        cid = yield CpuId()
-        yield SetIVT(self.traps.slave_ivt())
-        yield LoadCR3(self.kernel_cr3)
-        yield EnablePaging()
-        yield SetTimer(self.tick)  # its own timer
-        yield AtomicAdd(self.page + self.STARTED, 1)
-        self.aps_started += 1
-        yield SpinWhile(self.page + self.COMMENCED, 0)  # until every slave is up
-        yield Switch(self.sched.idle_ctxs[cid])
 
     # --- threads ----------------------------------------------------------------------------------------------
 

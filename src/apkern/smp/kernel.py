@@ -14,7 +14,7 @@ port of such a kernel must change, by subclassing and replacing its parts:
   (`stop_others`);
 - boot: the application processors are started by INIT and SIPI through a
   trampoline page below 1 MiB, each with the kernel's vector table, paging and
-  its own timer, and go to their idle loops.
+  its own timer, and go to their idle loops (portkit/ap_start.py).
 
 What the port adds in kernel memory (one page; the rest of the kernel's data
 stays where the uniprocessor kernel keeps it, guarded by the lock):
@@ -36,13 +36,10 @@ from ..bootkernel import costs as boot_costs
 from ..bootkernel.proc import ALIVE, DEAD, RUNNING, Process, Thread
 from ..bootkernel.vm import KERNBASE
 from ..hw import (
-    CODE_PAGE_MAGIC,
     CPU,
-    PAGE_SHIFT,
+    IVT,
     PAGE_SIZE,
     AssertHeld,
-    AtomicAdd,
-    CodeAddr,
     Compute,
     CpuId,
     EnablePaging,
@@ -55,11 +52,11 @@ from ..hw import (
     SendIPI,
     SetIVT,
     SetTimer,
-    SpinWhile,
     Store,
     Switch,
 )
 from ..hw import traps as vec
+from ..portkit.ap_start import APStartup
 from ..portkit.swap import PortSwapper
 from ..portkit.syscall import PortSyscalls
 from .costs import Costs as PortCosts
@@ -80,7 +77,7 @@ SHOOTDOWN = 16  # the shoot-down request (shootdown.py)
 IDLE = 64  # + 4 * cpu: 1 while that CPU's idle loop halts and nobody has woken it yet
 
 
-class SMPKernel(BootKernel):
+class SMPKernel(APStartup, BootKernel):
     """The bootstrap kernel ported to every CPU of the machine behind one lock."""
 
     def __init__(
@@ -109,8 +106,12 @@ class SMPKernel(BootKernel):
         if self.swapper is not None:
             self.swapper = PortSwapper(self)
         self.aps_started = 0  # APs that reached their idle loop
+        self.started_kva, self.commenced_kva = self.page + STARTED, self.page + COMMENCED
 
     # --- boot -----------------------------------------------------------------------------------------------
+
+    def ap_ivt(self) -> IVT:
+        return self.traps.ivt()
 
     def _start(self) -> Gen:
         yield SetIVT(self.traps.ivt())
@@ -127,37 +128,6 @@ class SMPKernel(BootKernel):
         self.booted = True  # from now on per-CPU state changes only under the kernel lock
         yield from self._start_aps()
         yield Switch(self.sched.idle_ctxs[0])
-
-    def _start_aps(self) -> Gen:
-        """INIT and SIPI to each AP, through start-up code on a page below 1 MiB; wait until all are up."""
-        n = len(self.machine.cpus)
-        if n < 2:
-            return
-        page = self.frames.alloc_low()
-        trampoline = KERNBASE + (page << PAGE_SHIFT)
-        yield Store(trampoline, CODE_PAGE_MAGIC)
-        yield Store(trampoline + 4, (yield CodeAddr(self.ap_start)))
-        for ap in range(1, n):
-            yield SendIPI(ap, "init")
-            yield SendIPI(ap, "sipi", page)
-        started = 0
-        while started < n - 1:
-            started = yield SpinWhile(self.page + STARTED, started)
-        self.frames.release(page)
-        yield Store(self.page + COMMENCED, 1)
-
-    def ap_start(self, cpu: CPU) -> Gen:
-        """An AP's first code, reached through the trampoline page in real mode (paging off)."""
-        yield Compute(self.port_costs.AP_START)
-        cid = yield CpuId()
-        yield SetIVT(self.traps.ivt())
-        yield LoadCR3(self.kernel_cr3)
-        yield EnablePaging()
-        yield SetTimer(self.tick)  # its own timer
-        yield AtomicAdd(self.page + STARTED, 1)
-        self.aps_started += 1
-        yield SpinWhile(self.page + COMMENCED, 0)  # until every AP is up
-        yield Switch(self.sched.idle_ctxs[cid])
 
     # --- the lock's exit path and waking other CPUs ----------------------------------------------------------
 
