@@ -820,7 +820,8 @@ def report_markdown(summary: dict[str, Any]) -> str:
     refactors = ", ".join(f"{f} {n}" for f, n in effort["bootkernel_refactors"].items())
     lines += [
         "",
-        f"The giant-lock SMP port of the same kernel (`apkern/smp`, `--kernel smp`) takes {effort['total']} lines "
+        f"The giant-lock SMP port of the same kernel (`apkern/smp`, `--kernel smp`, with the code it shares with "
+        f"the master-slave port, `apkern/portkit`) takes {effort['total']} lines "
         f"and changes the bootstrap kernel itself by refactoring only ({refactors} lines, none SMP-specific); it "
         f"overrides {len(effort['overridden'])} of the kernel's functions ({_code(effort['overridden'])}), "
         f"makes {len(effort['per_cpu'])} of its variables per-CPU ({_code(effort['per_cpu'])}), replaces "

@@ -37,7 +37,7 @@ slaves and guarded by the queue lock (spinlock.py), but the master's state word:
   the user queue (`WAKES`);
 - each CPU's current thread (its id, 0 for none);
 - the two queues' head, tail and length words, and the thread table's links;
-- the shoot-down request and its acknowledgement counter (shootdown.py).
+- the shoot-down request and its acknowledgement counter (portkit/shootdown.py).
 """
 
 from __future__ import annotations
@@ -96,7 +96,7 @@ class MasterSlaveKernel(APStartup, BootKernel):
     WAKES = 20  # slaves woken for the user queue that have not looked at it yet
     MASTERQ = 32  # head, tail, length
     USERQ = 48  # head, tail, length
-    SHOOTDOWN = 64  # the shoot-down request (shootdown.py)
+    SHOOTDOWN = 64  # the shoot-down request (portkit/shootdown.py)
     IDLE = 128  # + 4 * cpu: 1 while that slave halts and nobody has woken it
     CUR = 512  # + 4 * cpu: the id of the thread that CPU runs, 0 for none
 

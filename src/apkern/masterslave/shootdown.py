@@ -34,9 +34,13 @@ class Shootdown(PortShootdown):
         self._in_flight = True
         return MASTER
 
+    def end(self) -> Gen:
+        self._in_flight = False  # from here on, as the request is marked done
+        yield from super().end()
+
     def leave(self) -> Gen:
-        self._in_flight = False
         yield from self.lock.release(MASTER)
 
     def in_flight(self) -> bool:
+        """Between `begin` and `end`, whether or not the request had targets."""
         return self._in_flight

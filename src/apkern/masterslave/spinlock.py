@@ -3,9 +3,8 @@
 Only the master runs kernel code, so the kernel's own data needs no lock. What
 master and slaves share does: the two queues between them, the threads' queue
 links, the idle flags, the per-CPU current words and the shoot-down request
-(kernel.py). The word in kernel memory holds its owner, the id of the holding
-CPU + 1 (0 when free), so the machine's lock checker and a debugger can tell
-who holds it.
+(kernel.py). It is the ports' owner-recording spinlock (`portkit.owner_lock`):
+the word in kernel memory holds the id of the holding CPU + 1.
 
 It belongs to a *CPU*, not a thread: a CPU that queues its thread switches away
 with the lock held, and the CPU that picks the thread up next holds the lock

@@ -65,6 +65,7 @@ class PortShootdown:
         yield
 
     def in_flight(self) -> bool:
+        """The stats' `tlb_shootdown_in_flight`: by default while a request with targets is not done."""
         return self._sent
 
     def annotate(self) -> Gen:

@@ -23,7 +23,7 @@ stays where the uniprocessor kernel keeps it, guarded by the lock):
   schedule once all are up;
 - the idle flags, one word per CPU, and their count (lock held: a CPU sets its
   own before it halts, a CPU that wakes it clears it);
-- the shoot-down request and its acknowledgement counter (shootdown.py).
+- the shoot-down request and its acknowledgement counter (portkit/shootdown.py).
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ LOCK = 0
 STARTED = 4  # APs that have started (lock xadd)
 IDLE_COUNT = 8  # CPUs whose idle flag is set
 COMMENCED = 12  # set by the BSP once every AP has started: they may schedule (Linux 2.2's smp_commenced)
-SHOOTDOWN = 16  # the shoot-down request (shootdown.py)
+SHOOTDOWN = 16  # the shoot-down request (portkit/shootdown.py)
 IDLE = 64  # + 4 * cpu: 1 while that CPU's idle loop halts and nobody has woken it yet
 
 
