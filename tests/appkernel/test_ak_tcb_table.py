@@ -10,13 +10,13 @@ from typing import Any
 import pytest
 
 from apkern import System, libc
-from apkern.appkernel.kernel import MAX_TCBS, TCBS_PER_PAGE
+from apkern.appkernel.kernel import START_TCBS, TCBS_PER_PAGE
 from apkern.appkernel.migration import MIG_SIZE
 from apkern.appkernel.slots import SlotTable
 from apkern.hw import PAGE_SIZE, Store
 
 Gen = Generator[Any, Any, Any]
-PROCESSES, THREADS = 5, 60  # 300 application threads alive together (and 5 main threads): over MAX_TCBS
+PROCESSES, THREADS = 5, 60  # 300 application threads alive together (and 5 main threads): over START_TCBS
 
 
 def _sleeper(arg: int) -> Gen:
@@ -69,10 +69,10 @@ def test_more_threads_than_the_start_up_table_behave_as_on_up(on_up: tuple[list[
     assert (statuses, console) == on_up
     ak = sim.appkernel.ak
     tcbs = ak.tcbs
-    assert tcbs.hwm > MAX_TCBS  # the table did grow ...
+    assert tcbs.hwm > START_TCBS  # the table did grow ...
     assert tcbs.count == len(tcbs.pages) * TCBS_PER_PAGE >= tcbs.hwm
     assert tcbs.created == tcbs.freed and len(tcbs.free) == tcbs.hwm  # ... and every TCB was freed again
-    assert all(_guarded(sim, tcbs.kva(n)) == ["the TCB table"] for n in (1, MAX_TCBS, MAX_TCBS + 1, tcbs.hwm))
+    assert all(_guarded(sim, tcbs.kva(n)) == ["the TCB table"] for n in (1, START_TCBS, START_TCBS + 1, tcbs.hwm))
     if ak.migration is not None:  # a window per TCB, inside its page's block, none shared
         mig = ak.migration
         windows = [mig._kva(SimpleNamespace(id=n)) for n in range(1, tcbs.hwm + 1)]
@@ -115,7 +115,7 @@ def test_out_of_kernel_memory_a_thread_is_refused_and_nothing_leaks() -> None:
     assert oom and all(c["death"] == "out of memory" for c in oom)
     assert sim.console().count("up") == sum(1 for s, _ in statuses if s == 0) > 200
     ak = sim.appkernel.ak
-    assert ak.tcbs.hwm == MAX_TCBS + 1 and ak.proc_slots.hwm == MAX_TCBS  # the TCB table grew, the records could not
+    assert ak.tcbs.hwm == START_TCBS + 1 and ak.proc_slots.hwm == START_TCBS  # TCBs grew, records not
     assert not ak.tcbs.live and len(ak.tcbs.free) == ak.tcbs.hwm  # the refused thread's TCB went back
     assert sim.machine.memory.read_u32(sim.machine.locks.lock_word(sim.machine.cpus[0], ak.lock.kva)) == 0
 

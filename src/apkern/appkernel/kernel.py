@@ -100,7 +100,7 @@ if TYPE_CHECKING:
 
 Gen = Generator[Op, Any, Any]
 TCBS_PER_PAGE = PAGE_SIZE // TCB_SIZE
-MAX_TCBS = 256  # TCBs (and process records) of the tables at start-up; a full table grows (slots.py)
+START_TCBS = 256  # TCBs (and process records) of the tables at start-up; a full table grows (slots.py)
 BSP = 0  # the driver's calls run on the bootstrap processor, CPU 0
 
 # the shared page: the lock word, the start-up counter, then the data the lock guards
@@ -153,11 +153,11 @@ class AppKernel:
         self.lock = Spinlock(shared + SHARED_LOCK, "the application kernel's spinlock")
         self.started_kva = shared + SHARED_STARTED
         self.ready: ReadyQueue | Runqueues = ReadyQueue(shared + SHARED_READY, self.costs)
-        tcbs = kb + svc.kmalloc(MAX_TCBS * TCB_SIZE)
-        self.tcbs = TCBTable(tcbs, MAX_TCBS, shared + SHARED_FREE_TCBS, self._grow_tcbs)
+        tcbs = kb + svc.kmalloc(START_TCBS * TCB_SIZE)
+        self.tcbs = TCBTable(tcbs, START_TCBS, shared + SHARED_FREE_TCBS, self._grow_tcbs)
         # a process with application threads has a record: at most one per TCB
-        records = kb + svc.kmalloc(MAX_TCBS * PROC_SIZE)
-        self.proc_slots = SlotTable(records, PROC_SIZE, MAX_TCBS, shared + SHARED_FREE_PROCS, self._grow_records)
+        records = kb + svc.kmalloc(START_TCBS * PROC_SIZE)
+        self.proc_slots = SlotTable(records, PROC_SIZE, START_TCBS, shared + SHARED_FREE_PROCS, self._grow_records)
         self.procs: dict[int, AKProcess] = {}  # pid -> record (a hash table in C: PROC_LOOKUP)
         lock = self.lock
         yield GuardedBy(shared + SHARED_READY, LIST_WORDS * 4, lock.kva, "the ready queue", lock.name)
@@ -166,13 +166,13 @@ class AppKernel:
             yield from self.ready.init()  # no AP runs yet: nobody else can see them
             yield GuardedBy(self.ready.kva, self.ready.size(), lock.kva, "the per-AP ready queues", lock.name)
         yield GuardedBy(shared + SHARED_FREE_TCBS, 16, lock.kva, "the free lists", lock.name)
-        yield GuardedBy(self.tcbs.base, MAX_TCBS * TCB_SIZE, lock.kva, "the TCB table", lock.name)
-        yield GuardedBy(self.proc_slots.base, MAX_TCBS * PROC_SIZE, lock.kva, "the process records", lock.name)
+        yield GuardedBy(self.tcbs.base, START_TCBS * TCB_SIZE, lock.kva, "the TCB table", lock.name)
+        yield GuardedBy(self.proc_slots.base, START_TCBS * PROC_SIZE, lock.kva, "the process records", lock.name)
         if "local_calls" in self.extensions:
             self.local = LocalCalls(self, shared + SHARED_SLEEPERS)
             yield GuardedBy(shared + SHARED_SLEEPERS, LIST_WORDS * 4, lock.kva, "the sleep list", lock.name)
         if "migration" in self.extensions:  # per-thread windows, each written by the CPU running it
-            self.migration = Migration(self, kb + svc.kmalloc(MAX_TCBS * MIG_SIZE), TCBS_PER_PAGE)
+            self.migration = Migration(self, kb + svc.kmalloc(START_TCBS * MIG_SIZE), TCBS_PER_PAGE)
         # section 4.3: with the bootstrap kernel's patch, its swapper's unmaps are shot down on the APs
         self.shootdown = Shootdown(svc, self.cpus, self.costs)
         self.tlb_hook = svc.register_tlb_hook(self.shootdown.begin, self.shootdown.end)

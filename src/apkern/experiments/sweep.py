@@ -39,6 +39,7 @@ from . import grid as grid_mod
 from . import runner
 from .points import METRICS, code_fingerprint, run_point
 from .reproduce import check_output_dir
+from .tasks import write_atomically
 
 CSV_NAME = "sweep.csv"
 PARQUET_NAME = "sweep.parquet"
@@ -106,16 +107,7 @@ class Cache:
     def put(self, key: str, record: dict[str, Any]) -> None:
         path = self.path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomically(path, json.dumps(record, sort_keys=True, default=str).encode())
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+        write_atomically(path, json.dumps(record, sort_keys=True, default=str).encode())
 
 
 def default_out(grid_path: str | os.PathLike[str]) -> Path:
@@ -288,7 +280,7 @@ def write_csv(out: Path, grid: grid_mod.Grid, results: dict[int, dict[str, Any]]
     for row in table_rows(grid, results):
         w.writerow(["" if row[c] is None else _cell(row[c]) for c in cols])
     path = out / CSV_NAME
-    _write_atomically(path, buf.getvalue().encode())
+    write_atomically(path, buf.getvalue().encode())
     return path
 
 

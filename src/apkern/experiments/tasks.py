@@ -98,20 +98,29 @@ class TaskCache:
         except (TypeError, ValueError):
             kept = False
         if kept:
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
             try:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                tmp.write_text(text)
-                os.replace(tmp, path)  # whole or absent
+                write_atomically(path, text.encode())
             except OSError as e:
                 self.error = self.error or f"{e.strerror or e}: {e.filename or path}"
                 kept = False
-            finally:
-                with contextlib.suppress(OSError):
-                    tmp.unlink(missing_ok=True)
         if not kept:
             self.not_kept += 1
         return kept
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """Write `path` whole or not at all: into a file beside it, then renamed over it (no temporary file stays)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
 
 
 def _plain_types(v: Any) -> bool:
