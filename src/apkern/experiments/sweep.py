@@ -38,12 +38,11 @@ from .. import profiles
 from . import grid as grid_mod
 from . import runner
 from .points import METRICS, code_fingerprint, run_point
-from .reproduce import check_output_dir
+from .reproduce import CACHE_DIR, check_output_dir
 from .tasks import write_atomically
 
 CSV_NAME = "sweep.csv"
 PARQUET_NAME = "sweep.parquet"
-CACHE_DIR = "cache"
 ID_COLUMNS = ("point", "key", "workload", "kind", "program", "args")
 AXIS_COLUMNS = ("kernel", "cpus", "extensions", "seed", "costs")
 DERIVED = ("speedup",)
