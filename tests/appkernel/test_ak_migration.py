@@ -15,7 +15,7 @@ from akkit import INNOCENTS, LIMIT, alone, assert_clean, errno_of
 from apkern import ConfigError, System, libc
 from apkern.appkernel import abi as ak
 from apkern.bootkernel import abi
-from apkern.hw import Load, ReadSysinfo, Store
+from apkern.hw import Load, Perturbation, ReadSysinfo, Store
 from apkern.userland.ak_crt0 import MAIN_COMM_WORD
 
 MIG = ("migration",)
@@ -165,4 +165,64 @@ def test_a_thread_killed_on_its_way_home_is_freed(
     proc = sim.spawn(exit_beside_callers, ["ebc", str(delay)], placement="auto")
     sim.run(limit=50_000_000)
     assert proc.exit_status == 0
+    assert_clean(sim)
+
+
+def _ping_pong_worker(n: int) -> Any:
+    pid = yield from libc.getpid()
+    for _ in range(40):
+        if (yield from libc.getpid()) != pid:
+            return 1
+        yield from libc.compute(1)
+    return 0
+
+
+def _ping_pong(argv: list[str]) -> Any:
+    tid = yield from libc.thread_create(_ping_pong_worker, 0)
+    status = yield from _ping_pong_worker(0)
+    joined = yield from libc.thread_join(tid)
+    yield from libc.exit(status or joined)
+
+
+def _aways_before_the_ap_left(sim: System) -> int:
+    """MIGRATE_AWAY calls made while the AP that sent the thread home was still on its old context.
+
+    From the trace: the thread's "ak_migrate_home" on an AP, then its "ak_migrate_away" on the
+    bootstrap processor before that AP's next context switch.
+    """
+    tracer = sim.machine.tracer
+    hits = 0
+    home: dict[Any, tuple[int, int]] = {}
+    for m in tracer.marks:
+        if m.name == "ak_migrate_home":
+            home[m.key] = (m.time, m.cpu)
+        elif m.name == "ak_migrate_away" and m.key in home:
+            went, cpu = home.pop(m.key)
+            left = min((t for t, c, _, _ in tracer.switches if c == cpu and t >= went), default=None)
+            hits += left is None or left > m.time
+    return hits
+
+
+def test_a_thread_sent_back_before_its_ap_left_gets_a_fresh_context(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ping-pong migration with the AP's kernel paths stalling: the bootstrap side sends the thread
+    back while the AP that sent it home is still on its old context (the run asserts it reached that).
+    MIGRATE_AWAY builds a new context, so the AP leaves the old one and the thread runs where it is
+    picked. Seen failing with the old context reused: the leaving AP runs the thread's frames instead of
+    switching away, outside the scheduler's books, and the run never ends."""
+    for name, value in {"WINDOW_CALLS": 2, "HOME_USER": 10**9, "AWAY_USER": 0}.items():
+        monkeypatch.setattr(ak, name, value)
+    sim = System(
+        kernel="apkern",
+        cpus=2,
+        trace=True,
+        check_tlb=True,
+        check_locks=True,
+        extensions=MIG,
+        perturb=Perturbation(3, stall=1.0),
+    )
+    proc = sim.spawn(_ping_pong, ["ping-pong"], placement="auto")
+    sim.run(limit=LIMIT)
+    assert proc.exit_status == 0
+    assert _aways_before_the_ap_left(sim) >= 1
+    assert sim.appkernel.ak.migration.away >= 20
     assert_clean(sim)
