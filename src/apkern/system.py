@@ -43,6 +43,7 @@ class SimulationTimeout(SimulationLimit):
 
 
 TIMEOUT_STEP = 2_000_000  # instructions of machine time between two looks at the wall clock
+MAX_QUANTUM = 5_000  # half the timer period (bootkernel TICK): an interrupt is late by less than that
 
 
 class ProcessHandle:
@@ -121,6 +122,9 @@ class System:
     `costs`: the kernels' path-cost profile (`apkern.profiles`): "xv6" (the default),
     "linux-2.4", a TOML file's path or a `Profile`.
     `engine`: the simulator's engine, "fast" or "reference" (`hw.machine.ENGINES`): the same run either way.
+    `quantum`: temporal decoupling (fast engine): a CPU may run up to that many instructions ahead
+    of the others before they catch up, as Simics' switch time does. 0 (the default) is exact;
+    more is faster and moves timing, so the figures, a little (benchmarks/engine_speed.py).
     """
 
     def __init__(
@@ -139,6 +143,7 @@ class System:
         perturb: int | Perturbation | None = None,
         costs: str | Path | Profile | None = None,
         engine: str = "fast",
+        quantum: int = 0,
     ) -> None:
         if kernel not in KERNELS:
             raise ConfigError(f"unknown kernel {kernel!r} (choose from {', '.join(KERNELS)})")
@@ -146,6 +151,10 @@ class System:
             raise ConfigError(f"a machine has 1 to {MAX_CPUS} CPUs, not {cpus!r}")
         if engine not in ENGINES:
             raise ConfigError(f"unknown engine {engine!r} (choose from {', '.join(ENGINES)})")
+        if isinstance(quantum, bool) or not isinstance(quantum, int) or not 0 <= quantum <= MAX_QUANTUM:
+            raise ConfigError(f"the decoupling quantum is 0 to {MAX_QUANTUM:,} instructions, not {quantum!r}")
+        if quantum and engine != "fast":
+            raise ConfigError("temporal decoupling (quantum > 0) needs the fast engine")
         if kernel == "apkern" and cpus < 2:
             raise ConfigError("kernel 'apkern' needs at least 2 CPUs: with one there is no application processor")
         if isinstance(extensions, str) or not all(isinstance(e, str) for e in extensions):
@@ -180,6 +189,7 @@ class System:
             check_tlb=check_tlb,
             check_locks=check_locks,
             engine=engine,
+            quantum=quantum,
         )
         drivers: list[Any] = []
         self._crt0: Callable[..., Any] = crt0

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import simpy
+from simpy.events import URGENT
 
 from .code import CODE_PAGE_MAGIC
 from .herd import Herd
@@ -145,13 +146,14 @@ class CPU:
         self.ops = 0  # operations executed (the simulator's unit of work)
         self._wake: simpy.Event | None = None
         self._computing = False
+        self._waiting: simpy.Event | None = None  # the event of an interruptible wait in progress (fast engine)
         self.proc = self.env.process(self._run() if machine.engine == "fast" else self._run_reference())
 
     @property
     def halted(self) -> int:
         """Ticks spent halted, including a halt still in progress."""
         if self._wake is not None and self.halt_requested:
-            return self._halted + int(self.env.now - self._halt_start)
+            return self._halted + max(0, int(self.env.now - self._halt_start))
         return self._halted
 
     # --- power-on and start-up ------------------------------------------------
@@ -215,7 +217,16 @@ class CPU:
             self._wake.succeed()
         elif self._computing:
             self._computing = False
-            self.proc.interrupt()
+            if self.machine.quantum:
+                # decoupled: this CPU's wait may end before the kicker's time; interrupt it only if it still waits
+                waited = self._waiting
+                ev = self.env.event()
+                ev.callbacks.append(lambda _ev: self._waiting is waited and self.proc.interrupt())
+                ev._ok = True
+                ev._value = None
+                self.env.schedule(ev, URGENT)
+            else:
+                self.proc.interrupt()
 
     def _gate(self, vector: int) -> Gate | None:
         return None if self.ivt is None else self.ivt.get(vector)
@@ -343,6 +354,12 @@ class CPU:
         before it, and a spin its word's wake-up (`lockstep`); a spinlock waiter may wait in the
         word's herd (`herd`). A run is the same, bit for bit, as with `_run_reference`
         (tests/test_engine.py).
+
+        With a decoupling quantum Q > 0 (`Machine(quantum=Q)`), an op may also run ahead when it
+        ends less than Q instructions after the next event: the CPU's clock runs ahead of the
+        others' by less than Q, its writes are seen early, an interrupt for it is taken when it
+        next looks (late by less than Q). Its clock never goes back: resumed by an event of a CPU
+        that is behind it, it goes on from its own time. No herds then (they assume one clock).
         """
         env = self.env
         queue = env._queue  # SimPy's heap of (time, priority, id, event): queue[0] is the next event
@@ -356,8 +373,10 @@ class CPU:
         observed = tracer is not None or profiler is not None
         # Waiting for a spinlock, this CPU may join the lock word's herd (hw.herd) if nothing observes it.
         watches = getattr(profiler, "watches", None)
+        quantum = machine.quantum
         herding = (
-            tracer is None
+            not quantum
+            and tracer is None
             and mmu.__class__ is MMU
             and (profiler is None or (watches is not None and not watches(self.id)))
         )
@@ -369,6 +388,8 @@ class CPU:
                 start = self._halt_start = env._now
                 self._wake = env.event()
                 yield self._wake
+                if env._now < start:  # decoupled: woken by a CPU behind this one
+                    env._now = start
                 self._wake = None
                 if self.halt_requested:
                     self._halted += env._now - start
@@ -383,17 +404,21 @@ class CPU:
             n = f.remaining
             if n:
                 now = env._now
-                if not queue or now + n < queue[0][0]:  # run-ahead: nothing can interrupt it
+                if not queue or now + n < queue[0][0] + quantum:  # run-ahead: nothing can interrupt it
                     env._now = now + n
                     done = n
                 elif f.intr:
                     self._computing = True
+                    self._waiting = timeout = env.timeout(n)  # interruptible: its own event
                     try:
-                        yield env.timeout(n)  # interruptible: its own event
+                        yield timeout
                         done = n
                     except simpy.Interrupt:
+                        if env._now < now:  # decoupled: interrupted by a CPU behind this one
+                            env._now = now
                         done = env._now - now
                     self._computing = False
+                    self._waiting = None
                 else:
                     yield tick(env, n)
                     done = n
@@ -435,7 +460,7 @@ class CPU:
                     f.remaining = n  # interruptible: the top of the loop runs it
                 elif n:  # kernel code: nothing can split it
                     now = env._now
-                    if not queue or now + n < queue[0][0]:
+                    if not queue or now + n < queue[0][0] + quantum:
                         env._now = now + n
                     else:
                         yield tick(env, n)
@@ -474,6 +499,7 @@ class CPU:
                         ev = Wake(env)
                         memory.watch(pa, ev.succeed)
                     self._computing = f.intr
+                    self._waiting = ev
                     try:
                         yield ev
                         value = memory.read_u32(pa)
@@ -481,7 +507,10 @@ class CPU:
                         if not ev.callbacks:  # the others that wait on it still watch
                             memory.unwatch(pa, ev.succeed)
                         f.retry = op
+                    if env._now < start:  # decoupled: woken by a CPU behind this one
+                        env._now = start
                     self._computing = False
+                    self._waiting = None
                     acct[op.acct] = acct.get(op.acct, 0) + env._now - start
                     if observed:
                         self._observe(f, op.acct, env._now - start)
@@ -490,7 +519,7 @@ class CPU:
                         continue
                 f.send = value
                 now = env._now
-                if not queue or now + 1 < queue[0][0]:
+                if not queue or now + 1 < queue[0][0] + quantum:
                     env._now = now + 1
                 else:
                     yield tick(env, 1)
@@ -525,7 +554,7 @@ class CPU:
                 continue
             if cost:
                 now = env._now
-                if not queue or now + cost < queue[0][0]:
+                if not queue or now + cost < queue[0][0] + quantum:
                     env._now = now + cost
                 else:
                     yield tick(env, cost)

@@ -48,6 +48,9 @@ class Machine:
     `perturb`: a `Perturbation` that varies kernel path costs, IPI delivery and timer
     intervals within its bounds, to explore other interleavings (off by default).
     `engine`: "fast" (the default) or "reference" (`ENGINES`); the same run either way, bit for bit.
+    `quantum`: temporal decoupling, fast engine only (`CPU._run`): a CPU may run up to that many
+    instructions ahead of the next event of the others. 0, the default, is the exact machine;
+    any other value changes timing, and so the figures, by a little (benchmarks/engine_speed.py).
     """
 
     def __init__(
@@ -60,12 +63,18 @@ class Machine:
         check_locks: bool = False,
         perturb: Perturbation | None = None,
         engine: str = "fast",
+        quantum: int = 0,
     ) -> None:
         if not isinstance(cpus, int) or not 1 <= cpus <= MAX_CPUS:
             raise ValueError(f"a machine has 1 to {MAX_CPUS} CPUs, not {cpus!r}")
         if engine not in ENGINES:
             raise ValueError(f"engine is one of {', '.join(ENGINES)}, not {engine!r}")
+        if quantum.__class__ is not int or quantum < 0:
+            raise ValueError(f"the decoupling quantum is a number of instructions >= 0, not {quantum!r}")
+        if quantum and engine != "fast":
+            raise ValueError("temporal decoupling (a quantum > 0) needs the fast engine")
         self.engine = engine
+        self.quantum = quantum
         self.env = MachineEnv()
         self.memory = PhysicalMemory(memory)
         self.code = CodeStore()
