@@ -42,10 +42,13 @@ TODAY = {"calls_per_s": 3_098, "ops_per_call": 97.7, "events_per_call": 97.8}
 # ... and the scale points: CPUs -> (host microseconds per forwarded call, ops per call, events per call).
 TODAY_SCALE = {8: (481, 170, 162), 16: (355, 99, 97), 32: (662, 177, 210), 64: (6483, 1866, 2679)}
 TODAY_MEMORY_MB = 54  # peak RSS of the 64-CPU, 128-process run (`memory_mb`)
+# The decoupled engine's quantum unless --quantum says otherwise: a quarter of the ~400 instructions of
+# overhead a forwarded call costs the bootstrap processor in the quick reproduction.
+QUANTUM = 100
 
 
-def build(cpus: int, procs: int, p: float, engine: str, extensions: tuple[str, ...] = ()) -> System:
-    sim = System(kernel="apkern", cpus=cpus, seed=0, engine=engine, extensions=extensions)
+def build(cpus: int, procs: int, p: float, engine: str, extensions: tuple[str, ...] = (), quantum: int = 0) -> System:
+    sim = System(kernel="apkern", cpus=cpus, seed=0, engine=engine, extensions=extensions, quantum=quantum)
     u = user_instructions(K, p)
     for _ in range(procs):
         sim.spawn("loop", ["loop", str(u), str(K), "0", str(sim.random.randrange(u + K + 1))])
@@ -61,16 +64,17 @@ def measure(
     engine: str = "fast",
     repeat: int = 1,
     extensions: tuple[str, ...] = (),
+    quantum: int = 0,
 ) -> dict[str, float]:
     """The figures of one window; with `repeat`, of the fastest of that many identical runs (the host is shared)."""
-    runs = [_measure(cpus, procs, p, warmup, window, engine, extensions) for _ in range(repeat)]
+    runs = [_measure(cpus, procs, p, warmup, window, engine, extensions, quantum) for _ in range(repeat)]
     return min(runs, key=lambda r: r["seconds"])
 
 
 def _measure(
-    cpus: int, procs: int, p: float, warmup: int, window: int, engine: str, extensions: tuple[str, ...]
+    cpus: int, procs: int, p: float, warmup: int, window: int, engine: str, extensions: tuple[str, ...], quantum: int
 ) -> dict[str, float]:
-    sim = build(cpus, procs, p, engine, extensions)
+    sim = build(cpus, procs, p, engine, extensions, quantum)
     sim.run(until=warmup)
     a = sim.stats
     env = sim.machine.env
@@ -110,7 +114,7 @@ MEMORY_RUN = """
 import resource, sys
 from apkern.experiments.throughput import user_instructions
 from apkern.system import System
-sim = System(kernel="apkern", cpus=64, seed=0, engine=sys.argv[1])
+sim = System(kernel="apkern", cpus=64, seed=0, engine=sys.argv[1], quantum=int(sys.argv[2]))
 u = user_instructions(151, 99.0)
 for _ in range(128):
     sim.spawn("loop", ["loop", str(u), "151", "0", str(sim.random.randrange(u + 152))])
@@ -122,37 +126,72 @@ except OSError:
 """
 
 
-def memory_mb(engine: str = "fast") -> float:
+def memory_mb(engine: str = "fast", quantum: int = 0) -> float:
     """Peak RSS (MiB) of a fresh interpreter that runs 64 CPUs and 128 loop processes for 1M instructions."""
-    out = subprocess.run([sys.executable, "-c", MEMORY_RUN, engine], capture_output=True, text=True, check=True)
+    argv = [sys.executable, "-c", MEMORY_RUN, engine, str(quantum)]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True)
     return int(out.stdout.split()[-1]) / 1024
 
 
-def _grid_point(task: tuple[str, tuple[Any, ...]]) -> list[tuple[str, float]]:
-    """One throughput point of the quick grid on both engines: the counters that differ, by how much."""
+# The figures Figures 6-8 and the overhead are made of (`ThroughputPoint`): the loop count gives the speedup.
+FIGURES = ("loops", "forwarded_calls", "bsp_instructions_per_call")
+
+
+GRID_KERNELS = {"point": "apkern", "smp_point": "smp", "ms_point": "master-slave"}
+Found = list[tuple[str, str, float]]  # (kernel, where, relative difference)
+
+
+def _grid_point(task: tuple[str, tuple[Any, ...], int]) -> tuple[Found, Found, Found]:
+    """One throughput point of the quick grid on the reference engine, the fast one, the fast one decoupled by
+    `quantum`, and the fast one under the next seed: the counters that differ between the reference and the
+    fast engine, between exact and decoupled, and between the two seeds (the yardstick), by how much."""
     from apkern.experiments import throughput
 
-    name, args = task
+    name, args, quantum = task
     k, p, n, w, win, seed = args[:6]
-    kernel = {"point": "apkern", "smp_point": "smp", "ms_point": "master-slave"}[name]
-    ref, fast = (
-        throughput.measure(k, p, n, warmup=w, window=win, seed=seed, kernel=kernel, engine=engine).to_dict()
-        for engine in ("reference", "fast")
+    kernel = GRID_KERNELS[name]
+    ref, fast, dec, other = (
+        throughput.measure(k, p, n, warmup=w, window=win, seed=s, kernel=kernel, engine=e, quantum=q).to_dict()
+        for e, q, s in (("reference", 0, seed), ("fast", 0, seed), ("fast", quantum, seed), ("fast", 0, seed + 1))
     )
-    return [(f"{name}{args[:6]}: {key}", d) for key, d in _differences(ref, fast)]
+    where = f"{name}{args[:6]}: "
+    return tuple(  # type: ignore[return-value]
+        [(kernel, where + key, d) for key, d in _differences(a, b)]
+        for a, b in ((ref, fast), (fast, dec), (fast, other))
+    )
 
 
-def grid_difference(sample: int, jobs: int) -> tuple[float, str, int]:
-    """The largest relative difference of any counter between the engines over the throughput points of
-    `apkern reproduce --quick` (every `sample`-th one), in `jobs` processes: (difference, where, points)."""
+def grid_difference(sample: int, jobs: int, quantum: int) -> dict[str, Any]:
+    """The relative differences of the counters over the throughput points of `apkern reproduce --quick` (every
+    `sample`-th one), in `jobs` processes: "engines", the largest of any counter between the reference and the
+    fast engine, (difference, where); "decoupled", the same between the exact fast engine and the one decoupled
+    by `quantum`; "figures", for each of `FIGURES` and each kernel, the largest difference decoupling makes and
+    the largest another seed makes."""
     from apkern.experiments import reproduce
 
-    points = [(t[0], t[1]) for t in reproduce.plan(reproduce.QUICK) if t[0] in ("point", "smp_point", "ms_point")]
+    points = [(t[0], t[1]) for t in reproduce.plan(reproduce.QUICK) if t[0] in GRID_KERNELS]
     points = points[::sample]
+    found: tuple[Found, Found, Found] = ([], [], [])
     with multiprocessing.get_context("spawn").Pool(jobs) as pool:
-        found = [d for ds in pool.imap_unordered(_grid_point, points) for d in ds]
-    worst, where = max(((d, key) for key, d in found), default=(0.0, ""))
-    return worst, where, len(points)
+        for parts in pool.imap_unordered(_grid_point, [(name, args, quantum) for name, args in points]):
+            for into, part in zip(found, parts, strict=True):
+                into += part
+    engines, decoupled, seeds = found
+
+    def worst(rows: Found) -> tuple[float, str]:
+        return max(((d, where) for _, where, d in rows), default=(0.0, ""))
+
+    figures = {
+        figure: {
+            kernel: tuple(
+                worst([r for r in rows if r[0] == kernel and r[1].endswith("." + figure)])
+                for rows in (decoupled, seeds)
+            )
+            for kernel in GRID_KERNELS.values()
+        }
+        for figure in FIGURES
+    }
+    return {"points": len(points), "engines": worst(engines), "decoupled": worst(decoupled), "figures": figures}
 
 
 def _differences(a: Any, b: Any, key: str = "") -> list[tuple[str, float]]:
@@ -174,9 +213,12 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=2, help="processes for --grid")
     ap.add_argument("--repeat", type=int, default=3, help="time each measurement this many times, keep the fastest")
     ap.add_argument("--profile", action="store_true", help="also print the top of a cProfile of the run")
+    ap.add_argument("--quantum", type=int, default=QUANTUM, help="the decoupled engine's quantum (instructions)")
     args = ap.parse_args()
+    q = args.quantum
     print(f"point: {CPUS} CPUs, K={K}, P={P:g}%, {PROCS} processes, window {args.window:,} instructions")
     runs = {e: measure(CPUS, PROCS, P, args.warmup, args.window, e, args.repeat) for e in ("reference", "fast")}
+    runs["decoupled"] = measure(CPUS, PROCS, P, args.warmup, args.window, "fast", args.repeat, quantum=q)
     print(
         f"today      : {TODAY['calls_per_s']:,} calls/s, {TODAY['ops_per_call']} ops/call, "
         f"{TODAY['events_per_call']} SimPy events/call (recorded at 30e25c0)"
@@ -187,21 +229,29 @@ def main() -> None:
             f"{r['ops_per_call']:.1f} ops/call, {r['events_per_call']:.1f} SimPy events/call, "
             f"{r['instructions_per_s'] / 1e6:.2f} M simulated instructions/s"
         )
-    fast, ref = runs["fast"], runs["reference"]
+    fast, ref, dec = runs["fast"], runs["reference"], runs["decoupled"]
     print(
         f"speed      : {fast['calls_per_s'] / ref['calls_per_s']:.2f}x the reference engine in this run, "
-        f"{fast['calls_per_s'] / TODAY['calls_per_s']:.2f}x today's recorded figure"
+        f"{fast['calls_per_s'] / TODAY['calls_per_s']:.2f}x today's recorded figure (goal 4x)"
+    )
+    print(
+        f"decoupled  : quantum {q:,} instructions: {dec['calls_per_s'] / ref['calls_per_s']:.2f}x the reference "
+        f"engine in this run, {dec['calls_per_s'] / fast['calls_per_s']:.2f}x the exact fast engine, "
+        f"{dec['calls_per_s'] / TODAY['calls_per_s']:.2f}x today's recorded figure (goal 4x)"
     )
     bare = bare_simpy()
     print(f"bare SimPy : {bare:,.0f} timeouts/s")
     scale = [int(n) for n in args.scale.split(",") if n]
-    per_call: dict[str, dict[int, dict[str, float]]] = {"fast": {}, "reference": {}, "per-AP": {}}
+    per_call: dict[str, dict[int, dict[str, float]]] = {"fast": {}, "reference": {}, "per-AP": {}, "decoupled": {}}
     for n in scale:
         procs = round(SCALE_PROCS_PER_CPU * n)
         t = TODAY_SCALE.get(n)
-        for e in ("fast", "reference", "per-AP"):
-            engine, ext = ("fast", ("balance",)) if e == "per-AP" else (e, ())
-            r = per_call[e][n] = measure(n, procs, SCALE_P, SCALE_WARMUP, SCALE_WINDOW, engine, args.repeat, ext)
+        for e in per_call:
+            engine = "reference" if e == "reference" else "fast"
+            ext = ("balance",) if e == "per-AP" else ()
+            r = per_call[e][n] = measure(
+                n, procs, SCALE_P, SCALE_WARMUP, SCALE_WINDOW, engine, args.repeat, ext, q if e == "decoupled" else 0
+            )
             today = f" (today {t[0]:,} us, {t[1]} ops, {t[2]} events)" if t and e == "fast" else ""
             print(
                 f"scale {n:>3}  : {e:<9}, {procs} processes, {r['calls']} calls, {r['us_per_call']:,.0f} us/call, "
@@ -224,14 +274,38 @@ def main() -> None:
             f"operation {us['fast'] / ops['fast']:.2f}x; on per-AP queues (balance, {ops['per-AP']:.2f}x the "
             f"operations per call) host time per forwarded call {us['per-AP']:.2f}x"
         )
+        # Decoupled, an idle AP woken by an insertion runs its whole look at the queue before the next one
+        # resumes: the others find the queue empty again and go back to waiting without taking the lock.
+        print(
+            f"             decoupled (quantum {q:,}): host time per forwarded call {us['decoupled']:.2f}x "
+            f"(goal: within 2x); the simulated work per call grows {ops['decoupled']:.2f}x; at 64 CPUs "
+            f"{per_call['fast'][64]['us_per_call'] / per_call['decoupled'][64]['us_per_call']:.1f}x "
+            "the exact fast engine"
+        )
     if 64 in scale:
         print(
             f"memory     : 64 CPUs, 128 processes, 1M instructions: peak RSS {memory_mb():.0f} MiB "
-            f"(reference engine {memory_mb('reference'):.0f} MiB, today {TODAY_MEMORY_MB} MiB; bound 1 GiB)"
+            f"(reference engine {memory_mb('reference'):.0f} MiB, decoupled {memory_mb('fast', q):.0f} MiB, "
+            f"today {TODAY_MEMORY_MB} MiB; bound 1 GiB)"
         )
     if args.grid:
-        worst, where, count = grid_difference(args.grid, args.jobs)
-        print(f"same answers: largest counter difference over {count} quick points: {worst:.2%} {where}")
+        g = grid_difference(args.grid, args.jobs, q)
+        print(
+            f"same answers: largest counter difference, reference vs fast, over {g['points']} quick points: "
+            f"{g['engines'][0]:.2%} {g['engines'][1]}"
+        )
+        print(
+            f"decoupled  : quantum {q:,} against the exact engine, same points: largest difference of any "
+            f"counter {g['decoupled'][0]:.2%} ({g['decoupled'][1]})"
+        )
+        for figure, by_kernel in g["figures"].items():
+            print(
+                f"             {figure}: "
+                + "; ".join(
+                    f"{kernel} {dec[0]:.2%} (another seed: up to {other[0]:.2%})"
+                    for kernel, (dec, other) in by_kernel.items()
+                )
+            )
     if args.profile:
         prof = cProfile.Profile()
         sim = build(CPUS, PROCS, P, "fast")

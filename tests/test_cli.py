@@ -301,7 +301,42 @@ def test_reproduce_takes_the_cache_unless_told(tmp_path: Path, monkeypatch, caps
     monkeypatch.setattr(rp, "reproduce", fake)
     main(["reproduce", "--quick", "--out", str(tmp_path), *flags])
     assert seen["cache"] is cache
+    assert seen["quantum"] == 0
     assert ("3 of 3 tasks taken from" in capsys.readouterr().out) is cache
+
+
+def test_reproduce_passes_the_quantum_and_says_what_it_moved(tmp_path: Path, monkeypatch, capsys) -> None:
+    from apkern.experiments import reproduce as rp
+
+    seen = {}
+
+    def fake(out, **kw):
+        seen.update(kw)
+        check = {"quantum": 100, "points": 7, "largest": {"loops": {"difference": 0.0123, "kind": "point", "args": []}}}
+        return {"throughput": [], "derived_overhead": None, "attributed_overhead": None, "wall_seconds": 0.0,
+                "tasks": {"total": 3, "cached": 0, "not_kept": 0, "cache_error": None},
+                "engine": {"quantum": 100, "check": check}}  # fmt: skip
+
+    monkeypatch.setattr(rp, "reproduce", fake)
+    main(["reproduce", "--quick", "--out", str(tmp_path), "--quantum", "100"])
+    assert seen["quantum"] == 100
+    out = capsys.readouterr().out
+    assert "temporal decoupling, quantum 100: on the 7 points also run exact the loops moved by at most 1.23%" in out
+
+
+@pytest.mark.parametrize("command", [["run", "--kernel", "apkern", "--cpus", "4"], ["reproduce", "--quick"]])
+@pytest.mark.parametrize("bad", ["-1", "5001", "many"])
+def test_a_bad_quantum_is_one_line_and_exit_2(capsys, tmp_path: Path, command: list[str], bad: str) -> None:
+    extra = ["threads", "3"] if command[0] == "run" else ["--out", str(tmp_path / "out")]
+    assert_usage_error(*call(capsys, *command, "--quantum", bad, *extra))
+    assert not (tmp_path / "out").exists()
+
+
+def test_run_decoupled_prints_what_the_uniprocessor_prints(capsys) -> None:
+    up = call(capsys, "run", "threads", "5")
+    assert up[0] == 0 and up[1]
+    for q in ("100", "5000"):
+        assert call(capsys, "run", "--kernel", "apkern", "--cpus", "4", "--quantum", q, "threads", "5") == up
 
 
 def test_reproduce_says_which_results_the_cache_did_not_keep(tmp_path: Path, monkeypatch, capsys) -> None:

@@ -32,6 +32,7 @@ from typing import Any
 from .. import profiles
 from ..bootkernel import costs as boot_costs
 from ..profiles import Profile
+from ..system import MAX_QUANTUM, ConfigError
 from . import latency, saturation, sensitivity, throughput
 from . import tasks as tasks_mod
 from .attribution import CALL
@@ -53,6 +54,13 @@ NOISE_SEEDS = 2
 NOISE_SIGMAS = 2  # a change is told from noise when it exceeds twice the noise of one run
 # The model check's tolerance, and the agreement asked of the derived and the attributed overheads.
 AGREEMENT = 0.10
+# The throughput points, whose last argument is the engine's decoupling quantum (`System(quantum=...)`).
+GRID_KINDS = ("point", "smp_point", "ms_point", "wide_point")
+# With a quantum, every this-many-th multi-CPU point of the grid also runs exact: the report gives the
+# largest difference the quantum makes to the figures on them (`engine_check`).
+CHECK_EVERY = 8
+# The figures of a throughput point that decoupling may move, compared on those twins.
+CHECKED = ("loops", "forwarded_calls", "bsp_instructions_per_call", "bsp_load")
 
 
 @dataclass(frozen=True)
@@ -98,7 +106,8 @@ DEFAULT = Precision("default", min_warmup=1_000_000, min_window=4_000_000, round
 # --- tasks (run in worker processes) ------------------------------------------------------------
 
 
-# Each takes the run's cost profile as `costs` (bound by `run_tasks`).
+# Each takes the run's cost profile as `costs` (bound by `run_tasks`); a throughput point takes the engine's
+# decoupling quantum as its last argument.
 
 
 def _latency_task(kernel: str, cpus: int, iterations: int, seed: int, costs: Profile) -> dict[str, Any]:
@@ -106,27 +115,37 @@ def _latency_task(kernel: str, cpus: int, iterations: int, seed: int, costs: Pro
 
 
 def _point_task(
-    k: int, p: float, n: int, warmup: int, window: int, seed: int, attribute: bool, costs: Profile
+    k: int, p: float, n: int, warmup: int, window: int, seed: int, attribute: bool, quantum: int, costs: Profile
 ) -> dict[str, Any]:
-    pt = throughput.measure(k, p, n, warmup=warmup, window=window, seed=seed, attribute=attribute, costs=costs)
-    return pt.to_dict()
-
-
-def _smp_point_task(k: int, p: float, n: int, warmup: int, window: int, seed: int, costs: Profile) -> dict[str, Any]:
     pt = throughput.measure(
-        k, p, n, warmup=warmup, window=window, seed=seed, attribute=False, kernel="smp", costs=costs
+        k, p, n, warmup=warmup, window=window, seed=seed, attribute=attribute, costs=costs, quantum=quantum
     )
     return pt.to_dict()
 
 
-def _ms_point_task(k: int, p: float, n: int, warmup: int, window: int, seed: int, costs: Profile) -> dict[str, Any]:
-    """A master-slave point, the master's instructions attributed by whose code ran."""
-    pt = throughput.measure(k, p, n, warmup=warmup, window=window, seed=seed, kernel="master-slave", costs=costs)
+def _smp_point_task(
+    k: int, p: float, n: int, warmup: int, window: int, seed: int, quantum: int, costs: Profile
+) -> dict[str, Any]:
+    pt = throughput.measure(
+        k, p, n, warmup=warmup, window=window, seed=seed, attribute=False, kernel="smp", costs=costs, quantum=quantum
+    )
     return pt.to_dict()
 
 
-def _wide_point_task(k: int, p: float, n: int, warmup: int, window: int, seed: int, costs: Profile) -> dict[str, Any]:
-    return throughput.measure(k, p, n, warmup=warmup, window=window, seed=seed, costs=costs).to_dict()
+def _ms_point_task(
+    k: int, p: float, n: int, warmup: int, window: int, seed: int, quantum: int, costs: Profile
+) -> dict[str, Any]:
+    """A master-slave point, the master's instructions attributed by whose code ran."""
+    pt = throughput.measure(
+        k, p, n, warmup=warmup, window=window, seed=seed, kernel="master-slave", costs=costs, quantum=quantum
+    )
+    return pt.to_dict()
+
+
+def _wide_point_task(
+    k: int, p: float, n: int, warmup: int, window: int, seed: int, quantum: int, costs: Profile
+) -> dict[str, Any]:
+    return throughput.measure(k, p, n, warmup=warmup, window=window, seed=seed, costs=costs, quantum=quantum).to_dict()
 
 
 def _sensitivity_task(key: str, factor: float, quick: bool, costs: Profile) -> dict[str, Any]:
@@ -144,9 +163,12 @@ def _extensions_task(costs: Profile) -> dict[str, Any]:
     return extensions.measure(costs=costs).to_dict()
 
 
-def plan(precision: Precision, seed: int = 0, wide: bool = False) -> list[tuple[str, tuple[Any, ...], float]]:
+def plan(
+    precision: Precision, seed: int = 0, wide: bool = False, quantum: int = 0
+) -> list[tuple[str, tuple[Any, ...], float]]:
     """Every task with its arguments and a cost estimate (for scheduling the big ones first); `wide` adds
-    the saturated curves at `WIDE_NS` CPUs."""
+    the saturated curves at `WIDE_NS` CPUs. The throughput points run decoupled by `quantum` (their last
+    argument); with one, every `CHECK_EVERY`-th multi-CPU point of the grid also runs exact (quantum 0)."""
     tasks: list[tuple[str, tuple[Any, ...], float]] = [("latency", ("up", 1, precision.latency_iterations, seed), 1.0)]
     tasks.append(("extensions", (), 12.0))  # section 4.3 beyond the prototype: the grid above does not use it
     for n in LATENCY_CPUS:
@@ -160,15 +182,18 @@ def plan(precision: Precision, seed: int = 0, wide: bool = False) -> list[tuple[
                 cost = (w + win) / 1e6 * (0.1 if n == 1 else 1.0 + 1000 / (k + 100))
                 seeds = range(seed, seed + (NOISE_SEEDS if n <= 2 else 1))
                 # the other seeds' points serve only the noise: their loop counts, no attribution
-                tasks += [("point", (k, p, n, w, win, s, s == seed), cost) for s in seeds]
+                tasks += [("point", (k, p, n, w, win, s, s == seed, quantum), cost) for s in seeds]
                 if n > 1:  # the giant-lock and master-slave ports beside it, against the same uniprocessor point
-                    tasks.append(("smp_point", (k, p, n, w, win, seed), 0.4 * cost))
-                    tasks.append(("ms_point", (k, p, n, w, win, seed), 0.4 * cost))
+                    tasks.append(("smp_point", (k, p, n, w, win, seed, quantum), 0.4 * cost))
+                    tasks.append(("ms_point", (k, p, n, w, win, seed, quantum), 0.4 * cost))
     if wide:
         for k, p in PAPER_SATURATED.items():
             for n in WIDE_NS:
                 w, win = precision.warmup(k, p, n), precision.window(k, p, n)
-                tasks.append(("wide_point", (k, p, n, w, win, seed), (w + win) / 1e6 * n / 8))
+                tasks.append(("wide_point", (k, p, n, w, win, seed, quantum), (w + win) / 1e6 * n / 8))
+    if quantum:
+        grid = [t for t in tasks if t[0] in GRID_KINDS and t[1][2] > 1 and t[1][5] == seed]
+        tasks += [(kind, (*args[:-1], 0), cost) for kind, args, cost in grid[::CHECK_EVERY]]
     tasks.sort(key=lambda t: -t[2])
     return tasks
 
@@ -196,6 +221,30 @@ def run_tasks(
     on Ctrl-C, cancel the rest at once and raise `Interrupted` with the results finished so far."""
     funcs = {kind: functools.partial(f, costs=costs) for kind, f in FUNCS.items()}
     return tasks_mod.run_tasks(tasks, funcs, jobs, progress, cache)
+
+
+def engine_check(results: list[tuple[str, tuple[Any, ...], dict[str, Any]]], quantum: int) -> dict[str, Any] | None:
+    """What decoupling by `quantum` did to the figures: for each of `CHECKED`, the largest relative difference
+    between a throughput point and its exact twin ({"difference", "kind", "args"}), over the twins `plan` made;
+    None without a quantum or twins."""
+    exact = {(kind, args[:-1]): r for kind, args, r in results if kind in GRID_KINDS and args[-1] == 0}
+    pairs = [
+        (kind, args[:-1], r, exact[(kind, args[:-1])])
+        for kind, args, r in results
+        if quantum and kind in GRID_KINDS and args[-1] == quantum and (kind, args[:-1]) in exact
+    ]
+    if not pairs:
+        return None
+    worst: dict[str, dict[str, Any]] = {}
+    for kind, args, dec, ex in pairs:
+        for key in CHECKED:
+            a, b = ex.get(key), dec.get(key)
+            if a is None or b is None:
+                continue
+            d = abs(a - b) / max(abs(a), abs(b)) if a != b else 0.0
+            if key not in worst or d > worst[key]["difference"]:
+                worst[key] = {"difference": d, "kind": kind, "args": list(args)}
+    return {"quantum": quantum, "points": len(pairs), "largest": worst}
 
 
 # --- analysis ---------------------------------------------------------------------------------------
@@ -824,10 +873,14 @@ def reproduce(
     costs: Profile | None = None,
     wide: bool = False,
     cache: bool = True,
+    quantum: int = 0,
 ) -> dict[str, Any]:
     """Run everything and write the result files into `out`; returns the summary.
 
     `wide`: also the saturated curves at 16, 32 and 64 CPUs (`wide_throughput.csv`, a panel of Figures 6-8).
+    `quantum`: the throughput points run on the engine decoupled by that many instructions (`System`'s
+    `quantum`), faster and a little off; a sample runs exact too, and the report says by how much the
+    figures moved (`engine_check`). Latency, the extensions and the sensitivity analysis stay exact.
     `cache`: keep each task's result in `out/cache` as it finishes, and run only the tasks not
     found there (`tasks.TaskCache`: by task, cost profile and code), so a run again, or after
     Ctrl-C, simulates only what it lacks; the summary's `tasks` says how many came from it.
@@ -835,6 +888,8 @@ def reproduce(
     `out` is made and checked first (`OutputError` if it cannot be written). On Ctrl-C the
     tasks finished so far go to `out/partial.json` and `Interrupted` is raised.
     """
+    if isinstance(quantum, bool) or not isinstance(quantum, int) or not 0 <= quantum <= MAX_QUANTUM:
+        raise ConfigError(f"the decoupling quantum is 0 to {MAX_QUANTUM:,} instructions, not {quantum!r}")
     precision = QUICK if quick else DEFAULT
     costs = profiles.load(costs)
     jobs = jobs or os.cpu_count() or 1
@@ -842,7 +897,7 @@ def reproduce(
     t0 = time.perf_counter()
     # the sensitivity analysis: which costs the baseline reads (a few seconds here), then each scaled
     sens = sensitivity.QUICK if quick else sensitivity.DEFAULT
-    tasks = plan(precision, seed, wide)
+    tasks = plan(precision, seed, wide, quantum)
     try:
         sens_base = sensitivity._tracked_task(costs, sens, 0)
     except KeyboardInterrupt:  # Ctrl-C before any task: an empty partial.json, as after one
@@ -858,7 +913,8 @@ def reproduce(
     except Interrupted as e:
         save_partial(out, e)
         raise
-    summary = analyse(results)
+    check = engine_check(results, quantum)
+    summary = analyse([t for t in results if t[0] not in GRID_KINDS or t[1][-1] == quantum])
     scaled = [(kind, args[:2], r) for kind, args, r in results if kind == "sensitivity"]
     summary["sensitivity"] = sensitivity.analyse(costs, sens, sens_base, scaled).to_dict()
     summary["out_of_sample"] = next(r for kind, _, r in results if kind == "out_of_sample")
@@ -874,7 +930,9 @@ def reproduce(
         "noise_seeds": NOISE_SEEDS,
         "agreement": AGREEMENT,
         "costs": costs.to_dict(),
+        "quantum": quantum,
     }
+    summary["engine"] = {"quantum": quantum, "check": check}
     summary["tasks"] = {
         "total": len(tasks),
         "cached": 0 if store is None else store.hits,

@@ -115,13 +115,15 @@ def measure(
     kernel: str = "apkern",
     costs: Profile | None = None,
     engine: str = "fast",
+    quantum: int = 0,
 ) -> ThroughputPoint:
     """One point of Figures 6-8 (speedup left unset: it needs the one-CPU point).
 
     With `attribute` the bootstrap processor's instructions in the window are tagged by
     path (`bsp_parts`); without, `bsp_parts` is empty and the run is quicker on the host.
     `extensions` (section 4.3) apply from two CPUs on; `getpids` adds that many getpid
-    calls to each loop, after its compute. `engine` is the simulator's (the same figures either way).
+    calls to each loop, after its compute. `engine` is the simulator's (the same figures either way);
+    `quantum` its temporal decoupling (`System`'s: 0 is exact, more moves the figures a little).
     """
     if k < 0 or procs < 1 or warmup < 0 or window < 1:
         raise ValueError("need K >= 0, procs >= 1, warmup >= 0 and window >= 1")
@@ -135,6 +137,7 @@ def measure(
         extensions=extensions if cpus > 1 and kernel == "apkern" else (),
         costs=costs,
         engine=engine,
+        quantum=quantum,
     )
     ms = kernel == "master-slave" and cpus > 1
     parts = Attribution(cpu=0, start=warmup, end=warmup + window)
