@@ -11,10 +11,13 @@ ready queues (the `balance` extension, where the simulated work per call does no
 with the idle APs as the single queue's lock storm makes it grow); the peak memory of a
 64-CPU, 128-process run (in a child process); and, with --grid, the largest difference
 of any counter between the two engines over the points of `apkern reproduce --quick`.
+Each of these also for the engine decoupled by --quantum Q (default 100; `System(quantum=Q)`:
+a CPU runs up to Q instructions ahead of the others), and with --grid the largest change
+decoupling makes to the figures, by kernel, beside the largest change another seed makes.
 With --profile, the top of a cProfile of the 8-CPU point and its host time by part: the engine,
 SimPy, the simulated software, and what a free engine would leave.
 Each time is the fastest of --repeat runs (3), in CPU seconds of this process.
-Run: .venv/bin/python benchmarks/engine_speed.py [--window N] [--scale 8,16,32,64] [--grid N] [--profile]
+Run: .venv/bin/python benchmarks/engine_speed.py [--window N] [--scale 8,16,32,64] [--grid N] [--quantum Q] [--profile]
 """
 
 from __future__ import annotations

@@ -29,9 +29,9 @@ def small_summary() -> dict:
         for p in PS:
             for n in CPUS:
                 warmup, window = rp.QUICK.warmup(k, p, n) // 4, rp.QUICK.window(k, p, n) // 4
-                tasks += [("point", (k, p, n, warmup, window, s, s == 0), 1.0) for s in range(2 if n <= 2 else 1)]
+                tasks += [("point", (k, p, n, warmup, window, s, s == 0, 0), 1.0) for s in range(2 if n <= 2 else 1)]
                 if n > 1:
-                    tasks.append(("smp_point", (k, p, n, warmup, window, 0), 1.0))
+                    tasks.append(("smp_point", (k, p, n, warmup, window, 0, 0), 1.0))
     summary = rp.analyse(rp.run_tasks(tasks, jobs=1))
     summary["config"] = {
         "precision": "test",
