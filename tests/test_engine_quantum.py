@@ -29,18 +29,18 @@ def _busy(kernel: str, quantum: int, trace: bool = False) -> System:
     return sim
 
 
-@pytest.mark.parametrize("quantum", [0, 100, 1000])
+@pytest.mark.parametrize("quantum", [0, 30, MAX_QUANTUM])
 @pytest.mark.parametrize("kernel", KERNELS)
 def test_each_cpu_runs_ahead_by_less_than_the_quantum_and_never_back(kernel: str, quantum: int) -> None:
     sim = _busy(kernel, quantum, trace=True)
     ahead = 0
-    for until in range(100_000, 600_001, 100_000):
+    for until in range(37_000, 600_001, 37_000):  # 16 looks, at instants no path is aligned to
         sim.run(until=until)
         for c in sim.machine.stats()["cpus"]:
             ahead = max(ahead, c["instructions"] + c["halted"] - until)
     assert ahead < quantum or ahead == quantum == 0
     if quantum:
-        assert ahead > quantum // 10, "the CPUs never ran ahead: nothing was decoupled"
+        assert ahead > quantum // 2, "the CPUs hardly ran ahead: nothing was decoupled"
     for cid, rows in sim.machine.tracer.slices.items():
         overlaps = [(a, b) for a, b in pairwise(rows) if b[0] < a[1]]
         assert not overlaps, f"cpu{cid}'s clock went back: {overlaps[:3]}"
@@ -50,7 +50,7 @@ def test_each_cpu_runs_ahead_by_less_than_the_quantum_and_never_back(kernel: str
 def test_a_decoupled_run_is_deterministic(kernel: str) -> None:
     runs = []
     for _ in range(2):
-        sim = _busy(kernel, 1000)
+        sim = _busy(kernel, MAX_QUANTUM)
         sim.run(until=400_000)
         runs.append((sim.stats, sim.console()))
     assert runs[0] == runs[1]
@@ -58,7 +58,7 @@ def test_a_decoupled_run_is_deterministic(kernel: str) -> None:
 
 def test_decoupling_changes_the_timing() -> None:
     """The setting is not a no-op: the same run differs from the exact one (and quantum 0 is the exact one)."""
-    exact, zero, decoupled = (_busy("apkern", q) for q in (0, 0, 1000))
+    exact, zero, decoupled = (_busy("apkern", q) for q in (0, 0, MAX_QUANTUM))
     for sim in (exact, zero, decoupled):
         sim.run(until=400_000)
     assert exact.stats == zero.stats
@@ -72,17 +72,19 @@ def test_decoupling_changes_the_timing() -> None:
 def test_an_interrupt_from_a_cpu_ahead_reaches_only_a_wait_in_progress(
     program: str, argv: list[str], cpus: int
 ) -> None:
-    """Master-slave with the largest quantum: slaves interrupt the master from well ahead of it."""
+    """Master-slave decoupled by 5,000 instructions (past `MAX_QUANTUM`, set on the machine itself, to reach
+    the case often): slaves interrupt the master from well ahead of it, after its wait has ended."""
     up = System(kernel="up")
     ref = up.spawn(program, argv)
     up.run(limit=50_000_000)
-    sim = System(kernel="master-slave", cpus=cpus, quantum=MAX_QUANTUM, strict=True)
+    sim = System(kernel="master-slave", cpus=cpus, strict=True)
+    sim.machine.quantum = 5_000  # read by each CPU's loop when it first runs
     proc = sim.spawn(program, argv)
     sim.run(limit=50_000_000)
     assert (proc.exit_status, sim.console()) == (ref.exit_status, up.console())
 
 
-@pytest.mark.parametrize("bad", [-1, MAX_QUANTUM + 1, True, 1.5, "100"])
+@pytest.mark.parametrize("bad", [-1, MAX_QUANTUM + 1, True, 1.5, "30"])
 def test_a_bad_quantum_is_refused(bad: object) -> None:
     with pytest.raises(ConfigError, match="quantum"):
         System(kernel="apkern", cpus=2, quantum=bad)  # type: ignore[arg-type]

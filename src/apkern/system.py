@@ -43,7 +43,10 @@ class SimulationTimeout(SimulationLimit):
 
 
 TIMEOUT_STEP = 2_000_000  # instructions of machine time between two looks at the wall clock
-MAX_QUANTUM = 5_000  # half the timer period (bootkernel TICK): an interrupt is late by less than that
+# Temporal decoupling's largest quantum. A lock's holder that runs ahead releases it early for the CPUs behind
+# it (`CPU._run`): at K=151, P=80% the giant-lock port's loops move by up to 2.3% at 100 instructions, by 16%
+# to 125% at 300 (2, 4 and 8 CPUs), while the application kernel's and the master-slave port's stay within 0.1%.
+MAX_QUANTUM = 100
 
 
 class ProcessHandle:
@@ -122,9 +125,10 @@ class System:
     `costs`: the kernels' path-cost profile (`apkern.profiles`): "xv6" (the default),
     "linux-2.4", a TOML file's path or a `Profile`.
     `engine`: the simulator's engine, "fast" or "reference" (`hw.machine.ENGINES`): the same run either way.
-    `quantum`: temporal decoupling (fast engine): a CPU may run up to that many instructions ahead
-    of the others before they catch up, as Simics' switch time does. 0 (the default) is exact;
-    more is faster and moves timing, so the figures, a little (benchmarks/engine_speed.py).
+    `quantum`: temporal decoupling (fast engine), 0 to `MAX_QUANTUM`: a CPU may run up to that many
+    instructions ahead of the others before they catch up, as Simics' switch time does. 0 (the
+    default) is exact; more is faster and moves timing, and so the figures: most those of contended
+    spinlocks (benchmarks/engine_speed.py measures by how much).
     """
 
     def __init__(

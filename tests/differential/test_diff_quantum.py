@@ -14,7 +14,9 @@ import pytest
 from diffkit import PORTS, assert_clean, assert_same, observe
 from test_diff_builtin import CASES, FILES, normalize, reference
 
-QUANTA = (100, 1_000)  # about a tenth of a forwarded call's path, and about the whole of one
+from apkern.system import MAX_QUANTUM
+
+QUANTA = (30, MAX_QUANTUM)
 CPUS = (2, 4, 8)
 
 RUNS = [

@@ -18,24 +18,29 @@ def test_without_a_quantum_every_point_runs_exact_once() -> None:
     assert len({(kind, args) for kind, args, _ in points}) == len(points)
 
 
-def test_a_quantum_decouples_every_point_and_twins_a_sample_with_exact_runs() -> None:
+def test_a_quantum_decouples_every_multi_cpu_point_and_twins_a_sample_with_exact_runs() -> None:
     exact = reproduce.plan(reproduce.QUICK, wide=True)
     tasks = reproduce.plan(reproduce.QUICK, wide=True, quantum=100)
-    grid_exact = {(k, a[:-1]) for k, a, _ in exact if k in reproduce.GRID_KINDS}
-    decoupled = {(k, a[:-1]) for k, a, _ in tasks if k in reproduce.GRID_KINDS and a[-1] == 100}
-    twins = [(k, a[:-1]) for k, a, _ in tasks if k in reproduce.GRID_KINDS and a[-1] == 0]
-    assert decoupled == grid_exact  # the same points, decoupled
-    multi = [(k, a) for k, a in decoupled if a[2] > 1 and a[5] == 0]
+    points = [(k, a) for k, a, _ in tasks if k in reproduce.GRID_KINDS]
+    twins = [(k, a[:-1]) for k, a in points if reproduce.is_twin(k, a, 100)]
+    planned = [(k, a) for k, a in points if not reproduce.is_twin(k, a, 100)]
+    # the same points, the multi-CPU ones decoupled, the one-CPU baselines exact
+    assert {(k, a[:-1]) for k, a in planned} == {(k, a[:-1]) for k, a, _ in exact if k in reproduce.GRID_KINDS}
+    assert all(a[-1] == (100 if a[2] > 1 else 0) for _, a in planned)
+    multi = [(k, a[:-1]) for k, a in planned if a[2] > 1 and a[5] == 0]
     assert len(twins) == -(-len(multi) // reproduce.CHECK_EVERY) and set(twins) <= set(multi)
     assert {k for k, _ in twins} == {"point", "smp_point", "ms_point", "wide_point"}  # every kernel, wide too
     others = [t for t in tasks if t[0] not in reproduce.GRID_KINDS]
     assert others == [t for t in exact if t[0] not in reproduce.GRID_KINDS]  # latency etc. as before
+    assert not any(reproduce.is_twin(k, a, 0) for k, a, _ in exact)
 
 
 def _twinned(results: list, quantum: int, moved: float) -> list:
-    """`results` as decoupled points, the first three also as exact twins whose loops differ by `moved`."""
-    out = [(kind, (*args, quantum), r) for kind, args, r in results]
-    for i, (kind, args, r) in enumerate(results[:3]):
+    """`results` as a decoupled run plans them, and the first three multi-CPU points also as exact twins whose
+    loops differ by `moved`, 2 `moved` and 3 `moved`."""
+    out = [(kind, (*args, quantum if args[2] > 1 else 0), r) for kind, args, r in results]
+    multi = [(kind, args, r) for kind, args, r in results if args[2] > 1][:3]
+    for i, (kind, args, r) in enumerate(multi):
         out.append((kind, (*args, 0), {**r, "loops": round(r["loops"] * (1 + moved * (i + 1)))}))
     return out
 
@@ -43,15 +48,23 @@ def _twinned(results: list, quantum: int, moved: float) -> list:
 def test_the_check_finds_the_largest_difference_and_where() -> None:
     results = _twinned(grid(), 100, 0.01)
     check = reproduce.engine_check(results, 100)
-    assert check["quantum"] == 100 and check["points"] == 3
-    loops = check["largest"]["loops"]
-    third = results[2]
-    assert loops["args"] == list(third[1][:-1]) and loops["kind"] == third[0]
+    assert check["quantum"] == 100 and check["points"] == 3 and set(check["kinds"]) == {"point"}
+    loops = check["kinds"]["point"]["largest"]["loops"]
+    third = [(k, a, r) for k, a, r in grid() if a[2] > 1][2]
+    assert loops["args"] == list(third[1])
     a = third[2]["loops"]
     assert loops["difference"] == pytest.approx(abs(a - round(a * 1.03)) / max(a, round(a * 1.03)))
-    assert check["largest"]["forwarded_calls"]["difference"] == 0.0  # only the loops were moved
+    assert check["kinds"]["point"]["largest"]["forwarded_calls"]["difference"] == 0.0  # only the loops moved
     assert reproduce.engine_check(results, 0) is None
-    assert reproduce.engine_check([(k, (*a, 100), r) for k, a, r in grid()], 100) is None  # no twins
+    assert reproduce.engine_check(_twinned(grid(), 100, 0.0)[: len(grid())], 100) is None  # no twins
+
+
+def test_the_analysis_leaves_the_twins_out() -> None:
+    plain = reproduce.analyse(grid())
+    results = _twinned(grid(), 100, 0.5)  # twins far off: the figures would show them
+    kept = [t for t in results if not reproduce.is_twin(*t[:2], 100)]
+    assert len(kept) == len(grid())
+    assert reproduce.analyse(kept)["throughput"] == plain["throughput"]
 
 
 def test_the_report_names_the_engine_and_what_the_quantum_moved(tmp_path) -> None:
@@ -62,13 +75,15 @@ def test_the_report_names_the_engine_and_what_the_quantum_moved(tmp_path) -> Non
     s["engine"] = {"quantum": 0, "check": None}
     write_report(s, tmp_path / "report.md")
     assert "Engine: exact." in (tmp_path / "report.md").read_text()
-    s["engine"] = {"quantum": 250, "check": reproduce.engine_check(_twinned(points, 250, 0.02), 250)}
+    check = reproduce.engine_check(_twinned(points, 100, 0.02), 100)
+    s["engine"] = {"quantum": 100, "check": check}
     write_report(s, tmp_path / "report.md")
     text = (tmp_path / "report.md").read_text()
-    assert "temporal decoupling, quantum 250 instructions" in text
-    line = next(x for x in text.splitlines() if x.startswith("3 points of the grid also ran exact"))
-    assert f"loops (the speedup) {100 * s['engine']['check']['largest']['loops']['difference']:.2f}%" in line
-    assert "noise of one run of the grid" in line
+    assert "temporal decoupling, quantum 100 instructions" in text
+    assert "3 of those points also ran exact" in text
+    row = next(x for x in text.splitlines() if x.startswith("| the application kernel | 3 |"))
+    assert f"| {100 * check['kinds']['point']['largest']['loops']['difference']:.2f}% (K=" in row
+    assert "noise of one run of the grid" in text
 
 
 @pytest.mark.parametrize("bad", [-1, reproduce.MAX_QUANTUM + 1, True])

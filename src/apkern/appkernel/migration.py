@@ -84,7 +84,10 @@ class Migration:
         yield Compute(self.ak.costs.MIGRATION_POLICY)
         kva = self._kva(tcb)
         now = (yield Rdtsc()) & 0xFFFFFFFF
-        user = ((yield Load(kva + W_USER)) + ((now - (yield Load(kva + W_RESUMED))) & 0xFFFFFFFF)) & 0xFFFFFFFF
+        stretch = (now - (yield Load(kva + W_RESUMED))) & 0xFFFFFFFF
+        if stretch >= 1 << 31:  # resumed on a CPU whose time-stamp counter is behind the other's: none
+            stretch = 0
+        user = ((yield Load(kva + W_USER)) + stretch) & 0xFFFFFFFF
         calls = (yield Load(kva + W_CALLS)) + 1
         if calls < abi.WINDOW_CALLS and user < abi.WINDOW_USER:
             yield Store(kva + W_USER, user)

@@ -68,12 +68,13 @@ class Run:
 
     @property
     def per_cpu_shares(self) -> list[dict[str, float]]:
-        """Each CPU's user, kernel, spin and idle share of the run's time (they add up to 1)."""
+        """Each CPU's user, kernel, spin and idle share of the run's time (they add up to 1; a little more
+        on a decoupled machine, whose CPUs may stop up to a quantum past the run's end)."""
         out = []
         for c in self.stats["per_cpu"]:
             user, kernel, idle = (c.get(f"{k}_instructions", 0) for k in ("user", "kernel", "idle"))
             spin = c.get("instructions", 0) - user - kernel - idle  # lock spinning, shoot-down waits
-            idle += self.time - c.get("instructions", 0)  # halted
+            idle += max(0, self.time - c.get("instructions", 0))  # halted
             t = self.time or 1
             out.append({"id": c["id"], "user": user / t, "kernel": kernel / t, "spin": spin / t, "idle": idle / t})
         return out

@@ -54,7 +54,8 @@ NOISE_SEEDS = 2
 NOISE_SIGMAS = 2  # a change is told from noise when it exceeds twice the noise of one run
 # The model check's tolerance, and the agreement asked of the derived and the attributed overheads.
 AGREEMENT = 0.10
-# The throughput points, whose last argument is the engine's decoupling quantum (`System(quantum=...)`).
+# The throughput points, whose last argument is the engine's decoupling quantum (`System(quantum=...)`);
+# the one-CPU points, every speedup's baseline, run exact (with one CPU there is nothing to decouple).
 GRID_KINDS = ("point", "smp_point", "ms_point", "wide_point")
 # With a quantum, every this-many-th multi-CPU point of the grid also runs exact: the report gives the
 # largest difference the quantum makes to the figures on them (`engine_check`).
@@ -167,8 +168,8 @@ def plan(
     precision: Precision, seed: int = 0, wide: bool = False, quantum: int = 0
 ) -> list[tuple[str, tuple[Any, ...], float]]:
     """Every task with its arguments and a cost estimate (for scheduling the big ones first); `wide` adds
-    the saturated curves at `WIDE_NS` CPUs. The throughput points run decoupled by `quantum` (their last
-    argument); with one, every `CHECK_EVERY`-th multi-CPU point of the grid also runs exact (quantum 0)."""
+    the saturated curves at `WIDE_NS` CPUs. The multi-CPU throughput points run decoupled by `quantum` (their
+    last argument); with one, every `CHECK_EVERY`-th of them also runs exact (quantum 0: `is_twin`)."""
     tasks: list[tuple[str, tuple[Any, ...], float]] = [("latency", ("up", 1, precision.latency_iterations, seed), 1.0)]
     tasks.append(("extensions", (), 12.0))  # section 4.3 beyond the prototype: the grid above does not use it
     for n in LATENCY_CPUS:
@@ -182,10 +183,11 @@ def plan(
                 cost = (w + win) / 1e6 * (0.1 if n == 1 else 1.0 + 1000 / (k + 100))
                 seeds = range(seed, seed + (NOISE_SEEDS if n <= 2 else 1))
                 # the other seeds' points serve only the noise: their loop counts, no attribution
-                tasks += [("point", (k, p, n, w, win, s, s == seed, quantum), cost) for s in seeds]
+                q = quantum if n > 1 else 0
+                tasks += [("point", (k, p, n, w, win, s, s == seed, q), cost) for s in seeds]
                 if n > 1:  # the giant-lock and master-slave ports beside it, against the same uniprocessor point
-                    tasks.append(("smp_point", (k, p, n, w, win, seed, quantum), 0.4 * cost))
-                    tasks.append(("ms_point", (k, p, n, w, win, seed, quantum), 0.4 * cost))
+                    tasks.append(("smp_point", (k, p, n, w, win, seed, q), 0.4 * cost))
+                    tasks.append(("ms_point", (k, p, n, w, win, seed, q), 0.4 * cost))
     if wide:
         for k, p in PAPER_SATURATED.items():
             for n in WIDE_NS:
@@ -223,11 +225,16 @@ def run_tasks(
     return tasks_mod.run_tasks(tasks, funcs, jobs, progress, cache)
 
 
+def is_twin(kind: str, args: tuple[Any, ...], quantum: int) -> bool:
+    """Whether a task of a run decoupled by `quantum` is the exact twin of a point, run only for `engine_check`."""
+    return bool(quantum) and kind in GRID_KINDS and args[-1] == 0 and args[2] > 1
+
+
 def engine_check(results: list[tuple[str, tuple[Any, ...], dict[str, Any]]], quantum: int) -> dict[str, Any] | None:
-    """What decoupling by `quantum` did to the figures: for each of `CHECKED`, the largest relative difference
-    between a throughput point and its exact twin ({"difference", "kind", "args"}), over the twins `plan` made;
-    None without a quantum or twins."""
-    exact = {(kind, args[:-1]): r for kind, args, r in results if kind in GRID_KINDS and args[-1] == 0}
+    """What decoupling by `quantum` did to the figures: by kind of point, for each of `CHECKED`, the largest
+    relative difference between a point and its exact twin ({"difference", "args"}), over the twins `plan`
+    made ("points": how many of that kind); None without a quantum or twins."""
+    exact = {(kind, args[:-1]): r for kind, args, r in results if is_twin(kind, args, quantum)}
     pairs = [
         (kind, args[:-1], r, exact[(kind, args[:-1])])
         for kind, args, r in results
@@ -235,16 +242,18 @@ def engine_check(results: list[tuple[str, tuple[Any, ...], dict[str, Any]]], qua
     ]
     if not pairs:
         return None
-    worst: dict[str, dict[str, Any]] = {}
+    kinds: dict[str, dict[str, Any]] = {}
     for kind, args, dec, ex in pairs:
+        into = kinds.setdefault(kind, {"points": 0, "largest": {}})
+        into["points"] += 1
         for key in CHECKED:
             a, b = ex.get(key), dec.get(key)
             if a is None or b is None:
                 continue
             d = abs(a - b) / max(abs(a), abs(b)) if a != b else 0.0
-            if key not in worst or d > worst[key]["difference"]:
-                worst[key] = {"difference": d, "kind": kind, "args": list(args)}
-    return {"quantum": quantum, "points": len(pairs), "largest": worst}
+            if key not in into["largest"] or d > into["largest"][key]["difference"]:
+                into["largest"][key] = {"difference": d, "args": list(args)}
+    return {"quantum": quantum, "points": len(pairs), "kinds": kinds}
 
 
 # --- analysis ---------------------------------------------------------------------------------------
@@ -914,7 +923,7 @@ def reproduce(
         save_partial(out, e)
         raise
     check = engine_check(results, quantum)
-    summary = analyse([t for t in results if t[0] not in GRID_KINDS or t[1][-1] == quantum])
+    summary = analyse([t for t in results if not is_twin(*t[:2], quantum)])
     scaled = [(kind, args[:2], r) for kind, args, r in results if kind == "sensitivity"]
     summary["sensitivity"] = sensitivity.analyse(costs, sens, sens_base, scaled).to_dict()
     summary["out_of_sample"] = next(r for kind, _, r in results if kind == "out_of_sample")

@@ -360,6 +360,9 @@ class CPU:
         others' by less than Q, its writes are seen early, an interrupt for it is taken when it
         next looks (late by less than Q). Its clock never goes back: resumed by an event of a CPU
         that is behind it, it goes on from its own time. No herds then (they assume one clock).
+        Mutual exclusion holds in the order the host runs the CPUs, not in time: a lock's holder
+        that runs ahead releases it early for the CPUs behind it, so the spinlock kernels'
+        contention, and their figures, move (benchmarks/engine_speed.py measures how much).
         """
         env = self.env
         queue = env._queue  # SimPy's heap of (time, priority, id, event): queue[0] is the next event

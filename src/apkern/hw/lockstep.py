@@ -70,10 +70,12 @@ class MachineEnv(simpy.Environment):
             entry = (now, priority, eid, event)
             heappush(queue, entry)
             while len(cbs) > 1:
+                self._now = now  # each member resumes at the event's time (decoupled, the last ran ahead)
                 cbs.pop(0)(event)
                 if queue[0] is not entry:  # an urgent event: it goes first; the rest follow it from the queue
                     return
             heappop(queue)  # the last member, on its own as SimPy would process it
+            self._now = now
         callbacks, event.callbacks = event.callbacks, None  # SimPy's own step from here on
         try:
             for callback in callbacks:

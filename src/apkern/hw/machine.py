@@ -50,7 +50,7 @@ class Machine:
     `engine`: "fast" (the default) or "reference" (`ENGINES`); the same run either way, bit for bit.
     `quantum`: temporal decoupling, fast engine only (`CPU._run`): a CPU may run up to that many
     instructions ahead of the next event of the others. 0, the default, is the exact machine;
-    any other value changes timing, and so the figures, by a little (benchmarks/engine_speed.py).
+    any other value changes timing, and so the figures (`System` bounds it: `MAX_QUANTUM`).
     """
 
     def __init__(
