@@ -11,7 +11,7 @@ ready queues (the `balance` extension, where the simulated work per call does no
 with the idle APs as the single queue's lock storm makes it grow); the peak memory of a
 64-CPU, 128-process run (in a child process); and, with --grid, the largest difference
 of any counter between the two engines over the points of `apkern reproduce --quick`.
-Each of these also for the engine decoupled by --quantum Q (default 100; `System(quantum=Q)`:
+Each of these also for the engine decoupled by --quantum Q (default: the largest allowed, 30; `System(quantum=Q)`:
 a CPU runs up to Q instructions ahead of the others), and with --grid the largest change
 decoupling makes to the figures, by kernel, beside the largest change another seed makes.
 With --profile, the top of a cProfile of the 8-CPU point and its host time by part: the engine,
@@ -34,7 +34,7 @@ from typing import Any
 import simpy
 
 from apkern.experiments.throughput import user_instructions
-from apkern.system import System
+from apkern.system import MAX_QUANTUM, System
 
 K, P, CPUS, PROCS = 151, 95.0, 8, 20
 SCALE_P, SCALE_PROCS_PER_CPU, SCALE_WARMUP, SCALE_WINDOW = 99.0, 1.25, 500_000, 500_000
@@ -45,9 +45,8 @@ TODAY = {"calls_per_s": 3_098, "ops_per_call": 97.7, "events_per_call": 97.8}
 # ... and the scale points: CPUs -> (host microseconds per forwarded call, ops per call, events per call).
 TODAY_SCALE = {8: (481, 170, 162), 16: (355, 99, 97), 32: (662, 177, 210), 64: (6483, 1866, 2679)}
 TODAY_MEMORY_MB = 54  # peak RSS of the 64-CPU, 128-process run (`memory_mb`)
-# The decoupled engine's quantum unless --quantum says otherwise: a quarter of the ~400 instructions of
-# overhead a forwarded call costs the bootstrap processor in the quick reproduction.
-QUANTUM = 100
+# The decoupled engine's quantum unless --quantum says otherwise: the largest `System` allows.
+QUANTUM = MAX_QUANTUM
 
 
 def build(cpus: int, procs: int, p: float, engine: str, extensions: tuple[str, ...] = (), quantum: int = 0) -> System:

@@ -44,9 +44,11 @@ class SimulationTimeout(SimulationLimit):
 
 TIMEOUT_STEP = 2_000_000  # instructions of machine time between two looks at the wall clock
 # Temporal decoupling's largest quantum. A lock's holder that runs ahead releases it early for the CPUs behind
-# it (`CPU._run`): at K=151, P=80% the giant-lock port's loops move by up to 2.3% at 100 instructions, by 16%
-# to 125% at 300 (2, 4 and 8 CPUs), while the application kernel's and the master-slave port's stay within 0.1%.
-MAX_QUANTUM = 100
+# it (`CPU._run`). Loops at K=151, P=80% (1M-instruction warm-up, 4M window): at 30 instructions every kernel's
+# move by at most 0.3% (the giant-lock port on 4 CPUs); at 100 the master-slave port's by 4.9% (2 CPUs) and the
+# giant-lock port's by 2.3% (4 CPUs); at 300 the giant-lock port's by -16% to +125%. At 10 the CPUs gain
+# nothing on the host (benchmarks/engine_speed.py): 30 is both the fastest and the most faithful setting.
+MAX_QUANTUM = 30
 
 
 class ProcessHandle:

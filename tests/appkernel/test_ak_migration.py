@@ -199,12 +199,12 @@ def _aways_before_the_ap_left(sim: System) -> int:
         elif m.name == "ak_migrate_away" and m.key in home:
             went, cpu = home.pop(m.key)
             left = min((t for t, c, _, _ in tracer.switches if c == cpu and t >= went), default=None)
-            hits += left is None or left > m.time
+            hits += left is not None and left > m.time
     return hits
 
 
 def test_a_thread_sent_back_before_its_ap_left_gets_a_fresh_context(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Ping-pong migration with the AP's kernel paths stalling: the bootstrap side sends the thread
+    """Ping-pong migration with every CPU's kernel paths stalling: the bootstrap side sends the thread
     back while the AP that sent it home is still on its old context (the run asserts it reached that).
     MIGRATE_AWAY builds a new context, so the AP leaves the old one and the thread runs where it is
     picked. Seen failing with the old context reused: the leaving AP runs the thread's frames instead of

@@ -16,7 +16,7 @@ from test_diff_builtin import CASES, FILES, normalize, reference
 
 from apkern.system import MAX_QUANTUM
 
-QUANTA = (30, MAX_QUANTUM)
+QUANTA = (10, MAX_QUANTUM)
 CPUS = (2, 4, 8)
 
 RUNS = [

@@ -4,7 +4,7 @@ Several CPUs spinning on one word share the word's wake-up (`hw.lockstep`). Deco
 first one woken may run ahead by up to the quantum before the next resumes; the next must
 still resume at the wake-up's time, not at the clock the first one reached. Seen failing
 without `MachineEnv.step` resetting the clock for each member: the second and third woke
-late (up to the quantum each), and counted that as spinning.
+late (at quantum 1,000, by 401 and 802 instructions), and counted that as spinning.
 """
 
 from __future__ import annotations

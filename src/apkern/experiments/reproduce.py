@@ -193,9 +193,10 @@ def plan(
             for n in WIDE_NS:
                 w, win = precision.warmup(k, p, n), precision.window(k, p, n)
                 tasks.append(("wide_point", (k, p, n, w, win, seed, quantum), (w + win) / 1e6 * n / 8))
-    if quantum:
-        grid = [t for t in tasks if t[0] in GRID_KINDS and t[1][2] > 1 and t[1][5] == seed]
-        tasks += [(kind, (*args[:-1], 0), cost) for kind, args, cost in grid[::CHECK_EVERY]]
+    if quantum:  # each kind's every CHECK_EVERY-th point, in (K, P, CPUs) order: 8 is prime to the 7 counts
+        for kind in GRID_KINDS:
+            grid = [t for t in tasks if t[0] == kind and t[1][2] > 1 and t[1][5] == seed]
+            tasks += [(kind, (*args[:-1], 0), cost) for _, args, cost in grid[::CHECK_EVERY]]
     tasks.sort(key=lambda t: -t[2])
     return tasks
 
@@ -232,8 +233,9 @@ def is_twin(kind: str, args: tuple[Any, ...], quantum: int) -> bool:
 
 def engine_check(results: list[tuple[str, tuple[Any, ...], dict[str, Any]]], quantum: int) -> dict[str, Any] | None:
     """What decoupling by `quantum` did to the figures: by kind of point, for each of `CHECKED`, the largest
-    relative difference between a point and its exact twin ({"difference", "args"}), over the twins `plan`
-    made ("points": how many of that kind); None without a quantum or twins."""
+    difference between a point and its exact twin, relative to the exact one ({"difference", "args"}; a
+    figure that is 0 or None in both is left out), over the twins `plan` made ("points": how many of that
+    kind); None without a quantum or twins."""
     exact = {(kind, args[:-1]): r for kind, args, r in results if is_twin(kind, args, quantum)}
     pairs = [
         (kind, args[:-1], r, exact[(kind, args[:-1])])
@@ -248,9 +250,9 @@ def engine_check(results: list[tuple[str, tuple[Any, ...], dict[str, Any]]], qua
         into["points"] += 1
         for key in CHECKED:
             a, b = ex.get(key), dec.get(key)
-            if a is None or b is None:
+            if a is None or b is None or a == b == 0:
                 continue
-            d = abs(a - b) / max(abs(a), abs(b)) if a != b else 0.0
+            d = abs(b - a) / abs(a) if a else float("inf")
             if key not in into["largest"] or d > into["largest"][key]["difference"]:
                 into["largest"][key] = {"difference": d, "args": list(args)}
     return {"quantum": quantum, "points": len(pairs), "kinds": kinds}
