@@ -2,10 +2,10 @@
 and never goes back; runs stay deterministic; an interrupt never reaches a wait that has ended.
 
 The guards these tests hold (each seen failing when removed): a CPU woken or interrupted by a CPU
-behind it goes on from its own time (the three clamps in `CPU._run`: after a halt, a spin's wait
-and an interrupted compute) — without them its activity slices overlap; an interrupt raised by a
-CPU ahead of the target is delivered only if the target still waits (`CPU._kick`) — without it the
-master-slave runs below die of a stray `simpy.Interrupt`.
+behind it goes on from its own time (the clamps in `CPU._run` after a spin's wait and an interrupted
+compute; without them its activity slices overlap; the one after a halt is tests/hw/test_hw_quantum.py's);
+an interrupt raised by a CPU ahead of the target is delivered only if the target still waits
+(`CPU._kick`): without it the master-slave runs below die of a stray `simpy.Interrupt`.
 """
 
 from __future__ import annotations
