@@ -304,7 +304,7 @@ def main() -> None:
             print(
                 f"             {figure}: "
                 + "; ".join(
-                    f"{kernel} {dec[0]:.2%} (another seed: up to {other[0]:.2%})"
+                    f"{kernel} {dec[0]:.2%} [{dec[1].split(':')[0]}] (another seed: up to {other[0]:.2%})"
                     for kernel, (dec, other) in by_kernel.items()
                 )
             )

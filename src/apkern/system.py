@@ -44,10 +44,11 @@ class SimulationTimeout(SimulationLimit):
 
 TIMEOUT_STEP = 2_000_000  # instructions of machine time between two looks at the wall clock
 # Temporal decoupling's largest quantum. A lock's holder that runs ahead releases it early for the CPUs behind
-# it (`CPU._run`). Loops at K=151, P=80% (1M-instruction warm-up, 4M window): at 30 instructions every kernel's
-# move by at most 0.3% (the giant-lock port on 4 CPUs); at 100 the master-slave port's by 4.9% (2 CPUs) and the
-# giant-lock port's by 2.3% (4 CPUs); at 300 the giant-lock port's by -16% to +125%. At 10 the CPUs gain
-# nothing on the host (benchmarks/engine_speed.py): 30 is both the fastest and the most faithful setting.
+# it, and takes it again before they look (`CPU._run`), so the spinlock kernels move most. Over 144 points of
+# the quick grid at 30 instructions (benchmarks/engine_speed.py --grid 3): the application kernel's loops
+# by at most 0.3%, the giant-lock port's by up to 9.3% (K=4510, P=80%, 6 CPUs, where three seeds agree within
+# 1.1%), the master-slave port's by up to 6.6%. At K=151, P=80% the master-slave port's move by 4.9% at 100
+# instructions, the giant-lock port's by -16% to +125% at 300. At 10 nothing is gained on the host.
 MAX_QUANTUM = 30
 
 
