@@ -490,8 +490,8 @@ KIND_NAMES = {
     "point": "the application kernel",
     "smp_point": "the giant-lock port",
     "ms_point": "the master-slave port",
+    "wide_point": "the application kernel on wide machines",
 }
-KIND_NAMES["wide_point"] = "the application kernel on wide machines"
 CHECKED_NAMES = {
     "loops": "loops (the speedup)",
     "forwarded_calls": "forwarded calls",
