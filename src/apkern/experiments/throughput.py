@@ -123,7 +123,7 @@ def measure(
     path (`bsp_parts`); without, `bsp_parts` is empty and the run is quicker on the host.
     `extensions` (section 4.3) apply from two CPUs on; `getpids` adds that many getpid
     calls to each loop, after its compute. `engine` is the simulator's (the same figures either way);
-    `quantum` its temporal decoupling (`System`'s: 0 is exact, more moves the figures a little).
+    `quantum` its temporal decoupling (`System`'s: 0 is exact; more moves the figures, the spinlock ports' most).
     """
     if k < 0 or procs < 1 or warmup < 0 or window < 1:
         raise ValueError("need K >= 0, procs >= 1, warmup >= 0 and window >= 1")
